@@ -1,0 +1,1 @@
+"""Qt-free core: data formats, project store, post-processing, metrics, reports."""

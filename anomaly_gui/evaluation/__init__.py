@@ -1,0 +1,37 @@
+"""Evaluators behind `anomaly-gui evaluate`, one per engine task, registered with `@register_evaluator`.
+
+An evaluator is `fn(dataset: Path, engine: str, test: Path | None, device: str, params: dict,
+save_model: Path | None) -> dict` returning the snake_case keys of the CLI contract
+(image_auroc, pixel_auroc, aupro, f1_max, threshold, frame_auc, map50, map50_95, novelty_auroc,
+fit_seconds, items_per_second, n_train, n_test, engine, device).
+Modules of this package are imported on first use (no list to edit).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Callable
+
+from anomaly_gui.engines.base import Task
+
+Evaluator = Callable[..., dict[str, Any]]
+_EVALUATORS: dict[Task, Evaluator] = {}
+
+
+def register_evaluator(task: Task | str) -> Callable[[Evaluator], Evaluator]:
+    def deco(fn: Evaluator) -> Evaluator:
+        _EVALUATORS[Task(task)] = fn
+        return fn
+
+    return deco
+
+
+def get_evaluator(task: Task | str) -> Evaluator:
+    import anomaly_gui.evaluation as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"anomaly_gui.evaluation.{info.name}")
+    task = Task(task)
+    if task not in _EVALUATORS:
+        raise KeyError(f"no evaluator for {task.value} engines yet")
+    return _EVALUATORS[task]
