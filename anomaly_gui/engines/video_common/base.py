@@ -1,0 +1,224 @@
+"""Training and scoring loop shared by the reconstruction autoencoders for video.
+
+A subclass gives `build_module()` returning a torch module mapping (B, T, H, W) frames in [-1, 1] to a
+reconstruction of the same shape, and its window length T (1 for a single-frame model). Everything else
+(clip grouping, windows, L2 training, per-frame errors, regularity, pixel maps, device, save/load) is here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.formats.base import DatasetItem
+from anomaly_gui.core.video_io import Clip, clips_from_items
+from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Stopwatch, Task, param
+from anomaly_gui.engines.video_common.data import load_clip_frames, window_starts
+from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, box_sum
+
+FRAME_ERRORS = ("sum", "max_box")
+
+
+@dataclass
+class VideoAEParams:
+    width: int = param(192, "frame width the model sees (frames are resized)", minimum=16, maximum=1024, step=16)
+    height: int = param(128, "frame height the model sees", minimum=16, maximum=1024, step=16)
+    epochs: int = param(20, "passes over the training clips", minimum=1, maximum=1000)
+    batch_size: int = param(16, "windows per training step", minimum=1, maximum=512)
+    lr: float = param(1e-3, "Adam learning rate", minimum=1e-6, maximum=1.0, advanced=True)
+    box: int = param(4, "pixel map: |input - reconstruction| summed over a box of this size", minimum=1, maximum=64)
+    frame_error: str = param("max_box", "frame error: sum of pixel errors (paper) or the largest box sum (local)",
+                             choices=list(FRAME_ERRORS))
+    normalise: bool = param(True, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper)")
+    score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
+    seed: int = param(0, "random seed", advanced=True)
+
+
+@dataclass
+class ClipScores:
+    """Scores of one clip: raw frame errors, anomaly scores (normalised or raw) and raw pixel maps."""
+
+    name: str
+    errors: np.ndarray  # (T,) raw frame error e(t)
+    scores: np.ndarray  # (T,) anomaly score: 1 - regularity when normalised, else the raw error
+    maps: np.ndarray  # (T, h, w) float32 raw box-summed |x - x^| at model resolution
+
+
+class VideoAEEngine(Engine):
+    """Base of the frame / stacked / ConvLSTM autoencoders (Task.VIDEO)."""
+
+    task = Task.VIDEO
+    needs = frozenset({"normal_images", "frames"})
+    Params = VideoAEParams
+
+    def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
+        super().__init__(params, device, **overrides)
+        self.module: torch.nn.Module | None = None
+
+    # -- for subclasses --------------------------------------------------------------------------
+    @property
+    def window(self) -> int:
+        """Frames per model input."""
+        return 1
+
+    def build_module(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    # -- helpers ----------------------------------------------------------------------------------
+    @property
+    def size(self) -> tuple[int, int]:
+        return (int(self.params.width), int(self.params.height))
+
+    def _check_clip_length(self, clip: Clip, n: int) -> None:
+        if n < self.window:
+            raise DataError(clip.source.path, f"clip {clip.name} has {n} frames, fewer than the {self.window} "
+                                              f"frames {self.name} stacks; use a longer clip or a smaller window")
+
+    def _load(self, clips: list[Clip], ctx: RunContext) -> list[np.ndarray]:
+        total = sum(len(c) for c in clips)
+        done, out = 0, []
+        for c in clips:
+            frames = load_clip_frames(c, self.size, ctx, done, total)
+            self._check_clip_length(c, len(frames))
+            out.append(frames)
+            done += len(frames)
+        return out
+
+    def _batch(self, frames: list[np.ndarray], refs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        w = self.window
+        x = np.stack([frames[ci][s : s + w] for ci, s in refs]).astype(np.float32)
+        return torch.from_numpy(x).to(self.device).mul_(2.0 / 255.0).sub_(1.0)
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
+        ctx = ctx or RunContext()
+        clock = Stopwatch()
+        clips = clips_from_items(items)
+        if not clips:
+            raise DataError("<training set>", "no training frames")
+        frames = self._load(clips, ctx)
+        torch.manual_seed(int(self.params.seed))
+        rng = np.random.default_rng(int(self.params.seed))
+        self.module = self.build_module().to(self.device)
+        opt = torch.optim.Adam(self.module.parameters(), lr=float(self.params.lr))
+        refs = [(ci, s) for ci, f in enumerate(frames) for s in window_starts(len(f), self.window, 1)]
+        bs = int(self.params.batch_size)
+        steps_per_epoch = math.ceil(len(refs) / bs)
+        epochs = int(self.params.epochs)
+        total = epochs * steps_per_epoch
+        history: list[float] = []
+        self.module.train()
+        for epoch in range(epochs):
+            order = rng.permutation(len(refs))
+            run_loss, n = 0.0, 0
+            for b in range(steps_per_epoch):
+                ctx.check()
+                x = self._batch(frames, [refs[k] for k in order[b * bs : (b + 1) * bs]])
+                loss = torch.nn.functional.mse_loss(self.module(x), x)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                run_loss += float(loss.detach()) * len(x)
+                n += len(x)
+                ctx.progress(epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs}")
+            history.append(run_loss / max(n, 1))
+            ctx.log({"epoch": epoch + 1, "loss": history[-1]})
+        self.module.eval()
+        train_errors = np.concatenate([self._clip_errors(f, ctx)[0] for f in frames])
+        self.stats = {
+            "loss_history": history,
+            "n_train_frames": int(sum(len(f) for f in frames)),
+            "n_train_clips": len(frames),
+            "fit_seconds": clock.seconds,
+            "train_error_mean": float(train_errors.mean()),
+            "train_error_std": float(train_errors.std()),
+            "train_error_max": float(train_errors.max()),
+            "raw_threshold": float(np.quantile(train_errors, 0.99)),
+        }
+        self.fitted = True
+
+    def _require(self) -> torch.nn.Module:
+        if self.module is None:
+            raise RuntimeError(f"{self.name}: not fitted (train it or load a model file)")
+        return self.module
+
+    @torch.no_grad()
+    def reconstruct(self, frames: np.ndarray, start: int = 0) -> np.ndarray:
+        """Reconstruction of frames[start:start+window] as (window, H, W) in [0, 255] (for display)."""
+        module = self._require()
+        y = module(self._batch([frames], [(0, start)]))[0]
+        return ((y.clamp(-1, 1) + 1.0) * 127.5).cpu().numpy()
+
+    @torch.no_grad()
+    def _clip_errors(self, frames: np.ndarray, ctx: RunContext | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(frame errors (T,), raw maps (T, H, W)) of one clip; a frame seen by several windows averages them."""
+        module = self._require()
+        ctx = ctx or RunContext()
+        n, w = len(frames), self.window
+        acc = np.zeros(frames.shape, dtype=np.float32)
+        cnt = np.zeros(n, dtype=np.float32)
+        starts = window_starts(n, w, int(self.params.score_stride))
+        bs = max(1, int(self.params.batch_size))
+        for b in range(0, len(starts), bs):
+            ctx.check()
+            chunk = starts[b : b + bs]
+            x = self._batch([frames], [(0, s) for s in chunk])
+            diff = (module(x) - x).abs_().mul_(0.5).cpu().numpy()  # back to [0, 1] units
+            for s, d in zip(chunk, diff):
+                acc[s : s + w] += d
+                cnt[s : s + w] += 1
+        err = acc / np.maximum(cnt, 1)[:, None, None]
+        maps = box_sum(err, int(self.params.box))
+        if self.params.frame_error == "sum":
+            errors = err.reshape(n, -1).sum(axis=1)
+        else:
+            errors = maps.reshape(n, -1).max(axis=1)
+        return errors.astype(np.float32), maps.astype(np.float32)
+
+    def score_frames(self, frames: np.ndarray, name: str = "", ctx: RunContext | None = None) -> ClipScores:
+        """Score one clip given as (T, H, W) uint8 frames at model resolution."""
+        if len(frames) < self.window:
+            raise DataError(name or "<clip>", f"clip has {len(frames)} frames, fewer than the {self.window} frames {self.name} stacks")
+        errors, maps = self._clip_errors(frames, ctx)
+        scores = anomaly_from_errors(errors) if self.params.normalise else errors.copy()
+        return ClipScores(name=name, errors=errors, scores=scores, maps=maps)
+
+    def score_clip(self, clip: Clip, ctx: RunContext | None = None) -> ClipScores:
+        frames = self._load([clip], ctx or RunContext())[0]
+        return self.score_frames(frames, clip.name, ctx)
+
+    def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
+        """One result per item. Frame items get their frame's score and map; a video item gets the maximum
+        frame score, the map of that frame, and all frame scores in `extra`."""
+        ctx = ctx or RunContext()
+        self._require()
+        by_path: dict[int, ScoreResult] = {}
+        clips = clips_from_items(items)
+        total = sum(len(c) for c in clips)
+        done = 0
+        for clip in clips:
+            cs = self.score_clip(clip, ctx)
+            if clip.per_frame_items:
+                for it, s, e, m in zip(clip.items, cs.scores, cs.errors, cs.maps):
+                    by_path[id(it)] = ScoreResult(score=float(s), map=m, extra={"error": float(e), "clip": clip.name})
+            else:
+                k = int(np.argmax(cs.scores))
+                by_path[id(clip.items[0])] = ScoreResult(
+                    score=float(cs.scores[k]), map=cs.maps[k],
+                    extra={"frame_scores": cs.scores.tolist(), "frame_errors": cs.errors.tolist(), "peak_frame": k,
+                           "clip": clip.name, "problems": [str(p) for p in clip.source.problems]})
+            done += len(clip)
+            ctx.progress(done, total, f"scored {clip.name}")
+        return [by_path[id(it)] for it in items]
+
+    def state_tensors(self) -> dict[str, Any]:
+        return {k: v.detach().cpu() for k, v in self._require().state_dict().items()}
+
+    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        self.module = self.build_module()
+        self.module.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()})
+        self.module.to(self.device).eval()

@@ -1,0 +1,59 @@
+"""Regularity score (Hasan et al. 2016) and pixel-map post-processing; pure numpy/OpenCV."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def regularity(errors: np.ndarray) -> np.ndarray:
+    """s(t) = 1 - (e(t) - min e) / (max e - min e), over one clip; all ones for a constant clip."""
+    e = np.asarray(errors, dtype=np.float64)
+    if e.size == 0:
+        return e.astype(np.float32)
+    lo, hi = float(np.min(e)), float(np.max(e))
+    if hi - lo < 1e-12:
+        return np.ones_like(e, dtype=np.float32)
+    return (1.0 - (e - lo) / (hi - lo)).astype(np.float32)
+
+
+def anomaly_from_errors(errors: np.ndarray) -> np.ndarray:
+    """Anomaly score = 1 - regularity (0 for the most regular frame of the clip, 1 for the least)."""
+    return (1.0 - regularity(errors)).astype(np.float32)
+
+
+def box_sum(err: np.ndarray, k: int) -> np.ndarray:
+    """Sum of `err` over a k x k box around each pixel (zeros outside); (H, W) or (T, H, W) float32."""
+    import cv2
+
+    err = np.asarray(err, dtype=np.float32)
+    if k <= 1:
+        return err.copy()
+    if err.ndim == 3:
+        return np.stack([box_sum(e, k) for e in err])
+    return cv2.boxFilter(err, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+
+def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a raw map to (width, height) bilinearly (values keep their scale)."""
+    import cv2
+
+    if (m.shape[1], m.shape[0]) == size:
+        return m.astype(np.float32, copy=False)
+    return cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+
+
+def regions(mask: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
+    """Connected components of a bool mask; removes those smaller than `min_area` pixels.
+
+    Returns (kept mask, [(x, y, w, h, area), ...]).
+    """
+    import cv2
+
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    boxes = []
+    for i in range(1, n):
+        x, y, w, h, a = (int(v) for v in stats[i])
+        if a >= min_area:
+            keep[i] = True
+            boxes.append((x, y, w, h, a))
+    return keep[lab], boxes
