@@ -128,7 +128,9 @@ class VideoAEEngine(Engine):
             history.append(run_loss / max(n, 1))
             ctx.log({"epoch": epoch + 1, "loss": history[-1]})
         self.module.eval()
-        train_errors = np.concatenate([self._clip_errors(f, ctx)[0] for f in frames])
+        per_clip = [self._clip_errors(f, ctx) for f in frames]
+        train_errors = np.concatenate([e for e, _ in per_clip])
+        map_sample = np.concatenate([m[:, ::2, ::2].ravel() for _, m in per_clip])
         self.stats = {
             "loss_history": history,
             "n_train_frames": int(sum(len(f) for f in frames)),
@@ -138,6 +140,8 @@ class VideoAEEngine(Engine):
             "train_error_std": float(train_errors.std()),
             "train_error_max": float(train_errors.max()),
             "raw_threshold": float(np.quantile(train_errors, 0.99)),
+            # pixels of normal training frames above this are rare (0.1 %): the default pixel threshold
+            "pixel_threshold": float(np.quantile(map_sample, 0.999)),
         }
         self.fitted = True
 
