@@ -1,0 +1,63 @@
+"""Start the desktop app: `run_app(project, import_path) -> int` (called by `cli/gui.py`)."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+from anomaly_gui.gui.settings import APP, ORG
+
+log = logging.getLogger(__name__)
+
+
+def dark_palette() -> QPalette:
+    """A calm dark Fusion palette (the viewer is dark; the rest matches it)."""
+    pal = QPalette()
+    roles = QPalette.ColorRole
+    colors = {
+        roles.Window: "#2b2b30", roles.WindowText: "#e6e6e6", roles.Base: "#232327",
+        roles.AlternateBase: "#34343a", roles.ToolTipBase: "#3a3a40", roles.ToolTipText: "#f0f0f0",
+        roles.Text: "#e6e6e6", roles.Button: "#36363c", roles.ButtonText: "#e6e6e6",
+        roles.BrightText: "#ff453a", roles.Highlight: "#3d6ee0", roles.HighlightedText: "#ffffff",
+        roles.Link: "#6ea8ff", roles.PlaceholderText: "#8a8a90", roles.Mid: "#404046", roles.Dark: "#1c1c20",
+    }
+    for role, color in colors.items():
+        pal.setColor(role, QColor(color))
+    for role in (roles.Text, roles.ButtonText, roles.WindowText):
+        pal.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7a7a80"))
+    return pal
+
+
+def make_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (reused when one exists, e.g. under pytest-qt), styled."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    app.setApplicationDisplayName("anomaly_gui")
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette())
+    return app
+
+
+def run_app(project: Path | str | None = None, import_path: Path | str | None = None) -> int:
+    """Open the main window (on `project` when given, importing `import_path` into it) and run the event loop."""
+    app = make_application()
+    from anomaly_gui.gui.main_window import MainWindow
+    from anomaly_gui.gui.state import AppState
+
+    window = MainWindow(AppState())
+    if project is not None:
+        window.open_project(project)
+    if import_path is not None:
+        window.import_path(import_path)
+    window.show()
+    code = app.exec()
+    if window.state.project is not None:
+        window.state.project.close()
+    return int(code)

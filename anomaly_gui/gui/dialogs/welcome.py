@@ -1,0 +1,54 @@
+"""The page shown in the viewer's place while nothing is open: what to do first, in two buttons."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+
+class WelcomePage(QWidget):
+    """Big, friendly start page with Open sample data / Import folder / Open project buttons."""
+
+    sampleRequested = Signal()
+    importRequested = Signal()
+    openRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("welcomePage")
+        self.setStyleSheet(
+            "QWidget#welcomePage { background: #1e1e22; }"
+            "QLabel { color: #e8e8e8; }"
+            "QLabel#hint { color: #9a9aa0; }"
+            "QPushButton { padding: 8px 18px; font-size: 14px; }"
+        )
+        title = QLabel("<h1>anomaly_gui</h1>")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint = QLabel(
+            "Find anomalies in product images, SAR scenes, camera-trap photos and video.<br>"
+            "Start with the bundled sample data, import a dataset folder (MVTec AD, VOC, YOLO, COCO,"
+            " image folders, videos), or drop a folder anywhere on this window."
+        )
+        self.hint.setObjectName("hint")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setWordWrap(True)
+        self.sample_button = QPushButton("Open sample data")
+        self.import_button = QPushButton("Import folder…")
+        self.open_button = QPushButton("Open project…")
+        self.sample_button.clicked.connect(self.sampleRequested)
+        self.import_button.clicked.connect(self.importRequested)
+        self.open_button.clicked.connect(self.openRequested)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for b in (self.sample_button, self.import_button, self.open_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addStretch(2)
+        layout.addWidget(title)
+        layout.addWidget(self.hint)
+        layout.addSpacing(18)
+        layout.addLayout(buttons)
+        layout.addStretch(3)
+
+    def set_hint(self, html: str) -> None:
+        self.hint.setText(html)
