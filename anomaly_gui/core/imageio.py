@@ -5,11 +5,14 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from anomaly_gui.core.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
@@ -127,10 +130,27 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
-            orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+            orientation = _header_orientation(im)
     except Exception as exc:
         raise DataError(path, f"cannot read image header ({exc})") from exc
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _header_orientation(im: "Image.Image") -> int:
+    """EXIF orientation without decoding pixels (Pillow's PNG getexif() would decode the whole image)."""
+    from PIL import Image
+
+    if im.format == "PNG":
+        raw = im.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+        return int(exif.get(0x0112, 1) or 1)
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except (SyntaxError, ValueError, TypeError, OSError):
+        return 1  # a damaged EXIF block does not make the image unreadable
 
 
 @contextlib.contextmanager

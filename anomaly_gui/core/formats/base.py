@@ -98,7 +98,7 @@ class FormatReader(Protocol):
 
 
 _READERS: dict[str, FormatReader] = {}
-_BUILTIN_MODULES = ("mvtec", "voc", "yolo", "coco", "camtrap", "video", "frames", "folder")
+_BUILTIN_MODULES = ("mvtec", "voc", "yolo", "coco", "camtrap", "video", "frames", "folder", "labelme")
 
 
 def register_format(reader_cls: type) -> type:

@@ -1,0 +1,117 @@
+"""MVTec AD layout: `train/good`, `test/<defect>`, `ground_truth/<defect>/NNN_mask.png`.
+
+Also reads a folder holding just `train/` and `test/` class folders (and `validation/` when present,
+as in MVTec AD 2). A test image without a mask has `mask_path=None` — meaning "no pixel metric for it",
+never "defect-free"; `is_anomalous` always comes from the folder name (`good`/`normal`/`ok` = normal).
+
+Writer: `write_mvtec(items, out_dir) -> Path` puts normal training images in `train/good`, test items
+in `test/<label>` and their masks in `ground_truth/<label>/<stem>_mask.png` (binary 0/255 PNG).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.formats.base import DatasetItem, ImportResult, ProgressFn, register_format
+from anomaly_gui.core.formats.common import (check_writable, export_names, find_child, has_images, is_normal_label,
+                                             list_images, natural_key, place_file, probe_size, subdirs, tick)
+from anomaly_gui.core.imageio import read_image, write_image
+
+_SPLITS = (("train", "train"), ("validation", "val"), ("val", "val"), ("test", "test"))
+_MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+
+
+def _split_dirs(root: Path) -> list[tuple[str, Path]]:
+    out = []
+    for name, split in _SPLITS:
+        p = root / name  # lower case on purpose: UCSD's Train/Test belong to the frames reader
+        if p.is_dir():
+            out.append((split, p))
+    return out
+
+
+@register_format
+class MVTecReader:
+    name = "mvtec"
+    title = "MVTec AD"
+    priority = 80
+
+    def detect(self, root: Path) -> bool:
+        if not root.is_dir():
+            return False
+        train, test = root / "train", root / "test"
+        if not (train.is_dir() and test.is_dir()):
+            return False
+        return any(has_images(d) for d in subdirs(test)) and any(has_images(d) for d in subdirs(train))
+
+    def read(self, root: Path, progress: ProgressFn | None = None) -> ImportResult:
+        root = Path(root)
+        result = ImportResult(format=self.name, root=root)
+        if not root.is_dir():
+            raise DataError(root, "not a folder")
+        gt_root = find_child(root, "ground_truth", "ground-truth", "gt")
+        jobs: list[tuple[str, str, Path]] = []
+        for split, folder in _split_dirs(root):
+            for cls_dir in subdirs(folder):
+                for img in list_images(cls_dir):
+                    jobs.append((split, cls_dir.name, img))
+        used_masks: set[Path] = set()
+        labels: set[str] = set()
+        for k, (split, label, img) in enumerate(jobs, 1):
+            tick(progress, k, len(jobs), "reading MVTec AD layout")
+            size = probe_size(img, result.problems)
+            if size is None:
+                continue
+            normal = is_normal_label(label)
+            mask = None if normal or gt_root is None else _find_mask(gt_root / label, img.stem)
+            if mask is not None:
+                used_masks.add(mask.resolve())
+            labels.add(label)
+            result.items.append(DatasetItem(path=str(img), split=split, label=label, is_anomalous=not normal,
+                                            mask_path=None if mask is None else str(mask), width=size[0], height=size[1]))
+        if gt_root is not None:
+            for cls_dir in subdirs(gt_root):
+                for m in list_images(cls_dir):
+                    if m.resolve() not in used_masks:
+                        result.problems.append(DataError(m, "mask without a matching test image"))
+        result.classes = sorted(labels, key=lambda s: (not is_normal_label(s), natural_key(s)))
+        n_masks = sum(1 for it in result.items if it.mask_path)
+        n_anom = sum(1 for it in result.items if it.is_anomalous)
+        result.meta = {"n_masks": n_masks, "n_anomalous": n_anom,
+                       "n_anomalous_without_mask": sum(1 for it in result.items if it.is_anomalous and not it.mask_path)}
+        return result
+
+
+def _find_mask(folder: Path, stem: str) -> Path | None:
+    if not folder.is_dir():
+        return None
+    for name in (f"{stem}_mask", stem):
+        for suf in _MASK_SUFFIXES:
+            p = folder / f"{name}{suf}"
+            if p.is_file():
+                return p
+    return None
+
+
+def write_mvtec(items: Sequence[DatasetItem], out_dir: str | Path) -> Path:
+    """Write items in MVTec AD layout (see module doc). Images are hard-linked or copied.
+
+    Train items must be normal (an anomalous training item goes to `test/`). A test item's mask
+    comes from `mask_path` (any bit depth, non-zero = defect); items without one get no mask file.
+    """
+    out = Path(out_dir)
+    check_writable(items, "MVTec AD")
+    names = export_names(items)
+    for it, name in zip(items, names):
+        label = it.label or ("good" if not it.is_anomalous else "defect")
+        split = "train" if it.split in ("train", "") and not it.is_anomalous else ("validation" if it.split == "val" else "test")
+        dst = out / split / label / name
+        place_file(it.path, dst)
+        if it.mask_path and split != "train":
+            mask = read_image(it.mask_path)
+            binary = (mask if mask.ndim == 2 else mask.max(axis=2)) > 0
+            write_image(out / "ground_truth" / label / f"{Path(name).stem}_mask.png", binary.astype(np.uint8) * 255)
+    return out
