@@ -23,6 +23,7 @@ class AppState(QObject):
     verdictsChanged = Signal()
     scoresChanged = Signal(int)  # run id
     displayChanged = Signal()  # threshold, min area, overlay toggles, opacity
+    predictionsChanged = Signal()  # `predictions` (the current run's verdicts at the current threshold / min area)
     zonesChanged = Signal()
     message = Signal(str)  # status bar text
 
@@ -41,6 +42,9 @@ class AppState(QObject):
         self.show_boxes = True
         self.heatmap_opacity = 0.5
         self.extra: dict[str, Any] = {}
+        #: item id -> anomalous? by the current run at the current threshold / min area (the review panel
+        #: keeps it in step with the sliders; the analyst's own verdicts stay in the project)
+        self.predictions: dict[int, bool] = {}
 
     def set_project(self, project: Project | None) -> None:
         if self.project is not None and self.project is not project:
@@ -82,6 +86,10 @@ class AppState(QObject):
     def set_filter(self, ids: set[int] | None) -> None:
         self.filter = None if ids is None else set(ids)
         self.filterChanged.emit(self.filter)
+
+    def set_predictions(self, predictions: dict[int, bool]) -> None:
+        self.predictions = dict(predictions)
+        self.predictionsChanged.emit()
 
     def set_display(self, **kw: Any) -> None:
         """threshold, min_area, show_heatmap, show_contours, show_boxes, heatmap_opacity."""
