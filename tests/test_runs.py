@@ -121,7 +121,7 @@ def test_val_split_filter_and_relabelled_threshold(synth_project):
     run_id = train_run(synth_project, "c2_meandiff", {}, device="cpu")
     run = synth_project.run(run_id)
     assert run_split(synth_project, run_id)["val"] == sorted(bad[:2] + good[:2])
-    assert "f1_max" in run.metrics["threshold_method"]
+    assert "F1" in run.metrics["threshold_method"]
     assert run.metrics["n_test"] == 4
     run2 = finalize_run(synth_project, run_id, min_area=500.0)
     assert run2.min_area == 500.0 and run2.threshold <= run.threshold
@@ -140,7 +140,7 @@ def test_analyst_verdicts_give_their_own_confusion(synth_project):
 
 def test_threshold_from_values_rules():
     t, how = threshold_from_values(np.array([0.1, 0.2, 0.9, 0.8]), np.array([0, 0, 1, 1]))
-    assert 0.2 < t <= 0.8 and "f1" in how
+    assert 0.2 < t <= 0.8 and "F1" in how
     t, how = threshold_from_values(np.array([0.1, 0.3, np.nan]), np.array([0, 0, 0]))
     assert t > 0.3 and t == pytest.approx(0.3)
 

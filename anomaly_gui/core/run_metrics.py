@@ -41,20 +41,17 @@ def critical_values(project: Project, run_id: int, item_ids: Sequence[int], min_
 
 
 def threshold_from_values(values: np.ndarray, labels: np.ndarray) -> tuple[float, str]:
-    """Best-F1 threshold when labelled anomalies exist; otherwise just above every normal item's value.
+    """The threshold rule of `core.thresholds` on per-item values: best F1 when labelled anomalies exist,
+    otherwise just above every normal item's value. `labels`: 1 anomalous, 0 normal, -1 unknown."""
+    from anomaly_gui.core.thresholds import pick_threshold_from_scores
 
-    `labels`: 1 anomalous, 0 normal, -1 unknown (ignored).
-    """
-    ok = np.isfinite(values) & (labels >= 0)
-    v, y = values[ok], labels[ok]
-    if len(v) == 0:
+    ok = np.isfinite(values)
+    if not ok.any():
         raise ValueError("no scored validation items to choose a threshold from")
-    if y.any() and not y.all():
-        _, t = f1_max(y, v)
-        return float(t), "f1_max on validation"
-    normal = v[y == 0] if (y == 0).any() else v
-    top = float(np.max(normal))
-    return float(np.nextafter(top, np.inf)), "above every normal validation item"
+    lab = [None if v < 0 else int(v) for v in labels[ok]]
+    choice = pick_threshold_from_scores(values[ok], lab)
+    how = {"f1": "best F1 on validation", "normal_max": "above every normal validation item"}.get(choice.method, choice.method)
+    return float(choice.threshold), how
 
 
 def choose_threshold(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str]:
