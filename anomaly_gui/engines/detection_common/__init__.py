@@ -1,0 +1,170 @@
+"""What the detection engines (YOLO, RetinaNet) share: input preparation (SAR stretch), training-data
+checks reported per file, class lists, and scoring with automatic tiling of large scenes."""
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.formats.base import Annotation, DatasetItem
+from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Task
+
+#: parameters every detector has (merged into each engine's Params by field name)
+INPUT_CHOICES = ["auto", "percentile", "db"]
+
+
+@dataclass
+class TrainingSet:
+    """Checked training data: per item, its image path and boxes (xyxy, labels); problems per file."""
+
+    items: list[DatasetItem] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    labels: list[list[str]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def item_boxes(item: DatasetItem) -> tuple[np.ndarray, list[str]]:
+    """Ground-truth boxes of an item (imported or drawn by a user; model boxes and rejected ones excluded)."""
+    anns = [a for a in item.annotations if a.kind == "box" and a.source != "model" and a.status != "rejected"]
+    return np.array([a.box() for a in anns], dtype=np.float64).reshape(-1, 4), [a.label for a in anns]
+
+
+def check_training_items(items: Sequence[DatasetItem], classes: Sequence[str] | None = None) -> TrainingSet:
+    """Validate items for training: missing images are skipped, boxes outside the image are clipped,
+    empty boxes dropped, labels outside `classes` dropped; each case is reported naming the file."""
+    from anomaly_gui.core.imageio import image_size
+
+    out = TrainingSet()
+    known = set(classes) if classes is not None else None
+    for it in items:
+        path = Path(it.path)
+        if not path.is_file():
+            out.problems.append(str(DataError(path, "image not found; item skipped")))
+            continue
+        try:
+            w, h = (it.width, it.height) if it.width and it.height else image_size(path)
+        except DataError as exc:
+            out.problems.append(f"{exc}; item skipped")
+            continue
+        boxes, labels = item_boxes(it)
+        keep_b, keep_l = [], []
+        for b, lab in zip(boxes, labels):
+            if known is not None and lab not in known:
+                out.problems.append(str(DataError(path, f"class {lab!r} is not one of the model's classes; box dropped")))
+                continue
+            c = np.array([np.clip(b[0], 0, w), np.clip(b[1], 0, h), np.clip(b[2], 0, w), np.clip(b[3], 0, h)])
+            if not np.allclose(c, b):
+                out.problems.append(str(DataError(path, f"box {np.round(b, 1).tolist()} lies outside the {w}x{h} image; clipped")))
+            if c[2] - c[0] < 1 or c[3] - c[1] < 1:
+                out.problems.append(str(DataError(path, f"box {np.round(b, 1).tolist()} is empty; dropped")))
+                continue
+            keep_b.append(c)
+            keep_l.append(lab)
+        it.width, it.height = int(w), int(h)
+        out.items.append(it)
+        out.boxes.append(np.array(keep_b, dtype=np.float64).reshape(-1, 4))
+        out.labels.append(keep_l)
+    out.classes = list(classes) if classes is not None else sorted({lab for ls in out.labels for lab in ls})
+    return out
+
+
+def prepare_image(img: np.ndarray, mode: str = "auto", speckle: str = "none") -> np.ndarray:
+    """Any image to HxWx3 uint8 for a detector. 'auto': 8-bit stays, 16-bit/float gets the SAR
+    percentile stretch; 'percentile' and 'db' force that SAR stretch (single-band scenes)."""
+    from anomaly_gui.core import sar
+    from anomaly_gui.core.imageio import to_rgb8
+
+    if mode == "auto" and img.dtype == np.uint8 and speckle == "none":
+        return to_rgb8(img)
+    stretch = "percentile" if mode == "auto" else mode
+    return sar.render_rgb(img, sar.SarDisplay(stretch=stretch, speckle=speckle))
+
+
+class DetectionEngine(Engine):
+    """Base of the detectors: subclasses implement `fit` and `predict_arrays` (RGB uint8 images)."""
+
+    task: ClassVar[Task] = Task.DETECTION
+    needs: ClassVar[frozenset[str]] = frozenset({"boxes", "classes"})
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.stats.get("classes", []))
+
+    @abstractmethod
+    def predict_arrays(self, images: Sequence[np.ndarray]) -> list[list[Annotation]]:
+        """Boxes (pixel coordinates of each input) for RGB uint8 images, confidence >= params.min_confidence."""
+
+    def _prepare(self, img: np.ndarray) -> np.ndarray:
+        return prepare_image(img, getattr(self.params, "input_stretch", "auto"), getattr(self.params, "speckle", "none"))
+
+    def _tile_size(self) -> int:
+        return int(getattr(self.params, "tile", 0) or 0)
+
+    def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
+        """Detect in each item; scenes larger than `tile` are cut into overlapping tiles and merged."""
+        from anomaly_gui.core.imageio import read_image
+        from anomaly_gui.core.tiling import Scene, tiled_detect
+
+        ctx = ctx or RunContext()
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: fit or load a model before scoring")
+        results: list[ScoreResult] = []
+        batch = max(1, int(getattr(self.params, "batch", 4)))
+        pending: list[tuple[int, np.ndarray]] = []
+        out: dict[int, list[Annotation]] = {}
+        tile = self._tile_size()
+
+        def flush() -> None:
+            if pending:
+                found = self.predict_arrays([a for _, a in pending])
+                for (k, _), boxes in zip(pending, found):
+                    out[k] = boxes
+                pending.clear()
+
+        for k, it in enumerate(items):
+            ctx.check()
+            scene = Scene(it.path)
+            if tile and max(scene.width, scene.height) > tile * 1.5:
+                overlap = max(32, tile // 6)
+                out[k] = tiled_detect(scene, lambda a: self.predict_arrays([a])[0], tile=tile, overlap=overlap,
+                                      prepare=self._prepare, ctx=None)
+            else:
+                pending.append((k, self._prepare(read_image(it.path))))
+                if len(pending) >= batch:
+                    flush()
+            ctx.progress(k + 1, len(items), f"detecting {Path(it.path).name}")
+        flush()
+        for k in range(len(items)):
+            boxes = out.get(k, [])
+            results.append(ScoreResult(score=max((b.score or 0.0 for b in boxes), default=0.0), boxes=boxes,
+                                       extra={"n_boxes": len(boxes)}))
+        return results
+
+
+def make_box(x1: float, y1: float, x2: float, y2: float, label: str, score: float) -> Annotation:
+    return Annotation(kind="box", label=label, score=float(score), source="model",
+                      geometry={"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)})
+
+
+def split_train_val(items: Sequence[DatasetItem]) -> tuple[list[DatasetItem], list[DatasetItem]]:
+    """Items marked 'val' validate; without any, 20% of the rest (fixed seed) are held out."""
+    from anomaly_gui.core.splits import original_split
+
+    val = [it for it in items if it.split == "val"]
+    train = [it for it in items if it.split != "val"]
+    if val or len(train) < 3:
+        return train, val
+    assign = original_split([str(it.path) for it in train], test_fraction=0.0)
+    return [it for it in train if assign[str(it.path)] == "train"], [it for it in train if assign[str(it.path)] == "val"]
+
+
+def describe_problems(problems: Sequence[Any], limit: int = 20) -> str:
+    lines = [str(p) for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"... and {len(problems) - limit} more")
+    return "\n".join(lines)
