@@ -8,7 +8,7 @@ class list (objects of other classes are kept and reported); otherwise the class
 `difficult`/`truncated` go into the box geometry.
 
 Writer: `write_voc(items, out_dir, classes=None) -> Path` hard-links/copies each image into
-`JPEGImages/` (unique names), writes `Annotations/<stem>.xml` (box annotations; polygons as their
+`JPEGImages/` (unique names; `copy_images=False` leaves them in place inside `out_dir`), writes `Annotations/<stem>.xml` (box annotations; polygons as their
 bounding box), `ImageSets/Main/<split>.txt` (items without split go to train) and `labels.txt`.
 Coordinates are written as the shortest exact decimal, so reading back gives the same floats.
 """
@@ -45,7 +45,7 @@ class VOCReader:
         if ann_dir is None:
             raise DataError(root, "no Annotations folder (Pascal VOC)")
         img_dir = find_child(root, "JPEGImages", "images") or root
-        images = {p.stem: p for p in list_images(img_dir)}
+        images = {p.stem: p for p in list_images(img_dir, recursive=img_dir != root)}
         splits = _read_splits(root, result.problems)
         known = _read_classes(root, result.problems)
         xmls = sorted(ann_dir.glob("*.xml"), key=lambda p: natural_key(p.name))
@@ -87,8 +87,8 @@ class VOCReader:
         img = images.get(Path(fname).stem) if fname else None
         if img is None:
             img = images.get(xml.stem)
-        if img is None:
-            alt = Path((tree.findtext("path") or "").strip())
+        if img is None and (tree.findtext("path") or "").strip():
+            alt = xml.parent.parent / (tree.findtext("path") or "").strip()  # relative to the dataset root
             if alt.is_file():
                 img = alt
         if img is None:
@@ -170,21 +170,32 @@ def _read_classes(root: Path, problems: list[DataError]) -> list[str]:
     return []
 
 
-def write_voc(items: Sequence[DatasetItem], out_dir: str | Path, classes: Sequence[str] | None = None) -> Path:
-    """Write items as a Pascal VOC folder (see module doc). Returns `out_dir`."""
+def write_voc(items: Sequence[DatasetItem], out_dir: str | Path, classes: Sequence[str] | None = None,
+              copy_images: bool = True) -> Path:
+    """Write items as a Pascal VOC folder (see module doc). Returns `out_dir`.
+
+    With `copy_images=False` the images stay where they are (they must lie inside `out_dir`, e.g. a
+    YOLO `images/` folder) and each XML's `<path>` holds the image path relative to `out_dir`.
+    """
     out = Path(out_dir)
     check_writable(items, "Pascal VOC")
     classes = class_list(items, classes)
-    names = export_names(items)
+    names = export_names(items) if copy_images else [Path(it.path).name for it in items]
     by_split: dict[str, list[str]] = {}
     for it, name in zip(items, names):
         w, h = item_size(it)
-        place_file(it.path, out / "JPEGImages" / name)
+        if copy_images:
+            place_file(it.path, out / "JPEGImages" / name)
+            folder, rel = "JPEGImages", f"JPEGImages/{name}"
+        else:
+            rel = Path(it.path).resolve().relative_to(out.resolve()).as_posix()
+            folder = str(Path(rel).parent.as_posix())
         stem = Path(name).stem
         by_split.setdefault(it.split or "train", []).append(stem)
         root = ET.Element("annotation")
-        ET.SubElement(root, "folder").text = "JPEGImages"
+        ET.SubElement(root, "folder").text = folder
         ET.SubElement(root, "filename").text = name
+        ET.SubElement(root, "path").text = rel
         size = ET.SubElement(root, "size")
         for tag, v in (("width", w), ("height", h), ("depth", 3)):
             ET.SubElement(size, tag).text = str(v)
