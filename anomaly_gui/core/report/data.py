@@ -1,0 +1,203 @@
+"""Everything a report or a scores table shows, computed once from the project (Qt-free).
+
+`evaluate_run` decides each item with the run's raw maps (threshold + minimum area, `core.postprocess`)
+or, without a map, with the image score; ground truth is the analyst's label where one was given
+(`core.feedback.ground_truth`), else the dataset's.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from anomaly_gui.core.project import Project, Run
+
+
+@dataclass
+class ItemRow:
+    item_id: int
+    path: str
+    name: str
+    split: str
+    label: str
+    truth: bool | None  # anomalous? (analyst label, else dataset)
+    truth_source: str  # analyst | dataset | ""
+    score: float | None
+    predicted: bool | None
+    n_regions: int = 0
+    defect_area: float = 0.0
+    verdict: str = ""
+    verified: bool = False
+    note: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """TP / FP / TN / FN, or '' when truth or prediction is unknown."""
+        if self.truth is None or self.predicted is None:
+            return ""
+        return ("T" if self.truth == self.predicted else "F") + ("P" if self.predicted else "N")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id, "path": self.path, "name": self.name, "split": self.split, "label": self.label,
+            "truth": self.truth, "truth_source": self.truth_source, "score": self.score, "predicted": self.predicted,
+            "outcome": self.outcome, "n_regions": self.n_regions, "defect_area": self.defect_area,
+            "verdict": self.verdict, "verified": self.verified, "note": self.note,
+        }
+
+
+@dataclass
+class RunEvaluation:
+    run: Run | None
+    threshold: float | None
+    min_area: float
+    rows: list[ItemRow] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # roc: (fpr, tpr), pr: (recall, precision)
+    confusion: dict[str, int] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+
+
+def latest_run(project: Project) -> Run | None:
+    """The newest run that has scores (finished first), or None."""
+    runs = [r for r in project.runs() if project.db.execute("SELECT 1 FROM scores WHERE run_id=? LIMIT 1", (r.id,)).fetchone()]
+    if not runs:
+        return None
+    done = [r for r in runs if r.status in ("done", "finished", "completed")]
+    return (done or runs)[-1]
+
+
+def evaluate_run(project: Project, run_id: int | None = None, threshold: float | None = None,
+                 min_area: float | None = None, truth: str = "analyst", split: str | None = None) -> RunEvaluation:
+    """Rows, metrics, curves and confusion counts for one run (default: the latest with scores).
+
+    `threshold`/`min_area` default to the run's stored values; `truth` is 'analyst' or 'dataset';
+    `split` limits rows to one split (default: every scored item, or every item without a run).
+    """
+    from anomaly_gui.core import metrics as M
+    from anomaly_gui.core import postprocess as pp
+    from anomaly_gui.core.feedback import ground_truth
+
+    run = project.run(run_id) if run_id is not None else latest_run(project)
+    scores = project.scores(run.id) if run else {}
+    thr = threshold if threshold is not None else (run.threshold if run else None)
+    area = float(min_area if min_area is not None else (run.min_area if run else 0.0) or 0.0)
+    gt = ground_truth(project, truth)
+    verdicts = project.verdicts()
+    items = project.items(split=split)
+    if run is not None:
+        items = [it for it in items if it.id in scores]
+    ev = RunEvaluation(run=run, threshold=thr, min_area=area)
+    for it in items:
+        iid = int(it.id or 0)
+        sc = scores.get(iid)
+        score = None if sc is None or sc.score is None else float(sc.score)
+        predicted, n_regions, defect_area = None, 0, 0.0
+        if thr is not None and score is not None:
+            raw = project.score_map(run.id, iid) if (run is not None and sc is not None and sc.map_path) else None
+            if raw is not None:
+                size = (it.width, it.height) if it.width and it.height else None
+                res = pp.postprocess(raw, thr, area, size)
+                predicted, n_regions = res.anomalous, len(res.regions)
+                defect_area = float(sum(r.area for r in res.regions))
+            else:
+                predicted = score >= thr
+        v = verdicts.get(iid)
+        t, src = gt.get(iid, (None, ""))
+        ev.rows.append(ItemRow(
+            item_id=iid, path=str(it.path), name=it.name, split=it.split, label=it.label, truth=t, truth_source=src,
+            score=score, predicted=predicted, n_regions=n_regions, defect_area=defect_area,
+            verdict=v.verdict if v else "", verified=bool(v.verified) if v else False, note=v.note if v else "",
+        ))
+    known = [r for r in ev.rows if r.truth is not None and r.score is not None and np.isfinite(r.score)]
+    y = np.array([int(bool(r.truth)) for r in known], dtype=np.int64)
+    s = np.array([r.score for r in known], dtype=np.float64)
+    ev.metrics = {"n_items": len(ev.rows), "n_labelled": len(known), "n_anomalous": int(y.sum()),
+                  "n_normal": int(len(y) - y.sum()), "truth": truth}
+    if len(known) and 0 < y.sum() < len(y):
+        ev.metrics["image_auroc"] = M.auroc(y, s)
+        f1, f1_thr = M.f1_max(y, s)
+        ev.metrics["f1_max"], ev.metrics["f1_max_threshold"] = f1, f1_thr
+        from sklearn.metrics import average_precision_score
+
+        ev.metrics["average_precision"] = float(average_precision_score(y, s))
+        fpr, tpr, _ = M.roc_curve(y, s)
+        prec, rec, _ = M.pr_curve(y, s)
+        ev.curves = {"roc": (fpr.tolist(), tpr.tolist()), "pr": (rec.tolist(), prec.tolist())}
+    decided = [r for r in ev.rows if r.truth is not None and r.predicted is not None]
+    if decided:
+        ev.confusion = M.confusion([int(bool(r.truth)) for r in decided], [int(bool(r.predicted)) for r in decided])
+        c = ev.confusion
+        ev.metrics["accuracy"] = (c["tp"] + c["tn"]) / max(1, len(decided))
+        ev.metrics["precision"] = c["tp"] / (c["tp"] + c["fp"]) if (c["tp"] + c["fp"]) else None
+        ev.metrics["recall"] = c["tp"] / (c["tp"] + c["fn"]) if (c["tp"] + c["fn"]) else None
+        p, r = ev.metrics["precision"], ev.metrics["recall"]
+        ev.metrics["f1"] = 2 * p * r / (p + r) if p and r else 0.0 if p is not None and r is not None else None
+    return ev
+
+
+def dataset_summary(project: Project) -> dict[str, Any]:
+    """Counts per split and label, verdict counts, sources, for the report's first section."""
+    splits = project.splits()
+    verdicts = project.verdicts().values()
+    counts = {v: 0 for v in ("normal", "anomalous", "unsure")}
+    for v in verdicts:
+        if v.verdict in counts:
+            counts[v.verdict] += 1
+    n_ann = int(project.db.execute("SELECT COUNT(*) FROM annotations").fetchone()[0])
+    return {
+        "project": str(project.path),
+        "n_items": project.count_items(),
+        "splits": splits,
+        "verdicts": counts,
+        "n_verified": sum(1 for v in verdicts if v.verified),
+        "n_annotations": n_ann,
+        "label_classes": project.label_classes(),
+        "imports": [{"root": i["root"], "format": i["format"], "n_items": i["n_items"]} for i in project.imports()],
+    }
+
+
+def gallery(ev: RunEvaluation, n: int, worst: bool) -> list[ItemRow]:
+    """The N highest-scoring (worst) or lowest-scoring (best) items."""
+    scored = [r for r in ev.rows if r.score is not None and np.isfinite(r.score)]
+    scored.sort(key=lambda r: r.score, reverse=worst)
+    return scored[: max(0, n)]
+
+
+def overlay_thumbnail(project: Project, ev: RunEvaluation, row: ItemRow, max_side: int = 320) -> np.ndarray:
+    """The item's image with the kept anomaly regions outlined (RGB uint8, longest side `max_side`)."""
+    import cv2
+
+    from anomaly_gui.core import postprocess as pp
+    from anomaly_gui.core.errors import DataError
+    from anomaly_gui.core.imageio import read_image, to_rgb8
+
+    try:
+        img = to_rgb8(read_image(row.path))
+    except DataError:
+        img = np.full((max_side, max_side, 3), 128, np.uint8)
+        cv2.putText(img, "image missing", (10, max_side // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+        return img
+    h, w = img.shape[:2]
+    mask = None
+    if ev.run is not None and ev.threshold is not None:
+        raw = project.score_map(ev.run.id, row.item_id)
+        if raw is not None:
+            mask = pp.postprocess(raw, ev.threshold, ev.min_area, (w, h), with_regions=False).mask
+    k = max_side / max(h, w)
+    if k < 1:
+        img = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    return pp.overlay(img, mask) if mask is not None else img
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
+    """A gallery tile as JPEG (photos compress 5-10x better than PNG, and encode faster)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
