@@ -402,6 +402,27 @@ class Project:
     def label_classes(self) -> dict[str, str]:
         return {r[0]: r[1] for r in self.db.execute("SELECT name, color FROM label_classes ORDER BY name")}
 
+    def rename_label_class(self, old: str, new: str) -> list[int]:
+        """Rename a class and relabel its annotations (one transaction); returns the items touched."""
+        if not new:
+            raise ValueError("a label class needs a name")
+        with self._tx() as db:
+            color = db.execute("SELECT color FROM label_classes WHERE name=?", (old,)).fetchone()
+            items = [int(r[0]) for r in db.execute("SELECT DISTINCT item_id FROM annotations WHERE label=?", (old,))]
+            if color is not None:
+                db.execute("DELETE FROM label_classes WHERE name=?", (old,))
+                db.execute("INSERT INTO label_classes(name, color) VALUES (?,?) ON CONFLICT(name) DO NOTHING", (new, color[0]))
+            db.execute("UPDATE annotations SET label=? WHERE label=?", (new, old))
+        self._notify("labels")
+        self._notify("annotations")
+        return items
+
+    def delete_label_class(self, name: str) -> None:
+        """Remove a class from the list (its annotations keep their label text)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM label_classes WHERE name=?", (name,))
+        self._notify("labels")
+
     # -- verdicts ----------------------------------------------------------------------------
     def set_verdict(self, item_id: int, verdict: str | None = None, verified: bool | None = None, note: str | None = None) -> None:
         if verdict not in (None, "", *VERDICTS):
