@@ -48,10 +48,19 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+# Analysts open large scenes (SAR, orthophotos) on their own machine: allow up to 1 gigapixel
+# instead of Pillow's web-server default (about 179 megapixels, an error past it).
+MAX_PIXELS = 1_000_000_000
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image, ImageOps
 
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)
     with Image.open(path) as im:
+        if im.format == "PNG" and _png_is_16bit_colour(path):
+            orientation = _header_orientation(im)
+            return _apply_orientation(_read_cv2_unchanged(path), orientation)
         im.load()  # forces decoding so truncated files fail here
         im = ImageOps.exif_transpose(im)
         mode = im.mode
@@ -59,7 +68,7 @@ def _read_pillow(path: Path) -> np.ndarray:
             return np.asarray(im, dtype=np.uint16)
         if mode == "I":
             arr = np.asarray(im)
-            return arr.astype(np.uint16) if arr.max(initial=0) < 65536 else arr.astype(np.float32)
+            return arr.astype(np.uint16) if 0 <= arr.min(initial=0) and arr.max(initial=0) < 65536 else arr.astype(np.float32)
         if mode == "F":
             return np.asarray(im, dtype=np.float32)
         if mode in ("1", "L"):
@@ -69,17 +78,51 @@ def _read_pillow(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _png_is_16bit_colour(path: Path) -> bool:
+    """True for 48/64-bit PNGs (Pillow would cut them to 8 bits per channel)."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    return len(head) == 26 and head[24] == 16 and head[25] in (2, 6)  # IHDR bit depth, colour type RGB/RGBA
+
+
+def _read_cv2_unchanged(path: Path) -> np.ndarray:
+    import cv2
+
+    arr = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise DataError(path, "cannot decode image (damaged or truncated)")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return arr
+
+
+def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an HxW[xC] array."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1), 8: lambda a: np.rot90(a, 1)}
+    fn = ops.get(orientation)
+    return np.ascontiguousarray(fn(arr)) if fn else arr
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     try:
-        arr = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]  # the first page/image of a multi-page file
+            arr = page.asarray()
+            axes = getattr(page, "axes", "")
     except Exception:
         return _read_pillow(path)  # some TIFF flavours (old JPEG-in-TIFF) only Pillow reads
-    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
+    if axes.startswith("S") and arr.ndim == 3:
         arr = np.moveaxis(arr, 0, -1)  # planar configuration
+    elif arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
     if arr.ndim > 3:
         arr = arr.reshape(arr.shape[-3:]) if arr.shape[-1] in (1, 3, 4) else arr[0]
+    if arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4):
+        arr = arr[:, :, 0]  # multispectral: show the first band
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     return arr
@@ -95,7 +138,11 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
             return img.astype(np.uint8)
         return (img.astype(np.float32) * (255.0 / 65535.0 if hi > 4095 else 255.0 / 4095.0)).clip(0, 255).astype(np.uint8)
     f = img.astype(np.float32)
-    lo, hi = float(np.nanmin(f)), float(np.nanmax(f))
+    finite = np.isfinite(f)
+    if not finite.any():
+        return np.zeros(img.shape, np.uint8)
+    lo, hi = float(f[finite].min()), float(f[finite].max())
+    f = np.where(finite, f, lo)
     if hi - lo < 1e-12:
         return np.zeros(img.shape, np.uint8)
     return ((f - lo) * (255.0 / (hi - lo))).clip(0, 255).astype(np.uint8)
@@ -127,6 +174,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
     from PIL import Image
 
     path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DataError(path, "empty file")
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -173,18 +224,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_image(path: str | Path, img: np.ndarray) -> Path:
-    """Write an image atomically; the format follows the suffix (PNG keeps 16-bit)."""
+    """Write an image atomically; the format follows the suffix.
+
+    PNG keeps 16 bits (gray and colour), TIFF keeps 16 bits and float32; other cases are written
+    as 8 bits (JPEG/BMP drop an alpha channel). Bool arrays become 0/255.
+    """
     from PIL import Image
 
     path = Path(path)
     arr = np.ascontiguousarray(img)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
+    fmt = _pil_format(path)
     with atomic_path(path) as tmp:
-        if arr.dtype == np.uint16 and arr.ndim == 2:
-            Image.fromarray(arr, mode="I;16").save(tmp, format=_pil_format(path))
+        if fmt == "TIFF" and arr.dtype in (np.uint16, np.float32):
+            import tifffile
+
+            tifffile.imwrite(tmp, arr, photometric="rgb" if arr.ndim == 3 and arr.shape[2] in (3, 4) else "minisblack")
+        elif fmt == "PNG" and arr.dtype == np.uint16:
+            import cv2
+
+            bgr = arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+            ok, buf = cv2.imencode(".png", bgr)
+            if not ok:
+                raise DataError(path, "cannot encode 16-bit PNG")
+            tmp.write_bytes(buf.tobytes())
         else:
-            Image.fromarray(to_uint8(arr)).save(tmp, format=_pil_format(path))
+            arr8 = to_uint8(arr)
+            if fmt in ("JPEG", "BMP") and arr8.ndim == 3 and arr8.shape[2] == 4:
+                arr8 = arr8[:, :, :3]
+            Image.fromarray(arr8).save(tmp, format=fmt)
     return path
 
 
