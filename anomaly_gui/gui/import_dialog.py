@@ -36,6 +36,7 @@ def run_import(ctx: RunContext, project: Project, path: Path) -> ImportResult:
         ctx.check()
 
     ctx.progress(0, 0, f"reading {path.name}…")
+    ctx.check()
     result = import_into_project(project, path, progress=progress)
     ctx.progress(1, 1, "done")
     return result
@@ -134,6 +135,8 @@ class ImportRunner(QObject):
             for p in result.problems:
                 log.warning("import: %s", p)
             self.problems_dialog = ProblemsDialog(result, self.parent_widget)
+            # a report beside the window: A / D keep working in the main window
+            self.problems_dialog.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating)
             self.problems_dialog.show()
         self.finished.emit(result)
 
