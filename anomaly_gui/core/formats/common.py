@@ -154,16 +154,25 @@ def check_writable(items: Sequence[DatasetItem], what: str) -> None:
 
 
 def export_names(items: Sequence[DatasetItem]) -> list[str]:
-    """A unique file name per item: its own name, or parent folders prefixed where names collide."""
-    names = [Path(it.path).name for it in items]
-    counts = Counter(names)
+    """A unique file name per item: its own name, or with the fewest parent folders prefixed
+    (`test/cut/000.png` -> `cut_000.png`) where names collide."""
+    paths = [Path(it.path) for it in items]
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        groups.setdefault(p.name.lower(), []).append(i)
+    names = [p.name for p in paths]
+    for idx in groups.values():
+        if len({str(paths[i]) for i in idx}) < 2:
+            continue  # one file listed twice: numbered below
+        for depth in range(1, 8):
+            cand = ["_".join([*(q.name for q in reversed(paths[i].parents[:depth]) if q.name), paths[i].name]) for i in idx]
+            if len({c.lower() for c in cand}) == len(cand):
+                break
+        for i, c in zip(idx, cand):
+            names[i] = c
     out: list[str] = []
     used: set[str] = set()
-    for it, name in zip(items, names):
-        p = Path(it.path)
-        if counts[name] > 1:
-            parents = [q.name for q in p.parents][:2]
-            name = "_".join([*reversed([x for x in parents if x]), p.name])
+    for name in names:  # last resort (same file twice, or a prefixed name equal to another file's)
         base, k = name, 1
         while name.lower() in used:
             name = f"{Path(base).stem}_{k}{Path(base).suffix}"
