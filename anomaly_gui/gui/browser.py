@@ -250,6 +250,9 @@ class DatasetBrowser(QWidget):
 
     # -- following the state -------------------------------------------------------------------------
     def _on_state_current(self, item_id: int | None) -> None:
+        cur = self.grid.currentIndex()
+        if item_id is not None and cur.isValid() and self.model.item_id(cur.row()) == item_id:
+            return  # the grid made this change (a ctrl-click keeps its multi-selection)
         self._syncing = True
         try:
             self._select_id(item_id, scroll=True)
