@@ -78,7 +78,7 @@ class Scene:
                 arr = tifffile.memmap(path, mode="r")
                 self.memory_mapped = True
                 return arr
-            except (ValueError, OSError, tifffile.TiffFileError):
+            except (ValueError, OSError, IndexError, KeyError, tifffile.TiffFileError):
                 pass  # compressed or tiled TIFF: decoded below
         from PIL import Image
 
@@ -122,7 +122,9 @@ def merge_boxes(
         return np.zeros(0, dtype=np.int64)
     names = sorted(set(labels))
     cls = torch.tensor([names.index(n) for n in labels])
-    keep = batched_nms(torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(scores, dtype=torch.float32),
+    # a box cut by an interior tile edge ranks below any whole box it overlaps (the whole one is kept)
+    rank = np.asarray(scores, dtype=np.float64) - 2.0 * np.asarray(cut, dtype=np.float64)
+    keep = batched_nms(torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(rank, dtype=torch.float32),
                        cls, iou).numpy()
     # cross-tile duplicates: an object cut by a tile edge has a partial box whose IoU with the full box
     # can be low, but it lies (mostly) inside it

@@ -66,40 +66,32 @@ def _device_arg(device: Any) -> str:
 
 
 def write_yolo_dataset(root: Path, splits: dict[str, TrainingSet], classes: Sequence[str], prepare: Any) -> Path:
-    """A YOLO folder (images/<split>, labels/<split>, data.yaml) in a temporary place: ultralytics writes
-    `labels.cache` beside the labels, so the user's folder is never used directly."""
+    """A YOLO folder (written by `core.formats.yolo.write_yolo`) in a temporary place: ultralytics writes
+    `labels.cache` beside the labels, so the user's folder is never used directly. With `prepare`, images
+    are converted first (SAR stretch, speckle filter) and written as PNG. Returns data.yaml."""
     import yaml
 
+    from anomaly_gui.core.formats.yolo import write_yolo
     from anomaly_gui.core.imageio import read_image, write_image
 
-    index = {c: i for i, c in enumerate(classes)}
+    staged: list[DatasetItem] = []
     for split, data in splits.items():
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for k, (it, boxes, labels) in enumerate(zip(data.items, data.boxes, data.labels)):
-            src = Path(it.path)
-            stem = f"{k:06d}_{src.stem}"
-            if src.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") and getattr(prepare, "keep_8bit", True):
-                img = read_image(src)
-                if img.dtype == np.uint8 and prepare is None:
-                    shutil.copyfile(src, root / "images" / split / f"{stem}{src.suffix.lower()}")
-                    w, h = img.shape[1], img.shape[0]
-                else:
-                    out = prepare(img) if prepare else img
-                    write_image(root / "images" / split / f"{stem}.png", out)
-                    w, h = out.shape[1], out.shape[0]
-            else:
-                out = prepare(read_image(src)) if prepare else read_image(src)
-                write_image(root / "images" / split / f"{stem}.png", out)
-                w, h = out.shape[1], out.shape[0]
-            lines = [
-                f"{index[lab]} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}"
-                for b, lab in zip(boxes, labels)
-            ]
-            (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    data_yaml = root / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
-                                         "names": {i: c for i, c in enumerate(classes)}}))
+            path, (w, h) = it.path, (it.width, it.height)
+            if prepare is not None:
+                img = prepare(read_image(it.path))
+                path = str(write_image(root / "prepared" / split / f"{k:06d}_{Path(it.path).stem}.png", img))
+                w, h = img.shape[1], img.shape[0]
+            anns = [make_box(*b, lab, 1.0) for b, lab in zip(boxes, labels)]
+            for a in anns:
+                a.score, a.source = None, "import"
+            staged.append(DatasetItem(path=path, split=split, annotations=anns, width=w, height=h))
+    out = write_yolo(staged, root / "yolo", classes=list(classes)).resolve()
+    # ultralytics resolves a relative `path` against the working directory, not the YAML: make it absolute
+    data_yaml = out / "data.yaml"
+    spec = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    spec["path"] = str(out)
+    data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return data_yaml
 
 
