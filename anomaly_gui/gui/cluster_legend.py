@@ -73,7 +73,7 @@ class KDistancePlot(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, background="#1e1e1e")
-        self.setMinimumHeight(130)
+        self.setMinimumHeight(110)
         self.setLabel("left", "k-distance")
         self.setLabel("bottom", "points (sorted)")
         self.getPlotItem().hideButtons()
