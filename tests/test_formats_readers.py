@@ -402,3 +402,15 @@ def test_ucsd_is_not_mvtec_and_mvtec_is_not_frames(tmp_path):
     assert not get_format("mvtec").detect(make_ucsd(tmp_path / "u"))
     assert not get_format("frames").detect(make_mvtec(tmp_path / "m"))
     assert not get_format("frames").detect(make_voc(tmp_path / "v"))
+
+
+def test_large_coco_json_is_detected(tmp_path):
+    """'annotations' and 'categories' written after a long image list are still found."""
+    img(tmp_path / "images" / "a.jpg")
+    images = [{"id": i, "file_name": "images/a.jpg" if i == 0 else f"images/missing_{i}.jpg", "width": 40, "height": 30}
+              for i in range(3000)]
+    doc = {"images": images, "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+           "categories": [{"id": 1, "name": "car"}]}
+    write_text(tmp_path / "big.json", json.dumps(doc))
+    assert (tmp_path / "big.json").stat().st_size > 200_000
+    assert detect_format(tmp_path).name == "coco"

@@ -47,17 +47,24 @@ def json_files(root: Path) -> list[Path]:
     return [p for p in cands if _looks_coco(p)]
 
 
-def _head(path: Path) -> str:
+def _head(path: Path, tail: bool = False) -> str:
+    """The first (and with `tail` also the last) 64 KB of a file, without parsing a large JSON."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(_PEEK).decode("utf-8", errors="replace")
+            data = fh.read(_PEEK)
+            if tail:
+                size = fh.seek(0, 2)
+                if size > 2 * _PEEK:
+                    fh.seek(size - _PEEK)
+                    data += fh.read(_PEEK)
+            return data.decode("utf-8", errors="replace")
     except OSError:
         return ""
 
 
 def _looks_coco(path: Path) -> bool:
-    head = _head(path)
-    return '"images"' in head and ('"annotations"' in head or '"categories"' in head)
+    text = _head(path, tail=True)  # 'annotations' and 'categories' may follow a long 'images' list
+    return '"images"' in text and ('"annotations"' in text or '"categories"' in text)
 
 
 def is_camtrap_json(path: Path) -> bool:
@@ -224,8 +231,8 @@ def write_coco(items: Sequence[DatasetItem], out_dir: str | Path, classes: Seque
             boxed.add(a.label)
         if camtrap and it.label and it.label not in boxed and it.label in cat_id:
             annotations.append({"id": len(annotations) + 1, "image_id": img_id, "category_id": cat_id[it.label]})
-    data = {"info": {"description": "written by anomaly_gui", "version": "1.0"}, "images": images,
-            "annotations": annotations, "categories": [{"id": i, "name": c} for c, i in cat_id.items()]}
+    data = {"info": {"description": "written by anomaly_gui", "version": "1.0"},
+            "categories": [{"id": i, "name": c} for c, i in cat_id.items()], "images": images, "annotations": annotations}
     path = out / json_name
     write_text(path, json.dumps(data, indent=1))
     return path
