@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from anomaly_gui.core.export import labelme as _labelme  # noqa: F401  (registers the labelme exporter)
 from anomaly_gui.core.export.annotations import EXPORTERS, TITLES, analyst_annotations
 from anomaly_gui.core.export.common import ExportExistsError, ExportResult, atomic_dir, atomic_file, check_target
 from anomaly_gui.core.project import Project

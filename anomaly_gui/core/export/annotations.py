@@ -1,9 +1,10 @@
-"""Annotation exporters: Pascal VOC, YOLO, COCO, mask PNGs (labelme JSON is in `labelme.py`).
+"""Annotation exporters: Pascal VOC, YOLO, COCO, labelme JSON (engineer A's writers in `core/formats/`)
+and mask PNGs (here: they carry the brush masks, stored run-length encoded).
 
-Each exporter writes a complete dataset folder (images copied beside the labels, names made unique)
-into a temporary folder that replaces the target only when everything is written (`export_annotations`).
-Shapes a format cannot carry are converted (VOC: polygons and masks become their bounding boxes) or
-skipped, and each such case is listed in `ExportResult.notes`.
+Each exporter writes a complete dataset folder (images beside the labels, names made unique) into a
+temporary folder that replaces the target only when everything is written (`export_annotations`).
+Shapes a format cannot carry are converted (masks become polygons, or bounding boxes in VOC; VOC
+polygons become boxes) or skipped (points outside labelme), and each case is listed in `ExportResult.notes`.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from anomaly_gui.core.export.common import ExportResult, copy_item_image, image_suffix, unique_stems
-from anomaly_gui.core.export.masks import annotation_mask, rasterize, rle_encode
+from anomaly_gui.core.export.common import ExportResult, unique_stems
+from anomaly_gui.core.export.masks import annotation_mask, rasterize
 from anomaly_gui.core.formats.base import Annotation, DatasetItem
 
 Exporter = Callable[[Sequence[DatasetItem], list[str], Path, ExportResult], None]
@@ -42,15 +43,31 @@ def _class_list(items: Sequence[DatasetItem], classes: Sequence[str]) -> list[st
     return out
 
 
-def formats_writer(fmt: str) -> Callable[..., object] | None:
-    """Engineer A's `write_<fmt>(items, out_dir, classes)` from `core/formats/<fmt>.py`, when it exists."""
+def formats_writer(fmt: str) -> Callable[..., object]:
+    """Engineer A's `write_<fmt>(items, out_dir, ...)` from `core/formats/<fmt>.py`."""
     import importlib
 
-    try:
-        mod = importlib.import_module(f"anomaly_gui.core.formats.{fmt}")
-    except ModuleNotFoundError:
-        return None
-    return getattr(mod, f"write_{fmt}", None)
+    writer = getattr(importlib.import_module(f"anomaly_gui.core.formats.{fmt}"), f"write_{fmt}", None)
+    if writer is None:
+        raise RuntimeError(f"core/formats/{fmt}.py has no write_{fmt}")
+    return writer
+
+
+def mask_to_polygons(it: DatasetItem, a: Annotation) -> list[Annotation]:
+    """The outer contours of a mask annotation as polygons (holes are filled)."""
+    import cv2
+
+    from anomaly_gui.core.export.common import item_size
+
+    m = annotation_mask(a, item_size(it)).astype(np.uint8)
+    found, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in found:
+        pts = c.reshape(-1, 2)
+        if len(pts) >= 3:
+            out.append(Annotation("polygon", a.label, {"points": [[float(x), float(y)] for x, y in pts]},
+                                  score=a.score, source=a.source, status=a.status))
+    return out
 
 
 def _mask_as_box(it: DatasetItem, a: Annotation) -> Annotation | None:
@@ -64,119 +81,49 @@ def _mask_as_box(it: DatasetItem, a: Annotation) -> Annotation | None:
     return Annotation("box", a.label, geom, score=a.score, source=a.source, status=a.status)
 
 
-# -- Pascal VOC (engineer A's writer) -------------------------------------------------------------
-@register_exporter("voc", "Pascal VOC (XML)")
-def export_voc(items: Sequence[DatasetItem], classes: list[str], folder: Path, result: ExportResult) -> None:
-    """VOC carries boxes only: polygons and masks are written as their bounding boxes, points skipped."""
-    writer = formats_writer("voc")
-    if writer is None:
-        raise RuntimeError("the Pascal VOC writer (core/formats/voc.py) is missing")
+def _prepare(items: Sequence[DatasetItem], result: ExportResult, fmt_title: str, points: bool,
+             boxes_only: bool) -> list[DatasetItem]:
+    """Items with what the format can carry: masks become polygons (or boxes), points are dropped when the
+    format has none, and each conversion is noted."""
     prepared = []
     for it in items:
-        anns = []
+        anns: list[Annotation] = []
         for a in it.annotations:
-            if a.kind == "point":
-                result.notes.append(f"{it.name}: point '{a.label}' skipped (VOC has no points)")
+            if a.kind == "point" and not points:
+                result.notes.append(f"{it.name}: point '{a.label}' skipped ({fmt_title} has no points)")
                 continue
-            if a.kind != "box":
-                result.notes.append(f"{it.name}: {a.kind} '{a.label}' exported as its bounding box")
             if a.kind == "mask":
-                box = _mask_as_box(it, a)
-                if box is None:
-                    continue
-                a = box
+                conv = [b for b in [_mask_as_box(it, a)] if b is not None] if boxes_only else mask_to_polygons(it, a)
+                result.notes.append(f"{it.name}: mask '{a.label}' exported as {len(conv)} "
+                                    f"{'bounding box' if boxes_only else 'polygon(s)'}")
+                anns.extend(conv)
+                continue
+            if a.kind == "polygon" and boxes_only:
+                result.notes.append(f"{it.name}: polygon '{a.label}' exported as its bounding box")
             anns.append(a)
         result.n_annotations += len(anns)
         result.n_items += 1
         prepared.append(dataclasses.replace(it, annotations=anns))
-    writer(prepared, folder, _class_list(items, classes))
+    return prepared
 
 
-# -- YOLO ------------------------------------------------------------------------------------------
-@register_exporter("yolo", "YOLO (txt, boxes and polygons)")
-def export_yolo(items: Sequence[DatasetItem], classes: list[str], folder: Path, result: ExportResult) -> None:
-    (folder / "images").mkdir()
-    (folder / "labels").mkdir()
-    names = _class_list(items, classes)
-    index = {n: k for k, n in enumerate(names)}
-    stems = unique_stems(items)
-    for it in items:
-        stem = stems[int(it.id or 0)]
-        w, h = copy_item_image(it, folder / "images" / (stem + image_suffix(it)))
-        lines = []
-        for a in it.annotations:
-            c = index[a.label] if a.label in index else 0
-            if a.kind == "box":
-                x1, y1, x2, y2 = a.box()
-                lines.append(f"{c} {(x1 + x2) / 2 / w:.8f} {(y1 + y2) / 2 / h:.8f} {(x2 - x1) / w:.8f} {(y2 - y1) / h:.8f}")
-            elif a.kind == "polygon":
-                pts = " ".join(f"{x / w:.8f} {y / h:.8f}" for x, y in a.geometry["points"])
-                lines.append(f"{c} {pts}")
-            else:
-                result.notes.append(f"{it.name}: {a.kind} '{a.label}' skipped (YOLO has boxes and polygons)")
-                continue
-            result.n_annotations += 1
-        (folder / "labels" / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-        result.n_items += 1
-    (folder / "classes.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
-    yaml_names = "\n".join(f"  {k}: {json.dumps(n)}" for k, n in enumerate(names))
-    (folder / "data.yaml").write_text(f"path: .\ntrain: images\nval: images\nnames:\n{yaml_names}\n", encoding="utf-8")
+def _delegating(fmt: str, title: str, points: bool = False, boxes_only: bool = False) -> Exporter:
+    def export(items: Sequence[DatasetItem], classes: list[str], folder: Path, result: ExportResult) -> None:
+        prepared = _prepare(items, result, title, points, boxes_only)
+        writer = formats_writer(fmt)
+        if fmt == "labelme":
+            writer(prepared, folder)
+        else:
+            writer(prepared, folder, _class_list(prepared, classes))
+
+    export.__doc__ = f"{title} through core/formats/{fmt}.py (masks converted, unsupported shapes noted)."
+    return export
 
 
-# -- COCO ------------------------------------------------------------------------------------------
-@register_exporter("coco", "COCO (JSON)")
-def export_coco(items: Sequence[DatasetItem], classes: list[str], folder: Path, result: ExportResult) -> None:
-    (folder / "images").mkdir()
-    names = _class_list(items, classes)
-    cat_id = {n: k + 1 for k, n in enumerate(names)}
-    images, anns = [], []
-    stems = unique_stems(items)
-    for k, it in enumerate(items, start=1):
-        fname = stems[int(it.id or 0)] + image_suffix(it)
-        w, h = copy_item_image(it, folder / "images" / fname)
-        images.append({"id": k, "file_name": f"images/{fname}", "width": w, "height": h})
-        for a in it.annotations:
-            rec = {"id": len(anns) + 1, "image_id": k, "category_id": cat_id.get(a.label, 1), "iscrowd": 0}
-            if a.kind == "box":
-                x1, y1, x2, y2 = a.box()
-                rec.update(bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), segmentation=[])
-            elif a.kind == "polygon":
-                pts = [float(v) for p in a.geometry["points"] for v in p]
-                x1, y1, x2, y2 = a.box()
-                rec.update(bbox=[x1, y1, x2 - x1, y2 - y1], area=_polygon_area(a.geometry["points"]), segmentation=[pts])
-            elif a.kind == "mask":
-                m = annotation_mask(a, (w, h))
-                ys, xs = np.nonzero(m)
-                if not xs.size:
-                    continue
-                # COCO's uncompressed RLE runs over the pixels in column-major order.
-                rle = rle_encode(m.T)
-                rle["size"] = [h, w]
-                rec.update(bbox=[float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)],
-                           area=float(m.sum()), segmentation=rle, iscrowd=1)
-            else:
-                result.notes.append(f"{it.name}: point '{a.label}' skipped (COCO keypoints need a skeleton)")
-                continue
-            if a.score is not None:
-                rec["score"] = float(a.score)
-            anns.append(rec)
-            result.n_annotations += 1
-        result.n_items += 1
-    doc = {
-        "info": {"description": "exported by anomaly_gui"},
-        "images": images,
-        "annotations": anns,
-        "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in cat_id.items()],
-    }
-    (folder / "annotations.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-
-
-def _polygon_area(points: Sequence[Sequence[float]]) -> float:
-    p = np.asarray(points, dtype=np.float64)
-    if len(p) < 3:
-        return 0.0
-    x, y = p[:, 0], p[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+register_exporter("voc", "Pascal VOC (XML)")(_delegating("voc", "Pascal VOC", boxes_only=True))
+register_exporter("yolo", "YOLO (txt, boxes and polygons)")(_delegating("yolo", "YOLO"))
+register_exporter("coco", "COCO (JSON)")(_delegating("coco", "COCO"))
+register_exporter("labelme", "labelme JSON (one file per image)")(_delegating("labelme", "labelme", points=True))
 
 
 # -- mask PNGs ------------------------------------------------------------------------------------

@@ -168,34 +168,6 @@ def _safe(name: str) -> str:
     return keep.strip(".") or "item"
 
 
-def image_suffix(item: DatasetItem) -> str:
-    suffix = Path(item.path).suffix.lower()
-    return suffix if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") else ".png"
-
-
-def copy_item_image(item: DatasetItem, dest: Path) -> tuple[int, int]:
-    """Copy (or, for a video frame, extract) the item's image to `dest`; returns (width, height)."""
-    from anomaly_gui.core.imageio import image_size, is_image_file, write_image
-
-    src = Path(item.path)
-    if is_image_file(src):
-        if not src.is_file():
-            raise DataError(src, "image file not found")
-        shutil.copyfile(src, dest)
-        if item.width and item.height:
-            return int(item.width), int(item.height)
-        return image_size(src)
-    from anomaly_gui.core.video_io import open_source
-
-    source = open_source(src)
-    try:
-        frame = source.read(int(item.frame_index or 0))
-    finally:
-        source.close()
-    write_image(dest, frame)
-    return int(frame.shape[1]), int(frame.shape[0])
-
-
 def item_size(item: DatasetItem) -> tuple[int, int]:
     """(width, height) of an item's image from the project or its header."""
     from anomaly_gui.core.imageio import image_size
