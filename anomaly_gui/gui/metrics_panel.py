@@ -1,0 +1,143 @@
+"""The Metrics panel: the current run's image AUROC, pixel AUROC, AUPRO and F1-max (computed once when the
+run was scored), and confusion counts at the current threshold / min area that follow the sliders live
+(from `state.predictions`, against ground truth and against the analyst's verdicts)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+
+from anomaly_gui.gui.panels import register_panel
+from anomaly_gui.gui.state import AppState
+
+SUMMARY = (("image_auroc", "Image AUROC"), ("pixel_auroc", "Pixel AUROC"), ("aupro", "AUPRO"), ("f1_max", "F1-max"),
+           ("items_per_second", "Items / s"), ("fit_seconds", "Fit (s)"))
+CELLS = (("tp", "TP", "#e6194b"), ("fp", "FP", "#f58231"), ("fn", "FN", "#911eb4"), ("tn", "TN", "#3cb44b"))
+
+
+def rates(c: dict[str, int]) -> dict[str, float | None]:
+    """precision, recall, F1 and accuracy of confusion counts (None where undefined)."""
+    tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
+    p = tp / (tp + fp) if tp + fp else None
+    r = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * p * r / (p + r) if p is not None and r is not None and p + r else None
+    n = tp + fp + fn + tn
+    return {"precision": p, "recall": r, "f1": f1, "accuracy": (tp + tn) / n if n else None}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+class _Confusion(QGroupBox):
+    """A 2×2 grid of counts with precision / recall / F1 below."""
+
+    def __init__(self, title: str):
+        super().__init__(title)
+        grid = QGridLayout(self)
+        grid.addWidget(QLabel(""), 0, 0)
+        grid.addWidget(QLabel("<b>actual anomalous</b>"), 0, 1, Qt.AlignmentFlag.AlignCenter)
+        grid.addWidget(QLabel("<b>actual normal</b>"), 0, 2, Qt.AlignmentFlag.AlignCenter)
+        grid.addWidget(QLabel("<b>predicted anomalous</b>"), 1, 0)
+        grid.addWidget(QLabel("<b>predicted normal</b>"), 2, 0)
+        self.cells: dict[str, QLabel] = {}
+        for key, name, color in CELLS:
+            lab = QLabel("–")
+            lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            lab.setToolTip(name)
+            lab.setStyleSheet(f"font-size: 15px; font-weight: bold; color: {color}; padding: 4px;")
+            self.cells[key] = lab
+        grid.addWidget(self.cells["tp"], 1, 1)
+        grid.addWidget(self.cells["fp"], 1, 2)
+        grid.addWidget(self.cells["fn"], 2, 1)
+        grid.addWidget(self.cells["tn"], 2, 2)
+        self.rates = QLabel("")
+        grid.addWidget(self.rates, 3, 0, 1, 3)
+        self.counts: dict[str, int] | None = None
+
+    def set_counts(self, c: dict[str, int] | None) -> None:
+        self.counts = c
+        for key, _name, _color in CELLS:
+            self.cells[key].setText("–" if c is None else str(c[key]))
+        if c is None:
+            self.rates.setText("no labels")
+            return
+        r = rates(c)
+        self.rates.setText("  ".join(f"{k} {_fmt(v)}" for k, v in r.items()))
+
+
+@register_panel
+class MetricsPanel(QWidget):
+    panel_id = "metrics"
+    title = "Metrics"
+    area = "right"
+    order = 11
+
+    def __init__(self, state: AppState, window: Any = None):
+        super().__init__()
+        self.state = state
+        self.header = QLabel("No run selected.")
+        self.header.setWordWrap(True)
+        box = QGroupBox("Run (test items)")
+        grid = QGridLayout(box)
+        self.values: dict[str, QLabel] = {}
+        for k, (key, name) in enumerate(SUMMARY):
+            val = QLabel("–")
+            val.setStyleSheet("font-size: 14px; font-weight: bold;")
+            val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.values[key] = val
+            grid.addWidget(QLabel(name), k // 2, (k % 2) * 2)
+            grid.addWidget(val, k // 2, (k % 2) * 2 + 1)
+        self.setting = QLabel("")
+        self.truth = _Confusion("At this setting vs ground truth")
+        self.analyst = _Confusion("At this setting vs the analyst's verdicts")
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.header)
+        lay.addWidget(box)
+        lay.addWidget(self.setting)
+        lay.addWidget(self.truth)
+        lay.addWidget(self.analyst)
+        lay.addStretch(1)
+        state.currentRunChanged.connect(lambda _r: self.refresh())
+        state.runsChanged.connect(self.refresh_summary)
+        state.predictionsChanged.connect(self.refresh_confusion)
+        state.projectChanged.connect(lambda _p: self.refresh())
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.refresh_summary()
+        self.refresh_confusion()
+
+    def refresh_summary(self) -> None:
+        project, run_id = self.state.project, self.state.current_run
+        run = None
+        if project is not None and run_id is not None:
+            try:
+                run = project.run(run_id)
+            except KeyError:
+                run = None
+        self.header.setText("No run selected." if run is None else f"<b>{run.title}</b> — {run.engine}, {run.status}"
+                            f", {run.metrics.get('n_test', 0)} test item(s)")
+        for key, lab in self.values.items():
+            lab.setText(_fmt(None if run is None else run.metrics.get(key)))
+
+    def refresh_confusion(self) -> None:
+        """Counts from `state.predictions` (kept in step with the sliders by the review panel)."""
+        data = self.state.extra.get("review")
+        preds = self.state.predictions
+        if data is None or not preds or data.run_id != self.state.current_run:
+            self.setting.setText("")
+            self.truth.set_counts(None)
+            self.analyst.set_counts(None)
+            return
+        flags = np.asarray([preds.get(int(i), False) for i in data.item_ids], bool)
+        c = data.confusions(flags)
+        t = self.state.threshold
+        self.setting.setText(f"threshold {t:.4g}, min area {self.state.min_area:.0f} px: "
+                             f"{int(flags.sum())} of {len(flags)} anomalous" if t is not None else "")
+        self.truth.set_counts(c.get("truth"))
+        self.analyst.set_counts(c.get("analyst"))
