@@ -98,7 +98,7 @@ def make_synthetic(crops: Sequence[CropSpec], backgrounds: Sequence[str | Path],
     Each composite is a random background with `per_image` random crops pasted at random places and
     scales; boxes are the visible pasted rectangles, labelled with the crop's species. The item label
     is its first pasted species; items are marked `is_anomalous` and `meta['synthetic']`.
-    Returns (annotation file, items). Raises DataError naming the file for unreadable inputs.
+    Returns (annotation file or folder the writer made, items). Raises DataError naming the file for unreadable inputs.
     """
     cfg = cfg or SyntheticConfig()
     if cfg.fmt not in WRITERS:
