@@ -1,0 +1,579 @@
+"""Detection panel: train a detector (live mAP per epoch), review its boxes on the current item with a
+confidence slider that re-filters the cached detections (no model re-run), accept / reject / edit boxes,
+see which detections the anomaly rules flag, draw restricted zones, export images with boxes drawn."""
+from __future__ import annotations
+
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QColor, QKeySequence
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider, QTabWidget,
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from anomaly_gui.core.detection_export import ReviewedDetection, export_detection_images, item_detections, run_classes
+from anomaly_gui.core.rules import load_rules
+from anomaly_gui.engines.base import RunContext, Task, list_engines
+from anomaly_gui.engines.device import available_devices
+from anomaly_gui.gui.panels import register_panel
+from anomaly_gui.gui.param_form import ParamForm
+from anomaly_gui.gui.state import AppState
+from anomaly_gui.gui.workers import JobBusyError, start_job
+from anomaly_gui.gui.zone_tool import RulesEditor, ZoneTool
+
+JOB_KIND = "detection-train"
+DEFAULT_CONFIDENCE = 0.5
+NORMAL = "#34c759"
+FLAGGED = "#ff3b30"
+LAYER = "detections"
+FLAG_LAYER = "detections:flagged"
+
+
+def train_detection_job(ctx: RunContext, project: Any, engine: str, params: dict[str, Any], device: str) -> int:
+    """Worker body: split when the project has none, train and score a run, add mAP on the test items."""
+    from anomaly_gui.core.runs import train_run
+    from anomaly_gui.core.splits import apply_original_split
+    from anomaly_gui.evaluation.detection import run_map
+
+    if not any(it.split in ("train", "val", "test") for it in project.items()):
+        counts = apply_original_split(project)
+        ctx.log({"message": f"original split applied: {counts}"})
+    run_id = train_run(project, engine, params, device=device, ctx=ctx)
+    run_map(project, run_id)
+    return run_id
+
+
+def _export_job(ctx: RunContext, project: Any, run_id: int, folder: str, confidence: float, rules: list) -> dict[str, Any]:
+    return export_detection_images(project, run_id, folder, confidence, rules, ctx=ctx)
+
+
+class MapCurve(pg.PlotWidget):
+    """mAP@0.5 and mAP@0.5:0.95 per epoch, drawn as the log entries arrive."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, background="#1e1e22")
+        self.setMinimumHeight(150)
+        self.showGrid(x=True, y=True, alpha=0.25)
+        self.setLabel("bottom", "epoch")
+        self.setLabel("left", "validation mAP")
+        self.setYRange(0, 1)
+        self.addLegend(offset=(-6, 6), labelTextSize="8pt")
+        self.map50 = self.plot([], [], pen=pg.mkPen("#0a84ff", width=2), symbol="o", symbolSize=5, symbolBrush="#0a84ff", name="mAP@0.5")
+        self.map5095 = self.plot([], [], pen=pg.mkPen("#ff9f0a", width=2), symbol="o", symbolSize=5, symbolBrush="#ff9f0a", name="mAP@0.5:0.95")
+        self.entries: list[dict[str, Any]] = []
+
+    def clear_curves(self) -> None:
+        self.entries = []
+        self.map50.setData([], [])
+        self.map5095.setData([], [])
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        if "map50" not in entry or not isinstance(entry.get("epoch"), (int, float)):
+            return
+        self.entries.append(entry)
+        xs = [float(e["epoch"]) for e in self.entries]
+        self.map50.setData(xs, [float(e.get("map50") or 0.0) for e in self.entries])
+        self.map5095.setData(xs, [float(e.get("map50_95") or 0.0) for e in self.entries])
+
+
+@register_panel
+class DetectionPanel(QWidget):
+    """See the module docstring. Registered as a right-hand dock."""
+
+    panel_id = "detection"
+    title = "Detection"
+    area = "right"
+    order = 40
+    menu = "Detection"
+
+    detectionsShown = Signal(int)  # number of boxes drawn on the current item
+
+    def __init__(self, state: AppState, window: Any = None):
+        super().__init__()
+        self.state = state
+        self.window_ = window
+        self.viewer = getattr(window, "viewer", None)
+        self.job: Any = None
+        self.run_id: int | None = None
+        self.known_classes: set[str] | None = None
+        self.detections: list[ReviewedDetection] = []
+        self.edit_roi: pg.RectROI | None = None
+        self.last_export: dict[str, Any] | None = None
+        self.zone_tool = ZoneTool(self.viewer) if self.viewer is not None else None
+        self._build()
+        state.projectChanged.connect(self._on_project)
+        state.currentItemChanged.connect(lambda _i: self.refresh())
+        state.currentRunChanged.connect(self._on_run_changed)
+        state.runsChanged.connect(self._fill_runs)
+        state.zonesChanged.connect(self._on_zones_changed)
+        state.annotationsChanged.connect(lambda _i: self.refresh())
+        if self.zone_tool is not None:
+            self.zone_tool.zoneDrawn.connect(self._on_zone_drawn)
+            self.zone_tool.zoneEdited.connect(self._on_zone_edited)
+            self.zone_tool.deleteRequested.connect(self._delete_zone)
+            self.zone_tool.zoneSelected.connect(self._on_zone_selected)
+        self._on_project(state.project)
+
+    # -- layout --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        tabs = self.tabs = QTabWidget()
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(tabs)
+
+        review = QWidget()
+        rv = QVBoxLayout(review)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Run"))
+        self.run_combo = QComboBox()
+        self.run_combo.setObjectName("detectionRun")
+        self.run_combo.currentIndexChanged.connect(self._on_run_combo)
+        row.addWidget(self.run_combo, 1)
+        rv.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Confidence ≥"))
+        self.conf_slider = QSlider(Qt.Orientation.Horizontal)
+        self.conf_slider.setObjectName("confidenceSlider")
+        self.conf_slider.setRange(0, 100)
+        self.conf_slider.setValue(int(DEFAULT_CONFIDENCE * 100))
+        self.conf_slider.valueChanged.connect(self._on_confidence)
+        row.addWidget(self.conf_slider, 1)
+        self.conf_label = QLabel(f"{DEFAULT_CONFIDENCE:.2f}")
+        self.conf_label.setMinimumWidth(34)
+        row.addWidget(self.conf_label)
+        rv.addLayout(row)
+        self.summary = QLabel("No detection run yet: train one in the Train tab.")
+        self.summary.setWordWrap(True)
+        rv.addWidget(self.summary)
+        self.table = QTreeWidget()
+        self.table.setObjectName("detectionList")
+        self.table.setHeaderLabels(["Class", "Conf.", "Status", "Anomaly"])
+        self.table.setRootIsDecorated(False)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setColumnWidth(0, 70)
+        self.table.setColumnWidth(1, 48)
+        self.table.setColumnWidth(2, 70)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        rv.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setToolTip("Mark the selected boxes as correct (Y)")
+        self.accept_button.clicked.connect(lambda: self.set_status("accepted"))
+        self.reject_button = QPushButton("Reject")
+        self.reject_button.setToolTip("Mark the selected boxes as wrong (N)")
+        self.reject_button.clicked.connect(lambda: self.set_status("rejected"))
+        self.edit_button = QPushButton("Edit box")
+        self.edit_button.setCheckable(True)
+        self.edit_button.setToolTip("Drag the box or its corner on the image; click again to save (E)")
+        self.edit_button.toggled.connect(self._on_edit_toggled)
+        for b in (self.accept_button, self.reject_button, self.edit_button):
+            row.addWidget(b)
+        rv.addLayout(row)
+        self.export_button = QPushButton("Export images with boxes…")
+        self.export_button.clicked.connect(self.choose_export)
+        rv.addWidget(self.export_button)
+        tabs.addTab(review, "Review")
+
+        train = QWidget()
+        tv = QVBoxLayout(train)
+        form = QFormLayout()
+        self.engine_combo = QComboBox()
+        self.engine_combo.setObjectName("detectionEngine")
+        for cls in list_engines(Task.DETECTION):
+            self.engine_combo.addItem(cls.title or cls.name, cls.name)
+        self.engine_combo.currentIndexChanged.connect(self._on_engine)
+        form.addRow("Engine", self.engine_combo)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        form.addRow("Device", self.device_combo)
+        tv.addLayout(form)
+        self.param_form = ParamForm()
+        tv.addWidget(self.param_form)
+        row = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_training)
+        row.addWidget(self.train_button)
+        row.addWidget(self.cancel_button)
+        tv.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setFormat("idle")
+        tv.addWidget(self.progress)
+        self.curve = MapCurve()
+        tv.addWidget(self.curve, 1)
+        self.train_status = QLabel("")
+        self.train_status.setWordWrap(True)
+        tv.addWidget(self.train_status)
+        tabs.addTab(train, "Train")
+
+        rules = QWidget()
+        rl = QVBoxLayout(rules)
+        box = QGroupBox("Anomaly rules")
+        bl = QVBoxLayout(box)
+        self.rules_editor = RulesEditor()
+        self.rules_editor.rulesChanged.connect(self.refresh)
+        bl.addWidget(self.rules_editor)
+        rl.addWidget(box)
+        box = QGroupBox("Restricted zones")
+        zl = QVBoxLayout(box)
+        self.zone_list = QListWidget()
+        self.zone_list.setObjectName("zoneList")
+        self.zone_list.itemChanged.connect(self._on_zone_renamed)
+        self.zone_list.currentItemChanged.connect(self._on_zone_list_selection)
+        zl.addWidget(self.zone_list)
+        row = QHBoxLayout()
+        self.draw_zone_button = QPushButton("Draw zone")
+        self.draw_zone_button.setToolTip("Click vertices on the image; double-click or Enter closes the polygon")
+        self.draw_zone_button.clicked.connect(self.start_zone)
+        self.delete_zone_button = QPushButton("Delete zone")
+        self.delete_zone_button.clicked.connect(lambda: self._delete_zone(self._selected_zone()))
+        self.zone_scope = QComboBox()
+        self.zone_scope.addItems(["all images", "this image"])
+        self.zone_scope.setToolTip("A new zone applies to every image, or only to the current one")
+        row.addWidget(self.draw_zone_button)
+        row.addWidget(self.delete_zone_button)
+        row.addWidget(self.zone_scope)
+        zl.addLayout(row)
+        rl.addWidget(box, 1)
+        tabs.addTab(rules, "Rules && zones")
+        self._on_engine()
+
+    def actions(self) -> list[QAction]:
+        """Menu actions (menu "Detection"): review keys and the zone tool."""
+        out = []
+        for text, key, slot in (("Accept selected box", "Y", lambda: self.set_status("accepted")),
+                                ("Reject selected box", "N", lambda: self.set_status("rejected")),
+                                ("Edit selected box", "E", lambda: self.edit_button.toggle()),
+                                ("Draw restricted zone", "Z", self.start_zone)):
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(key))
+            act.triggered.connect(slot)
+            out.append(act)
+        return out
+
+    # -- project / run ---------------------------------------------------------------------------
+    def _on_project(self, project: Any) -> None:
+        self.rules_editor.set_project(project)
+        self._fill_runs()
+        self._on_zones_changed()
+
+    def _fill_runs(self) -> None:
+        project = self.state.project
+        current = self.run_id
+        self.run_combo.blockSignals(True)
+        self.run_combo.clear()
+        runs = [r for r in project.runs(Task.DETECTION.value)] if project is not None else []
+        for r in runs:
+            m50 = r.metrics.get("map50")
+            extra = f" — mAP50 {m50:.3f}" if isinstance(m50, (int, float)) else f" ({r.status})"
+            self.run_combo.addItem(r.title + extra, r.id)
+        self.run_combo.blockSignals(False)
+        ids = [r.id for r in runs if r.status in ("done", "scoring")]
+        if current in [r.id for r in runs]:
+            self.run_combo.setCurrentIndex(self.run_combo.findData(current))
+        elif ids:
+            self.run_combo.setCurrentIndex(self.run_combo.findData(ids[-1]))
+        self._on_run_combo()
+
+    def _on_run_combo(self, *_: Any) -> None:
+        rid = self.run_combo.currentData()
+        self.set_run(None if rid is None else int(rid))
+
+    def _on_run_changed(self, run_id: Any) -> None:
+        project = self.state.project
+        if project is not None and run_id is not None:
+            try:
+                if project.run(int(run_id)).task == Task.DETECTION.value:
+                    if self.run_combo.findData(int(run_id)) < 0:
+                        self._fill_runs()
+                    self.run_combo.setCurrentIndex(self.run_combo.findData(int(run_id)))
+            except KeyError:
+                pass  # a run deleted meanwhile
+
+    def set_run(self, run_id: int | None) -> None:
+        self.run_id = run_id
+        self.known_classes = run_classes(self.state.project, run_id) if run_id is not None and self.state.project else None
+        if run_id is not None and self.state.project is not None:
+            self.curve.clear_curves()
+            for e in self.state.project.run(run_id).log:
+                self.curve.add_entry(e)
+        self.refresh()
+
+    # -- review ------------------------------------------------------------------------------------
+    @property
+    def confidence(self) -> float:
+        return self.conf_slider.value() / 100.0
+
+    def _on_confidence(self, value: int) -> None:
+        self.conf_label.setText(f"{value / 100:.2f}")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the current item's cached detections, filter, flag and draw them (no model run)."""
+        project, item_id = self.state.project, self.state.current_item
+        self._end_edit(save=False)
+        if project is None or item_id is None or self.run_id is None:
+            self.detections = []
+        else:
+            self.detections = item_detections(project, int(item_id), self.run_id, self.confidence,
+                                              self.rules_editor.rules, self.known_classes)
+        self._fill_table()
+        self._draw()
+        self._show_zones()
+
+    def _fill_table(self) -> None:
+        self.table.blockSignals(True)
+        self.table.clear()
+        for d in self.detections:
+            row = QTreeWidgetItem([d.ann.label, f"{d.ann.score or 0:.2f}", d.ann.status or "—", "; ".join(d.reasons)])
+            if d.flagged:
+                for c in range(4):
+                    row.setForeground(c, QColor(FLAGGED))
+            row.setToolTip(3, "\n".join(d.reasons) or "no rule fires")
+            self.table.addTopLevelItem(row)
+        self.table.blockSignals(False)
+        n_flag = sum(d.flagged for d in self.detections)
+        if self.run_id is None:
+            self.summary.setText("No detection run yet: train one in the Train tab.")
+        elif self.state.current_item is None:
+            self.summary.setText("Select an image in the browser.")
+        else:
+            text = f"{len(self.detections)} detection(s) at confidence ≥ {self.confidence:.2f}"
+            self.summary.setText(text + (f" — <b style='color:{FLAGGED}'>{n_flag} anomal{'y' if n_flag == 1 else 'ies'}</b>" if n_flag else ""))
+
+    def _draw(self) -> None:
+        if self.viewer is None:
+            return
+        shown = [d for d in self.detections]
+        normal = [d.ann for d in shown if not d.flagged]
+        flagged = [d.ann for d in shown if d.flagged]
+        self.viewer.set_boxes(normal, {a.label: NORMAL for a in normal}, layer=LAYER)
+        self.viewer.set_boxes(flagged, {a.label: FLAGGED for a in flagged}, layer=FLAG_LAYER)
+        self.detectionsShown.emit(len(shown))
+
+    def selected_rows(self) -> list[int]:
+        return sorted(self.table.indexOfTopLevelItem(i) for i in self.table.selectedItems())
+
+    def _on_selection(self) -> None:
+        if self.viewer is None:
+            return
+        rows = self.selected_rows()
+        self.viewer.set_boxes([self.detections[r].ann for r in rows], {}, layer="detections:selected", show_text=False)
+        for item in self.viewer.layer("detections:selected").childItems():
+            item.setPen(pg.mkPen("#ffffff", width=3))
+
+    def set_status(self, status: str) -> None:
+        """Store accepted / rejected on the selected detections (saved at once)."""
+        project = self.state.project
+        rows = self.selected_rows()
+        if project is None or not rows:
+            return
+        for r in rows:
+            ann = self.detections[r].ann
+            new = "" if ann.status == status else status  # pressing again clears it
+            project.update_annotation(int(ann.id), status=new)
+        self.refresh()
+        for r in rows:
+            if r < self.table.topLevelItemCount():
+                self.table.topLevelItem(r).setSelected(True)
+
+    def _on_edit_toggled(self, on: bool) -> None:
+        if on:
+            rows = self.selected_rows()
+            if self.viewer is None or len(rows) != 1:
+                self.edit_button.setChecked(False)
+                self.state.message.emit("Select one detection to edit its box")
+                return
+            x1, y1, x2, y2 = self.detections[rows[0]].ann.box()
+            self.edit_roi = pg.RectROI([x1, y1], [x2 - x1, y2 - y1], pen=pg.mkPen("#ffffff", width=2))
+            self.edit_roi.addScaleHandle([0, 0], [1, 1])
+            self.edit_roi.setZValue(50)
+            self.edit_roi.setProperty("row", rows[0])
+            self.viewer.view_box.addItem(self.edit_roi, ignoreBounds=True)
+        else:
+            self._end_edit(save=True)
+
+    def _end_edit(self, save: bool) -> None:
+        roi, self.edit_roi = self.edit_roi, None
+        if roi is None:
+            return
+        if self.viewer is not None:
+            self.viewer.view_box.removeItem(roi)
+        if self.edit_button.isChecked():
+            self.edit_button.blockSignals(True)
+            self.edit_button.setChecked(False)
+            self.edit_button.blockSignals(False)
+        row = roi.property("row")
+        project = self.state.project
+        if save and project is not None and row is not None and row < len(self.detections):
+            pos, size = roi.pos(), roi.size()
+            geom = {"x1": float(pos.x()), "y1": float(pos.y()), "x2": float(pos.x() + size.x()), "y2": float(pos.y() + size.y())}
+            project.update_annotation(int(self.detections[row].ann.id), geometry=geom, status="accepted")
+            self.refresh()
+
+    # -- zones --------------------------------------------------------------------------------------
+    def start_zone(self) -> None:
+        if self.zone_tool is None or self.state.current_item is None:
+            self.state.message.emit("Open an image to draw a zone on it")
+            return
+        self.tabs.setCurrentIndex(2)
+        self.zone_tool.start()
+
+    def _on_zone_drawn(self, points: list) -> None:
+        project = self.state.project
+        if project is None:
+            return
+        n = len(project.zones()) + 1
+        item_id = self.state.current_item if self.zone_scope.currentIndex() == 1 else None
+        project.add_zone(f"Zone {n}", points, item_id=item_id)
+        self.state.message.emit(f"Zone {n} saved ({len(points)} vertices)")
+
+    def _on_zone_edited(self, zone_id: int, points: list) -> None:
+        if self.state.project is not None:
+            self.state.project.update_zone(zone_id, polygon=points)
+
+    def _delete_zone(self, zone_id: int | None) -> None:
+        if self.state.project is not None and zone_id is not None:
+            self.state.project.delete_zone(int(zone_id))
+
+    def _selected_zone(self) -> int | None:
+        item = self.zone_list.currentItem()
+        return None if item is None else int(item.data(Qt.ItemDataRole.UserRole))
+
+    def _on_zone_selected(self, zone_id: Any) -> None:
+        for k in range(self.zone_list.count()):
+            if self.zone_list.item(k).data(Qt.ItemDataRole.UserRole) == zone_id:
+                self.zone_list.setCurrentRow(k)
+
+    def _on_zone_list_selection(self, *_: Any) -> None:
+        if self.zone_tool is not None and self.zone_tool.selected != self._selected_zone():
+            self.zone_tool.select(self._selected_zone())
+
+    def _on_zone_renamed(self, item: QListWidgetItem) -> None:
+        if self.state.project is not None:
+            name = item.text().split("  (")[0].strip()
+            if name:
+                self.state.project.update_zone(int(item.data(Qt.ItemDataRole.UserRole)), name=name)
+
+    def _on_zones_changed(self) -> None:
+        project = self.state.project
+        self.zone_list.blockSignals(True)
+        self.zone_list.clear()
+        for z in (project.zones() if project is not None else []):
+            scope = "all images" if z["item_id"] is None else f"item {z['item_id']}"
+            item = QListWidgetItem(f"{z['name']}  ({scope}, {len(z['polygon'])} vertices)")
+            item.setData(Qt.ItemDataRole.UserRole, z["id"])
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            self.zone_list.addItem(item)
+        self.zone_list.blockSignals(False)
+        self.refresh()
+
+    def _show_zones(self) -> None:
+        if self.zone_tool is None:
+            return
+        project, item_id = self.state.project, self.state.current_item
+        self.zone_tool.show_zones(project.zones(int(item_id)) if project is not None and item_id is not None else [])
+
+    # -- training -----------------------------------------------------------------------------------
+    def _on_engine(self, *_: Any) -> None:
+        from anomaly_gui.engines.base import get_engine
+
+        name = self.engine_combo.currentData()
+        if name is None:
+            self.param_form.set_params_class(None)
+            self.train_button.setEnabled(False)
+            return
+        cls = get_engine(name)
+        saved = self.state.project.setting(f"train.params.{name}") if self.state.project is not None else None
+        self.param_form.set_params_class(cls.Params, saved)
+        self.train_status.setText(cls.description)
+
+    def start_training(self) -> None:
+        project, name = self.state.project, self.engine_combo.currentData()
+        if project is None or name is None:
+            self.train_status.setText("Open a project with boxes (YOLO, VOC or COCO) first.")
+            return
+        try:
+            params = self.param_form.values()
+        except ValueError as exc:
+            self.train_status.setText(str(exc))
+            return
+        project.set_setting(f"train.params.{name}", params)
+        try:
+            self.job = start_job(train_detection_job, project, name, params, self.device_combo.currentText(),
+                                 title=f"Train {name}", kind=JOB_KIND)
+        except JobBusyError as exc:
+            self.train_status.setText(str(exc))
+            return
+        self.curve.clear_curves()
+        self.job.progress.connect(self._on_progress)
+        self.job.logged.connect(self.curve.add_entry)
+        self.job.result.connect(self._on_trained)
+        self.job.failed.connect(lambda msg: self.train_status.setText(f"Training failed: {msg}"))
+        self.job.cancelled.connect(lambda: self.train_status.setText("Training cancelled."))
+        self.job.finished.connect(self._on_job_finished)
+        self.train_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)
+        self.train_status.setText(f"Training {name} …")
+
+    def cancel_training(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.train_status.setText("Cancelling after the current batch …")
+
+    def _on_progress(self, done: int, total: int, msg: str) -> None:
+        if total > 0:
+            self.progress.setRange(0, total)
+            self.progress.setValue(min(done, total))
+        self.progress.setFormat(f"%p%  {msg}" if msg else "%p%")
+
+    def _on_trained(self, run_id: int) -> None:
+        run = self.state.project.run(int(run_id)) if self.state.project is not None else None
+        m = run.metrics if run is not None else {}
+        self.train_status.setText(f"Run #{run_id} done — test mAP@0.5 {m.get('map50', float('nan')):.3f}, "
+                                  f"mAP@0.5:0.95 {m.get('map50_95', float('nan')):.3f}")
+        self.state.runsChanged.emit()
+        self.state.set_current_run(int(run_id))
+        self._fill_runs()
+        self.run_combo.setCurrentIndex(self.run_combo.findData(int(run_id)))
+
+    def _on_job_finished(self) -> None:
+        self.job = None
+        self.train_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.progress.setFormat("idle")
+
+    # -- export ---------------------------------------------------------------------------------------
+    def choose_export(self) -> None:
+        if self.state.project is None or self.run_id is None:
+            self.state.message.emit("No detection run to export")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export images with boxes to")
+        if folder:
+            self.export_to(folder)
+
+    def export_to(self, folder: str) -> Any:
+        """Export in a worker: every scored item of the run, at the slider's confidence, flags in red."""
+        job = start_job(_export_job, self.state.project, self.run_id, folder, self.confidence,
+                        list(self.rules_editor.rules), title="Export detections", kind="detection-export")
+        job.result.connect(self._on_exported)
+        job.progress.connect(self._on_progress)
+        job.failed.connect(lambda msg: self.state.message.emit(f"Export failed: {msg}"))
+        return job
+
+    def _on_exported(self, summary: dict[str, Any]) -> None:
+        self.last_export = summary
+        msg = f"Exported {summary['written']} image(s), {summary['boxes']} box(es), {summary['flagged']} flagged, to {summary['folder']}"
+        if summary["problems"]:
+            msg += f"; {len(summary['problems'])} unreadable image(s) skipped"
+        self.state.message.emit(msg)
+
+    def load_rules(self) -> None:
+        self.rules_editor.rules = load_rules(self.state.project)
+        self.refresh()
