@@ -1,0 +1,205 @@
+"""Review panel: sliders drive overlays and every item's verdict from the cache (pytest-qt, offscreen)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from anomaly_gui.core.project import open_project
+from anomaly_gui.core.runs import train_run
+
+from c2_engines import MeanDiffEngine, make_images, register_tiny_engine
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    register_tiny_engine(monkeypatch)
+    path = tmp_path / "p.agproj"
+    with open_project(path) as proj:
+        proj.add_items(make_images(tmp_path / "data", size=128, n_good=5, n_bad=5))
+        run_id = train_run(proj, "c2_meandiff", {"size": 64, "blur": 3}, device="cpu")
+    return path, run_id
+
+
+def _open(qtbot, path):
+    from anomaly_gui.gui.main_window import MainWindow
+    from anomaly_gui.gui.state import AppState
+
+    state = AppState()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    state.set_project(open_project(path))
+    return win
+
+
+@pytest.fixture
+def window(qtbot, trained):
+    win = _open(qtbot, trained[0])
+    yield win
+    from anomaly_gui.gui.workers import JOBS
+
+    JOBS.cancel_all()
+    win.state.project.close()
+
+
+def _bad_items(win):
+    return [it for it in win.state.project.items(split="test") if it.is_anomalous]
+
+
+def _n_regions(mask) -> int:
+    return 0 if mask is None else cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+
+
+def test_reopened_run_is_reviewed_from_the_cache(qtbot, window, trained):
+    path, run_id = trained
+    state, rp = window.state, window.panels["review"]
+    assert state.current_run == run_id and rp.data is not None and rp.data.run_id == run_id
+    run = state.project.run(run_id)
+    assert state.threshold == pytest.approx(run.threshold) and rp.threshold.value() == pytest.approx(run.threshold, rel=1e-3)
+    assert len(state.predictions) == len(rp.data) == 2 + 10
+    assert rp.histogram.threshold() == pytest.approx(state.threshold)
+    assert sum(rp.histogram.hist["anomalous"]) == 5 and sum(rp.histogram.hist["normal"]) == 7
+    qtbot.waitUntil(lambda: bool(rp.finetune.curves), timeout=20000)
+    assert len(rp.finetune.curves["n_regions"]) == 40
+    metrics = window.panels["metrics"]
+    assert metrics.values["image_auroc"].text() == "1.000"
+    c = metrics.truth.counts
+    assert c["tp"] + c["fn"] == 5 and c["fp"] + c["tn"] == 7
+
+
+def test_threshold_slider_changes_overlay_verdicts_and_line(qtbot, window):
+    state, rp, viewer = window.state, window.panels["review"], window.viewer
+    bad = _bad_items(window)[-1]  # the largest defect
+    state.set_current_item(bad.id)
+    assert viewer.heatmap_item.isVisible() and viewer.heatmap_item.levels is not None
+    assert tuple(viewer.heatmap_item.levels) == pytest.approx((rp.data.range.lo, rp.data.range.hi))
+
+    rp.threshold.slider.setValue(0)  # the lowest threshold: everything is anomalous
+    low_t, low_n = state.threshold, sum(state.predictions.values())
+    low_pixels = int(rp.current_mask().sum())
+    assert low_n == len(rp.data) and viewer.layer_item_count("contours") == 1
+    # drag towards higher thresholds step by step, as a user would with the keyboard
+    rp.threshold.slider.setFocus()
+    counts = [low_n]
+    pixels = [low_pixels]
+    for _ in range(6):
+        qtbot.keyClick(rp.threshold.slider, Qt.Key.Key_PageUp)
+        counts.append(sum(state.predictions.values()))
+        pixels.append(int(rp.current_mask().sum()))
+    assert state.threshold > low_t
+    assert counts == sorted(counts, reverse=True) and counts[-1] < counts[0]
+    assert pixels == sorted(pixels, reverse=True) and pixels[-1] < pixels[0]
+    assert rp.histogram.threshold() == pytest.approx(state.threshold)
+    assert all(line.value() == pytest.approx(state.threshold) for line in rp.finetune.lines)
+    assert rp.threshold.spin.value() == pytest.approx(state.threshold, abs=10 ** -rp.threshold.spin.decimals())
+    # above every score nothing is anomalous and the outline is gone
+    rp.threshold.slider.setValue(rp.threshold.slider.maximum())
+    assert sum(state.predictions.values()) == 0 and viewer.layer_item_count("contours") == 0
+    assert "0 of 12" in rp.summary.text()
+    assert window.panels["metrics"].truth.counts["tp"] == 0
+
+
+def test_min_area_slider_removes_small_regions(qtbot, window):
+    state, rp = window.state, window.panels["review"]
+    bads = _bad_items(window)
+    state.set_current_item(bads[0].id)  # the smallest defect (6x6 px)
+    t = float(np.median(rp.data.critical(0.0)[rp.data.labels == 1])) * 0.5
+    state.set_display(threshold=t, min_area=0.0)
+    before_items = sum(state.predictions.values())
+    before_regions = _n_regions(rp.current_mask())
+    assert before_regions >= 1
+    rp.min_area.spin.setValue(400)  # typed in the spin box
+    assert state.min_area == 400 and rp.min_area.slider.value() > 0
+    assert sum(state.predictions.values()) < before_items
+    assert _n_regions(rp.current_mask()) < before_regions
+    assert not state.predictions[bads[0].id] and state.predictions[bads[-1].id]  # 18x18 defect stays
+    # the slider end is far above any region: nothing survives
+    rp.min_area.slider.setValue(rp.min_area.slider.maximum())
+    assert sum(state.predictions.values()) == 0
+    # the histogram follows the min area (debounced)
+    qtbot.waitUntil(lambda: rp._hist_area == state.min_area, timeout=5000)
+
+
+def test_histogram_line_drag_and_bar_click_filter(qtbot, window):
+    state, rp, hist = window.state, window.panels["review"], window.panels["review"].histogram
+    target = float(np.mean(hist.edges[[0, -1]]))
+    hist.line.setValue(target)  # what a drag of the line does
+    assert state.threshold == pytest.approx(target)
+    assert rp.threshold.value() == pytest.approx(target, abs=10 ** -rp.threshold.spin.decimals())
+    # click on the highest anomalous bar: the browser shows only the items of that bin
+    k = int(np.flatnonzero(hist.hist["anomalous"])[-1])
+    x = (hist.edges[k] + hist.edges[k + 1]) / 2
+    vb = hist.getPlotItem().vb
+    y = float(hist.hist["normal"][k] + hist.hist["unlabelled"][k] + hist.hist["anomalous"][k]) / 2
+    scene_pt = vb.mapViewToScene(pg_point(x, y))
+    widget_pt = hist.mapFromScene(scene_pt)
+    qtbot.mouseClick(hist.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(int(widget_pt.x()), int(widget_pt.y())))
+    values = rp.data.critical(state.min_area)
+    expected = {int(i) for i, v in zip(rp.data.item_ids, values) if hist.edges[k] <= v <= hist.edges[k + 1]}
+    assert expected and state.filter == expected
+    assert set(window.browser.model.visible_ids()) == expected
+    qtbot.mouseClick(rp.clear_filter_button, Qt.MouseButton.LeftButton)
+    assert state.filter is None
+
+
+def pg_point(x: float, y: float):
+    from PySide6.QtCore import QPointF
+
+    return QPointF(x, y)
+
+
+def test_verdict_filters_follow_the_sliders(qtbot, window):
+    state, rp = window.state, window.panels["review"]
+    rp.filter_combo.setCurrentText("predicted anomalous")
+    first = set(state.filter)
+    assert first == {i for i, a in state.predictions.items() if a}
+    qtbot.keyClick(rp.threshold.slider, Qt.Key.Key_PageDown)
+    qtbot.keyClick(rp.threshold.slider, Qt.Key.Key_PageDown)
+    assert state.filter == {i for i, a in state.predictions.items() if a} and state.filter >= first
+    rp.filter_combo.setCurrentText("false positives")
+    assert state.filter == {i for i, a in state.predictions.items() if a and not window.state.project.item(i).is_anomalous}
+    # the analyst's verdicts: disagreement filter and their own confusion counts
+    bad = _bad_items(window)[0]
+    state.project.set_verdict(bad.id, "normal")
+    qtbot.waitUntil(lambda: (rp.data.analyst >= 0).any(), timeout=3000)
+    rp.filter_combo.setCurrentText("disagrees with analyst")
+    assert state.filter == ({bad.id} if state.predictions[bad.id] else set())
+    assert window.panels["metrics"].analyst.counts is not None
+
+
+def test_setting_is_saved_per_run_and_restored_without_scoring(qtbot, trained, monkeypatch):
+    path, run_id = trained
+    win = _open(qtbot, path)
+    rp, state = win.panels["review"], win.state
+    state.set_display(threshold=rp.threshold.hi * 0.6, min_area=50.0)
+    saved = (state.threshold, state.min_area)
+    qtbot.waitUntil(lambda: (state.project.run(run_id).threshold, state.project.run(run_id).min_area) == saved,
+                    timeout=5000)
+    predictions = dict(state.predictions)
+    state.project.close()
+    state.set_project(None)
+    win.close()
+    monkeypatch.setattr(MeanDiffEngine, "score", lambda *a, **k: pytest.fail("re-scored on reopen"))
+    win2 = _open(qtbot, path)
+    assert win2.state.current_run == run_id
+    assert (win2.state.threshold, win2.state.min_area) == pytest.approx(saved)
+    assert win2.state.predictions == predictions
+    win2.state.project.close()
+
+
+def test_grab_review_window(qtbot, window, tmp_path):
+    """The docked panels paint real content (not blank grey panes)."""
+    from PySide6.QtGui import QImage
+
+    window.state.set_current_item(_bad_items(window)[-1].id)
+    for pid in ("review", "metrics"):
+        window.docks[pid].raise_()
+        qtbot.wait(50)
+        img = window.panels[pid].grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+        arr = np.frombuffer(img.constBits(), np.uint8, count=img.bytesPerLine() * img.height())
+        assert arr.std() > 10, pid
