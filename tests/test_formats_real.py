@@ -136,3 +136,27 @@ def test_committed_sample_data_is_small():
         pytest.skip("no committed sample_data/ in this checkout")
     size = sum(p.stat().st_size for p in REPO_SAMPLE.rglob("*") if p.is_file())
     assert size < 10e6
+
+
+def test_ensure_sample_data_generates_when_not_bundled(tmp_path, monkeypatch):
+    """An installed package has no sample_data/ beside it: the same data is made under the home folder."""
+    import anomaly_gui.sample_data as sd
+
+    monkeypatch.setattr(sd, "REPO_SAMPLE", tmp_path / "not_there")
+    monkeypatch.setenv("ANOMALY_GUI_SAMPLE_DIR", str(tmp_path / "home_sample"))
+    root = sd.ensure_sample_data()
+    assert root == tmp_path / "home_sample" and (root / "SAMPLE_DATA_VERSION").is_file()
+    stamp_time = (root / "SAMPLE_DATA_VERSION").stat().st_mtime_ns
+    assert sd.ensure_sample_data() == root and (root / "SAMPLE_DATA_VERSION").stat().st_mtime_ns == stamp_time  # made once
+    if not REPO_SAMPLE.is_dir():
+        return
+    # the committed copy is what the script makes (pixels; encoders may differ in bytes)
+    files = sorted(p.relative_to(REPO_SAMPLE) for p in REPO_SAMPLE.rglob("*") if p.is_file() and p.name != "SAMPLE_DATA_VERSION")
+    made = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name != "SAMPLE_DATA_VERSION")
+    assert files == made
+    for rel in files:
+        if rel.suffix in (".png", ".jpg"):
+            a, b = read_image(REPO_SAMPLE / rel), read_image(root / rel)
+            assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= (3 if rel.suffix == ".jpg" else 0), rel
+        elif rel.suffix in (".txt", ".yaml", ".xml"):
+            assert (REPO_SAMPLE / rel).read_text() == (root / rel).read_text(), rel
