@@ -51,6 +51,9 @@ def run_app(project: Path | str | None = None, import_path: Path | str | None = 
     from anomaly_gui.gui.main_window import MainWindow
     from anomaly_gui.gui.state import AppState
 
+    from anomaly_gui.gui.warmup import warm_up_imports
+
+    warm_up_imports()  # before any job: a first import inside a worker froze the window for a second
     window = MainWindow(AppState())
     if project is not None:
         window.open_project(project)
