@@ -17,6 +17,7 @@ Numbers are written with 12 significant digits (pixel error below 1e-8 px for us
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +31,7 @@ from anomaly_gui.core.formats.common import (SPLIT_NAMES, box_annotation, check_
 from anomaly_gui.core.imageio import write_text
 
 _NAME_FILES = ("classes.txt", "obj.names", "labels.txt")
+_LABEL_DIRS = {"images": "labels", "Images": "Labels", "IMAGES": "LABELS"}
 
 
 def _yaml_files(root: Path) -> list[Path]:
@@ -186,12 +188,14 @@ def _sources_without_yaml(root: Path) -> list[tuple[str, list[Path]]]:
 
 
 def _label_path(img: Path) -> Path:
-    parts = list(img.parts)
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i].lower() == "images":
-            parts[i] = "labels" if parts[i] == "images" else parts[i].replace("mages", "abels").replace("MAGES", "ABELS")
-            return Path(*parts).with_suffix(".txt")
-    return img.with_suffix(".txt")
+    """Ultralytics' rule: the last `/images/` of the path becomes `/labels/`, the suffix `.txt`."""
+    s = str(img)
+    stem = os.path.splitext(s)[0]
+    best = max(((stem.rfind(f"{os.sep}{name}{os.sep}"), name) for name in _LABEL_DIRS), default=(-1, ""))
+    k, name = best
+    if k >= 0:
+        return Path(f"{stem[:k]}{os.sep}{_LABEL_DIRS[name]}{os.sep}{stem[k + len(name) + 2:]}.txt")
+    return Path(stem + ".txt")
 
 
 def _read_labels(path: Path, size: tuple[int, int], names: list[str], used: set[int], problems: list[DataError]) -> list[Annotation]:
