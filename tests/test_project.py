@@ -171,6 +171,20 @@ def test_non_project_files_give_data_error(tmp_path):
     assert junk.read_text().startswith("these are my notes")  # nothing overwritten
 
 
+def test_foreign_sqlite_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "photos.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE albums (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO albums(name) VALUES ('holidays')")
+    db.commit()
+    db.close()
+    with pytest.raises(DataError, match="another program"):
+        open_project(path)
+    db = sqlite3.connect(path)
+    assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["albums"]
+    db.close()
+
+
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "future.agproj"
     db = sqlite3.connect(path)

@@ -169,7 +169,11 @@ class Project:
         try:
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise DataError(self.path, f"not a valid project file ({exc})") from exc
+        except DataError:
+            self.close()
+            raise
 
     # -- connection handling -------------------------------------------------------------
     @property
@@ -210,6 +214,8 @@ class Project:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise DataError(self.path, f"made by a newer anomaly_gui (schema {version} > {SCHEMA_VERSION})")
+        if version == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0]:
+            raise DataError(self.path, "an SQLite file of another program, not an anomaly_gui project")
         for i in range(version, SCHEMA_VERSION):
             try:
                 db.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[i] + f";PRAGMA user_version={i + 1};COMMIT;")
