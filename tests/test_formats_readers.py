@@ -414,3 +414,10 @@ def test_large_coco_json_is_detected(tmp_path):
     write_text(tmp_path / "big.json", json.dumps(doc))
     assert (tmp_path / "big.json").stat().st_size > 200_000
     assert detect_format(tmp_path).name == "coco"
+
+
+def test_progress_is_reported(tmp_path):
+    root = make_mvtec(tmp_path / "m")
+    calls: list[tuple[int, int, str]] = []
+    import_dataset(root, progress=lambda done, total, msg: calls.append((done, total, msg)))
+    assert calls and calls[-1][0] == calls[-1][1] == 7 and all(isinstance(c[2], str) for c in calls)

@@ -1,7 +1,7 @@
 """Video files (mp4, avi, mov, mkv, ...): one `DatasetItem(kind="video")` per file.
 
 `meta` holds `frames`, `fps`, `width`, `height` (and `duration` in seconds) read from the container
-with OpenCV, without decoding the frames. The root may be one file or a folder (searched
+with OpenCV, without decoding the frames (only a container without a frame count is walked once). The root may be one file or a folder (searched
 recursively); a parent folder called train/val/test sets the split, another parent folder the label
 (`normal`/`good`/`ok` = normal). A file OpenCV cannot open is reported and skipped.
 """
@@ -14,6 +14,7 @@ from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem, ImportResult, ProgressFn, register_format
 from anomaly_gui.core.formats.common import SPLIT_NAMES, has_images, is_normal_label, natural_key, split_from_parts, tick
 
+_MAX_COUNT = 1_000_000
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".mts", ".ts"})
 
 
@@ -38,6 +39,11 @@ def probe_video(path: str | Path) -> dict[str, Any]:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        counted = False
+        if frames <= 0:  # some containers (webm, raw streams) carry no count: walk the stream once
+            while frames < _MAX_COUNT and cap.grab():
+                frames += 1
+            counted = True
     finally:
         cap.release()
     if w <= 0 or h <= 0:
@@ -45,7 +51,10 @@ def probe_video(path: str | Path) -> dict[str, Any]:
     if frames <= 0:
         raise DataError(path, "video reports no frames")
     fps = fps if 0 < fps < 1000 else 25.0
-    return {"frames": frames, "fps": round(fps, 3), "width": w, "height": h, "duration": round(frames / fps, 3)}
+    meta: dict[str, Any] = {"frames": frames, "fps": round(fps, 3), "width": w, "height": h, "duration": round(frames / fps, 3)}
+    if counted:
+        meta["frames_counted"] = True
+    return meta
 
 
 def _videos(root: Path) -> list[Path]:
