@@ -42,8 +42,14 @@ SLOW_DELAY_MS = 150
 
 def _curves_job(ctx: Any, maps: list[np.ndarray], sizes: list[tuple[int, int]], min_area: float,
                 lo: float, hi: float) -> dict[str, np.ndarray]:
-    ctx.progress(0, 1, "finetune curves")
-    return th.region_curves(maps, np.linspace(lo, hi, CURVE_POINTS), sizes, min_area=min_area, max_side=None)
+    """`thresholds.region_curves`, one threshold at a time so that Cancel is honoured between them."""
+    ts = np.linspace(lo, hi, CURVE_POINTS)
+    parts = []
+    for k, t in enumerate(ts):
+        ctx.check()
+        parts.append(th.region_curves(maps, [t], sizes, min_area=min_area, max_side=None))
+        ctx.progress(k + 1, len(ts), "finetune curves")
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 class _ValueSlider(QWidget):
@@ -207,6 +213,8 @@ class ReviewPanel(QWidget):
         """Read a run's cached results (no model runs) and show them at its saved setting."""
         self.data = None
         self.state.extra.pop("review", None)
+        if self._curve_job is not None:
+            self._curve_job.cancel()
         project = self.state.project
         run = None
         if run_id is not None and project is not None:
@@ -405,9 +413,9 @@ class ReviewPanel(QWidget):
         lo, hi = self.threshold.lo, self.threshold.hi
         try:
             job = start_job(_curves_job, data.small_maps[:CURVE_MAX_ITEMS], data.small_sizes[:CURVE_MAX_ITEMS],
-                            self.current_setting()[1], lo, hi, title="Finetune curves", kind="review-curves")
+                            self.current_setting()[1], lo, hi, title="Finetune curves", kind=f"review-curves-{id(self)}")
         except JobBusyError:
-            self._curves_pending = True
+            QTimer.singleShot(300, self.start_curves)
             return
         self._curve_job = job
         run_id = data.run_id
