@@ -321,9 +321,15 @@ def retrain_on_corrections(window: Any, confirm: bool = True) -> dict[str, Any] 
     counts = apply_feedback(project, plan)
     state.message.emit(f"Corrections applied: {counts['train']} to train, {counts['val']} to validation")
     panel = getattr(window, "panels", {}).get("train")
-    if panel is not None and run is not None:
+    if panel is not None:
         window.docks["train"].raise_()
-        panel.select_engine(run.engine)
+        try:
+            if run is None:
+                raise KeyError("no earlier run")
+            panel.select_engine(run.engine)
+        except KeyError:
+            state.message.emit("Corrections applied; choose an engine in the Train panel and press Start")
+            return counts
         panel.name_edit.setText(f"{run.engine} on corrections")
         panel.start()
     return counts

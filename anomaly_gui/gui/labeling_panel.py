@@ -23,7 +23,7 @@ from anomaly_gui.gui.state import AppState
 from anomaly_gui.gui.undo import LabelEditor
 
 log = logging.getLogger(__name__)
-TOOL_KEYS = {"select": "V", "rectangle": "R", "polygon": "P", "point": "K", "brush": "B", "eraser": "E"}
+TOOL_KEYS = {"select": "V", "rectangle": "R", "polygon": "P", "point": "K", "brush": "B", "eraser": "X"}
 VERDICT_KEYS = {"normal": "1", "anomalous": "2", "unsure": "3"}
 DEFAULT_LABEL = "defect"
 
@@ -141,7 +141,7 @@ class LabelingPanel(QWidget):
         frow = QHBoxLayout()
         self.verified_box = QCheckBox("Verified (F)")
         self.verified_box.clicked.connect(lambda checked: self.set_verified(bool(checked)))
-        self.next_unverified_button = QPushButton("Next unverified (N)")
+        self.next_unverified_button = QPushButton("Next unverified (U)")
         self.next_unverified_button.clicked.connect(self.next_unverified)
         frow.addWidget(self.verified_box)
         frow.addStretch(1)
@@ -173,7 +173,7 @@ class LabelingPanel(QWidget):
             spec.append(("Label", f"label.verdict.{v}", f"Mark {v}", VERDICT_KEYS[v], lambda vv=v: self.set_verdict(vv)))
         spec += [
             ("Label", "label.toggle_verified", "Toggle verified", "F", self.toggle_verified),
-            ("Label", "label.next_unverified", "Next unverified item", "N", self.next_unverified),
+            ("Label", "label.next_unverified", "Next unverified item", "U", self.next_unverified),
             ("Edit", "edit.undo", "Undo", QKeySequence.StandardKey.Undo, self.undo),
             ("Edit", "edit.redo", "Redo", "Ctrl+Shift+Z", self.redo),
             ("Edit", "edit.delete_shape", "Delete selected shape", QKeySequence.StandardKey.Delete, self.delete_selected),

@@ -175,7 +175,7 @@ def test_brush_eraser_and_point(window, qtbot, labeled_project):
     area = int(m.sum())
     assert 700 < area < 1100  # a 10 px wide stroke, 80 px long, round ends
 
-    _key(qtbot, window, Qt.Key.Key_E)
+    _key(qtbot, window, Qt.Key.Key_X)
     _drag(window.viewer, [(55, 40), (55, 80)])
     m2 = annotation_mask(_user_shapes(proj, iid)[0], (160, 120))
     assert not m2[60, 52:58].any() and m2[60, 30] and m2[60, 90]
@@ -207,7 +207,7 @@ def test_verdicts_verified_next_unverified_and_copy(window, qtbot, labeled_proje
     _key(qtbot, window, Qt.Key.Key_R)
     _drag(window.viewer, [(10, 10), (30, 40)])
     proj.set_verdict(ids[1], verified=True)
-    _key(qtbot, window, Qt.Key.Key_N)  # skips the verified second item
+    _key(qtbot, window, Qt.Key.Key_U)  # skips the verified second item
     assert window.state.current_item == ids[2]
     qtbot.waitUntil(lambda: window.viewer.image_size is not None, timeout=5000)
     window.viewer.view.setFocus()
