@@ -23,9 +23,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QTabBar, QWidget
 
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.project import PROJECT_SUFFIX, open_project
@@ -59,12 +59,14 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.resize(1400, 900)
         self.setAcceptDrops(True)
-        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+        self.setDockOptions(QMainWindow.DockOption.AllowTabbedDocks | QMainWindow.DockOption.AllowNestedDocks)
         self.menus: dict[str, QMenu] = {}
         self.docks: dict[str, QDockWidget] = {}
         self.panels: dict[str, QWidget] = {}
         self.panel_errors: dict[str, str] = {}
         self.actions_by_name: dict[str, QAction] = {}
+        self._shown_once = False
+        self._first_in_area: dict[str, QDockWidget] = {}
         self._setup_viewer()
         self._setup_browser()
         self._setup_menus()
@@ -76,7 +78,7 @@ class MainWindow(QMainWindow):
         self.state.itemsChanged.connect(self._update_counts)
         self.state.currentItemChanged.connect(self._on_current_item)
         self.state.message.connect(self._show_message)
-        self._default_layout = self.saveState(LAYOUT_VERSION)
+        self._default_layout: QByteArray | None = self.saveState(LAYOUT_VERSION)
         self.restore_layout()
         self._on_project_changed(self.state.project)
 
@@ -99,7 +101,6 @@ class MainWindow(QMainWindow):
         dock.setMinimumWidth(300)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.docks["browser"] = dock
-        self.resizeDocks([dock], [420], Qt.Orientation.Horizontal)
 
     def _add_action(self, menu: str, name: str, text: str, slot: Any, shortcut: str | QKeySequence | None = None,
                     tip: str = "") -> QAction:
@@ -173,12 +174,19 @@ class MainWindow(QMainWindow):
                 continue
             dock = QDockWidget(str(cls.title), self)
             dock.setObjectName(f"dock_{pid}")
-            dock.setWidget(panel)
+            # a scroll area lets a panel with a large minimum size shrink with its dock (it scrolls), so
+            # no panel can push the window past the screen
+            scroll = QScrollArea()
+            scroll.setObjectName(f"scroll_{pid}")
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(panel)
+            dock.setWidget(scroll)
             area = str(getattr(cls, "area", "right"))
-            self.addDockWidget(_AREAS.get(area, Qt.DockWidgetArea.RightDockWidgetArea), dock)
             if area in first_in_area:
-                self.tabifyDockWidget(first_in_area[area], dock)
+                self.tabifyDockWidget(first_in_area[area], dock)  # docks of one area share it as tabs
             else:
+                self.addDockWidget(_AREAS.get(area, Qt.DockWidgetArea.RightDockWidgetArea), dock)
                 first_in_area[area] = dock
             self.docks[pid] = dock
             self.panels[pid] = panel
@@ -192,10 +200,15 @@ class MainWindow(QMainWindow):
                     self.addAction(act)
         for dock in first_in_area.values():
             dock.raise_()
-        if "right" in first_in_area:
-            self.resizeDocks([first_in_area["right"]], [400], Qt.Orientation.Horizontal)
-        if "bottom" in first_in_area:
-            self.resizeDocks([first_in_area["bottom"]], [220], Qt.Orientation.Vertical)
+        self._first_in_area = first_in_area
+
+    def _apply_default_sizes(self) -> None:
+        """Dock sizes of the default layout (applied once shown, when no saved layout exists)."""
+        self.resizeDocks([self.docks["browser"]], [430], Qt.Orientation.Horizontal)
+        if "right" in self._first_in_area:
+            self.resizeDocks([self._first_in_area["right"]], [420], Qt.Orientation.Horizontal)
+        if "bottom" in self._first_in_area:
+            self.resizeDocks([self._first_in_area["bottom"]], [max(180, self.height() // 4)], Qt.Orientation.Vertical)
 
     def _setup_status_bar(self) -> None:
         from anomaly_gui.engines.device import device_label
@@ -216,10 +229,47 @@ class MainWindow(QMainWindow):
         s = app_settings_mod.app_settings()
         geometry = s.value("window/geometry")
         layout = s.value("window/state")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
-        if isinstance(layout, QByteArray):
-            self.restoreState(layout, LAYOUT_VERSION)
+        self._restored_geometry = isinstance(geometry, QByteArray) and self.restoreGeometry(geometry)
+        self._restored_state = isinstance(layout, QByteArray) and self.restoreState(layout, LAYOUT_VERSION)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._shown_once:
+            return
+        self._shown_once = True
+        screen = self.screen()
+        if not self._restored_geometry and screen is not None:
+            avail = screen.availableGeometry()
+            w, h = min(1400, int(avail.width() * 0.95)), min(900, int(avail.height() * 0.92))
+            self.resize(w, h)
+            self.move(avail.x() + (avail.width() - w) // 2, avail.y() + (avail.height() - h) // 2)
+        if not self._restored_state:
+            QTimer.singleShot(0, self._apply_default_sizes)
+        QTimer.singleShot(0, self.hide_stale_tab_bars)
+
+    def hide_stale_tab_bars(self) -> None:
+        """Hide dock tab bars Qt left behind (tabifying two areas leaves a visible duplicate in Qt 6).
+
+        For each group of tabbed docks the tab bar in use sits against the dock shown; copies elsewhere
+        with the same tabs are stale.
+        """
+        by_tabs: dict[tuple[str, ...], list[QTabBar]] = {}
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if bar.isVisible() and bar.count():
+                by_tabs.setdefault(tuple(bar.tabText(i) for i in range(bar.count())), []).append(bar)
+        shown = {d.windowTitle(): d for d in self.docks.values() if d.isVisible() and not d.isFloating()}
+        for bars in by_tabs.values():
+            if len(bars) < 2:
+                continue
+            dock = next((shown[t] for t in (bars[0].tabText(i) for i in range(bars[0].count())) if t in shown
+                         and not shown[t].visibleRegion().isEmpty()), None)
+            if dock is None:
+                continue
+            g = dock.geometry()
+            keep = min(bars, key=lambda b: min(abs(b.y() - g.bottom() - 1), abs(b.geometry().bottom() + 1 - g.y())))
+            for b in bars:
+                if b is not keep:
+                    b.hide()
 
     def save_layout(self) -> None:
         s = app_settings_mod.app_settings()
@@ -228,9 +278,12 @@ class MainWindow(QMainWindow):
         s.sync()
 
     def reset_layout(self) -> None:
-        self.restoreState(self._default_layout, LAYOUT_VERSION)
+        if self._default_layout is not None:
+            self.restoreState(self._default_layout, LAYOUT_VERSION)
         for dock in self.docks.values():
             dock.show()
+        self._apply_default_sizes()
+        QTimer.singleShot(0, self.hide_stale_tab_bars)
 
     # -- projects ---------------------------------------------------------------------------------------
     def open_project(self, path: str | Path) -> bool:
