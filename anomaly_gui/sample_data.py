@@ -338,8 +338,11 @@ def _animal(img: np.ndarray, species: str, x: float, y: float, scale: float, fac
     else:
         cv2.ellipse(img, (int(hx), int(y + bh * 0.1)), (int(9 * s), int(7 * s)), 0, 0, 360, col, -1)
         top = y - bh / 2
-    left, right = min(x - bw / 2, hx - 9 * s, x - facing * bw * 0.95), max(x + bw / 2, hx + 9 * s, x - facing * bw * 0.95)
-    bottom = y + bh / 2 + leg
+    pad = 2 * s  # line thickness
+    left = min(x - bw / 2, hx - 9 * s, x - facing * bw * 0.95) - pad
+    right = max(x + bw / 2, hx + 9 * s, x - facing * bw * 0.95) + pad
+    top -= pad
+    bottom = y + bh / 2 + leg + pad
     return (max(0.0, float(math.floor(left))), max(0.0, float(math.floor(top))), min(float(_CW), float(math.ceil(right))),
             min(float(_CH), float(math.ceil(bottom))))
 

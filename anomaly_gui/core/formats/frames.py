@@ -26,6 +26,7 @@ from anomaly_gui.core.formats.base import DatasetItem, ImportResult, ProgressFn,
 from anomaly_gui.core.formats.common import SPLIT_NAMES, list_images, natural_key, probe_size, subdirs, tick
 from anomaly_gui.core.imageio import read_image
 
+_SPLIT_ORDER = ("train", "val", "test")
 _CLIP_RE = re.compile(r"^[A-Za-z]*[_\-]?\d+$")
 _M_RE = re.compile(r"gt_frame\s*=\s*\[([^\]]*)\]")
 _RANGE_RE = re.compile(r"(\d+)\s*:\s*(\d+)|(\d+)")
@@ -47,7 +48,7 @@ def _layout(root: Path) -> list[tuple[str, Path]]:
     out = [(SPLIT_NAMES[d.name.lower()], d) for d in subdirs(root)
            if d.name.lower() in SPLIT_NAMES and _clips(d)]
     if out:
-        return out
+        return sorted(out, key=lambda sd: _SPLIT_ORDER.index(sd[0]))  # train before test
     if root.name.lower() in SPLIT_NAMES and _clips(root):
         return [(SPLIT_NAMES[root.name.lower()], root)]
     if _clips(root) and (_gt_file(root) is not None or any((root / f"{c.name}_gt").is_dir() for c in _clips(root))):
