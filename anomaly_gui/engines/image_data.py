@@ -1,0 +1,266 @@
+"""Shared image loading, resizing and batching for the product-image engines.
+
+Images are read with `core.imageio.read_image` (any depth, gray/RGB/RGBA, EXIF), converted to gray or RGB,
+resized to the engine's square input (area interpolation when shrinking), and batched as float tensors in
+[0, 1]. A `torch.utils.data.DataLoader` does the decoding, with worker processes and pinned memory when
+the engine runs on a GPU, so the GPU is kept fed. An unreadable image never stops a scoring run: its slot
+carries the error (`Batch.errors`), and training refuses it with a `DataError` naming the file.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.formats.base import DatasetItem
+from anomaly_gui.core.imageio import IMAGE_SUFFIXES, read_image, to_gray8, to_rgb8
+from anomaly_gui.engines.base import Engine, RunContext, ScoreResult
+
+log = logging.getLogger(__name__)
+
+
+def as_items(items: Sequence[DatasetItem | str | Path]) -> list[DatasetItem]:
+    """Accept DatasetItems or plain paths."""
+    return [it if isinstance(it, DatasetItem) else DatasetItem(path=str(it)) for it in items]
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files of a folder, recursively, sorted; DataError when there are none."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise DataError(folder, "folder not found")
+    out = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                 and "ground_truth" not in p.parts and not p.stem.endswith(("_mask", "_overlay")))
+    if not out:
+        raise DataError(folder, "no images found")
+    return out
+
+
+def load_image(path: str | Path, size: int | tuple[int, int], channels: int = 3) -> tuple[np.ndarray, tuple[int, int]]:
+    """(uint8 array HxWxC resized to `size`, original (width, height)). `size`: side or (width, height)."""
+    img = read_image(path)
+    h0, w0 = img.shape[:2]
+    arr = to_gray8(img)[:, :, None] if channels == 1 else to_rgb8(img)
+    w, h = (size, size) if isinstance(size, int) else size
+    if (w0, h0) != (w, h):
+        interp = cv2.INTER_AREA if w < w0 or h < h0 else cv2.INTER_LINEAR
+        arr = cv2.resize(arr, (w, h), interpolation=interp)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+    return np.ascontiguousarray(arr), (w0, h0)
+
+
+def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """HxWxC uint8 -> CxHxW float32 in [0, 1]."""
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+
+
+class _ImageSet(torch.utils.data.Dataset):
+    def __init__(self, paths: Sequence[str], size: int | tuple[int, int], channels: int) -> None:
+        self.paths = list(paths)
+        self.size = size
+        self.channels = channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int, str]:
+        w, h = (self.size, self.size) if isinstance(self.size, int) else self.size
+        try:
+            arr, (w0, h0) = load_image(self.paths[i], self.size, self.channels)
+        except DataError as exc:
+            # a plain tuple crosses worker processes; the error is raised or reported by the caller
+            return torch.zeros(self.channels, h, w, dtype=torch.uint8), i, 0, 0, str(exc)
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), i, w0, h0, ""
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (N, C, H, W) float in [0, 1] on the target device
+    indices: list[int]  # positions in the item list
+    sizes: list[tuple[int, int]]  # original (width, height), (0, 0) where the image failed
+    errors: list[str]  # "" or the DataError text
+
+
+def default_workers(device: torch.device) -> int:
+    """Decoding processes: none on CPU (the cores are busy with the model), some on a GPU."""
+    if device.type != "cuda":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 2) - 1))
+
+
+def iter_batches(items: Sequence[DatasetItem | str | Path], size: int | tuple[int, int], channels: int, batch_size: int,
+                 device: torch.device, ctx: RunContext | None = None, num_workers: int | None = None,
+                 strict: bool = False, message: str = "scoring") -> Iterator[Batch]:
+    """Decoded, resized batches on `device` (pinned memory + non-blocking copies on CUDA).
+
+    Calls ctx.check() between batches and ctx.progress after each. strict: raise DataError on a bad image.
+    """
+    ctx = ctx or RunContext()
+    paths = [it.path for it in as_items(items)]
+    workers = default_workers(device) if num_workers is None else num_workers
+    cuda = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        _ImageSet(paths, size, channels), batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
+        pin_memory=cuda, persistent_workers=False, prefetch_factor=4 if workers else None,
+    )
+    done = 0
+    for images, idx, w0, h0, errs in loader:
+        ctx.check()
+        errors = list(errs)
+        if strict:
+            for e in errors:
+                if e:
+                    raise DataError(e.split(": ", 1)[0], e.split(": ", 1)[-1])
+        x = images.to(device, non_blocking=cuda).float().div_(255.0)
+        done += len(idx)
+        yield Batch(x, [int(i) for i in idx], list(zip(w0.tolist(), h0.tolist())), errors)
+        ctx.progress(done, len(paths), f"{message} {done}/{len(paths)}")
+
+
+def load_all(items: Sequence[DatasetItem | str | Path], size: int | tuple[int, int], channels: int,
+             ctx: RunContext | None = None) -> torch.Tensor:
+    """All images as one uint8 tensor (N, C, H, W) on the CPU (training sets are small); strict."""
+    ctx = ctx or RunContext()
+    its = as_items(items)
+    out = []
+    for k, it in enumerate(its):
+        ctx.check()
+        arr, _ = load_image(it.path, size, channels)
+        out.append(torch.from_numpy(arr).permute(2, 0, 1))
+        ctx.progress(k + 1, len(its), f"loading images {k + 1}/{len(its)}")
+    if not out:
+        raise ValueError("no images")
+    return torch.stack(out)
+
+
+def require_images(items: Sequence[object], minimum: int, engine: str) -> None:
+    """A clear message when there are too few training images."""
+    if len(items) < minimum:
+        raise ValueError(f"{engine} needs at least {minimum} normal training image(s); got {len(items)}")
+
+
+def split_normal(items: Sequence[DatasetItem], val_fraction: float = 0.2, seed: int = 0,
+                 min_train: int = 1) -> tuple[list[DatasetItem], list[DatasetItem]]:
+    """A random split of normal images into (train, validation); validation may be empty for tiny sets."""
+    items = list(items)
+    n_val = int(round(len(items) * val_fraction))
+    n_val = min(n_val, max(0, len(items) - min_train))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(items))
+    val = [items[i] for i in sorted(order[:n_val])]
+    train = [items[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def upsample_map(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 1, h, w) -> (N, 1, H, W) bilinear, `size` = (H, W)."""
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    return torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
+
+def gaussian_blur(m: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, 1, H, W) maps (kernel 2*round(4 sigma)+1, reflect padding)."""
+    if sigma <= 0:
+        return m
+    radius = int(round(4 * sigma))
+    x = torch.arange(-radius, radius + 1, device=m.device, dtype=m.dtype)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = k / k.sum()
+    pad = torch.nn.functional.pad
+    mode = "reflect" if radius < min(m.shape[-2:]) else "replicate"
+    m = pad(m, (radius, radius, 0, 0), mode=mode)
+    m = torch.nn.functional.conv2d(m, k.view(1, 1, 1, -1))
+    m = pad(m, (0, 0, radius, radius), mode=mode)
+    return torch.nn.functional.conv2d(m, k.view(1, 1, -1, 1))
+
+
+# -- the shared part of image engines --------------------------------------------------------------------
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on CUDA when asked; full precision otherwise (CPU always fp32)."""
+    if device.type == "cuda" and precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return contextlib.nullcontext()
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+class ImageEngine(Engine):
+    """Base of the product-image engines: batching, OOM back-off, maps at model resolution.
+
+    Subclasses implement `_fit(images_iter...)` via `fit` and `_score_batch(x) -> (scores (N,), maps (N, H, W))`
+    on the device, with `self.params.image_size`, `batch_size` and optionally `precision`.
+    """
+
+    #: input channels (1 gray, 3 RGB); subclasses may derive it from params
+    def channels(self) -> int:
+        return 3
+
+    def input_size(self) -> int:
+        return int(self.params.image_size)
+
+    def _precision(self) -> str:
+        return str(getattr(self.params, "precision", "fp32"))
+
+    def _score_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _score_safe(self, x: torch.Tensor, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """_score_batch with CUDA out-of-memory back-off: halve the batch and go on (logged)."""
+        try:
+            with torch.no_grad(), autocast(self.device, self._precision()):
+                s, m = self._score_batch(x)
+            return s.float(), m.float()
+        except RuntimeError as exc:
+            if not (self.device.type == "cuda" and is_oom(exc)) or len(x) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = max(1, len(x) // 2)
+            self._batch_override = half
+            msg = f"GPU out of memory at batch {len(x)}; going on with batch {half}"
+            log.warning(msg)
+            ctx.log({"message": msg})
+            parts = [self._score_safe(x[i:i + half], ctx) for i in range(0, len(x), half)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def batch_size(self) -> int:
+        return int(getattr(self, "_batch_override", 0) or self.params.batch_size)
+
+    def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
+        """Scores and raw maps (model resolution, float32) per item; an unreadable image gets score None
+        and its error in `extra["error"]`."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: train the model before scoring")
+        ctx = ctx or RunContext()
+        items = as_items(items)
+        out: list[ScoreResult] = [ScoreResult() for _ in items]
+        for batch in iter_batches(items, self.input_size(), self.channels(), self.batch_size(), self.device, ctx):
+            scores, maps = self._score_safe(batch.images, ctx)
+            scores_np = scores.cpu().numpy()
+            maps_np = maps.cpu().numpy().astype(np.float32, copy=False)
+            for j, i in enumerate(batch.indices):
+                if batch.errors[j]:
+                    out[i] = ScoreResult(score=None, extra={"error": batch.errors[j]})
+                else:
+                    out[i] = ScoreResult(score=float(scores_np[j]), map=maps_np[j],
+                                         extra={"image_size": batch.sizes[j]})
+        return out
+
+    def score_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-only scoring of a preprocessed batch already on the device (benchmarks)."""
+        return self._score_safe(x, RunContext())
