@@ -138,7 +138,7 @@ def test_voc_reader(tmp_path):
     assert b[0].box() == (0.0, 4.0, 40.0, 20.0) and by["b"].width == 40
     assert [x.label for x in b] == ["ship", "whale"]
     assert by["a"].split == "train" and by["e"].split == "val" and by["c"].split == ""
-    assert r.classes == ["ship", "boat"]
+    assert r.classes == ["ship", "boat", "whale"]  # the class list first, then the unknown classes seen
     msgs = [str(p) for p in r.problems]
     assert any("b.xml" in m and "clipped" in m for m in msgs)
     assert any("b.xml" in m and "bndbox" in m for m in msgs)
@@ -421,3 +421,14 @@ def test_progress_is_reported(tmp_path):
     calls: list[tuple[int, int, str]] = []
     import_dataset(root, progress=lambda done, total, msg: calls.append((done, total, msg)))
     assert calls and calls[-1][0] == calls[-1][1] == 7 and all(isinstance(c[2], str) for c in calls)
+
+
+def test_vocdevkit_with_two_years(tmp_path):
+    make_voc(tmp_path / "VOCdevkit" / "VOC2007")
+    other = tmp_path / "VOCdevkit" / "VOC2012"
+    img(other / "JPEGImages" / "z.jpg")
+    write_text(other / "Annotations" / "z.xml", voc_xml("z.jpg", [voc_obj("dog", 1, 1, 9, 9)]))
+    r = import_dataset(tmp_path / "VOCdevkit")
+    assert r.format == "voc"
+    assert sorted(Path(it.path).stem for it in r.items) == ["a", "b", "c", "e", "z"]
+    assert r.classes == ["ship", "boat", "dog", "whale"]

@@ -1,6 +1,6 @@
 """Pascal VOC: `JPEGImages/`, `Annotations/*.xml`, `ImageSets/Main/{train,val,trainval,test}.txt`.
 
-Reader: one item per image (images without an XML are kept, without boxes, and reported); boxes
+Reader: a VOC folder, or a `VOCdevkit/` holding several (`VOC2007/`, `VOC2012/`); one item per image (images without an XML are kept, without boxes, and reported); boxes
 are read as written (no 1-based shift, floats allowed), ordered and clipped to the image with a
 problem per clipped box; objects missing their name or box are skipped and reported; an XML whose
 image is missing is reported. A `labels.txt` / `classes.txt` / `class_names.txt` at the root is the
@@ -21,7 +21,7 @@ from typing import Sequence
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import Annotation, DatasetItem, ImportResult, ProgressFn, register_format
 from anomaly_gui.core.formats.common import (box_annotation, check_writable, class_list, clip_box, export_names, find_child,
-                                             fmt_num, item_size, list_images, main_label, natural_key, place_file, probe_size, tick)
+                                             fmt_num, item_size, list_images, main_label, natural_key, place_file, probe_size, subdirs, tick)
 from anomaly_gui.core.imageio import write_text
 
 CLASS_FILES = ("labels.txt", "classes.txt", "class_names.txt")
@@ -35,46 +35,55 @@ class VOCReader:
     priority = 88
 
     def detect(self, root: Path) -> bool:
-        ann = find_child(root, "Annotations") if root.is_dir() else None
-        return ann is not None and ann.is_dir() and any(ann.glob("*.xml"))
+        return bool(_voc_roots(root))
 
     def read(self, root: Path, progress: ProgressFn | None = None) -> ImportResult:
         root = Path(root)
         result = ImportResult(format=self.name, root=root)
-        ann_dir = find_child(root, "Annotations")
-        if ann_dir is None:
+        roots = _voc_roots(root)
+        if not roots:
             raise DataError(root, "no Annotations folder (Pascal VOC)")
+        classes: list[str] = []
+        for voc_root in roots:  # VOCdevkit/ holds VOC2007/, VOC2012/ ...
+            known = self._read_one(voc_root, result, progress)
+            classes += [c for c in known if c not in classes]
+        seen = sorted({a.label for it in result.items for a in it.annotations})
+        result.classes = classes + [c for c in seen if c not in classes] if classes else seen
+        return result
+
+    def _read_one(self, root: Path, result: ImportResult, progress: ProgressFn | None) -> list[str]:
+        ann_dir = find_child(root, "Annotations")
+        assert ann_dir is not None
         img_dir = find_child(root, "JPEGImages", "images") or root
         images = {p.stem: p for p in list_images(img_dir, recursive=img_dir != root)}
         splits = _read_splits(root, result.problems)
         known = _read_classes(root, result.problems)
         xmls = sorted(ann_dir.glob("*.xml"), key=lambda p: natural_key(p.name))
-        seen_classes: set[str] = set()
         done: set[str] = set()
         total = len(xmls) + len(images)
+        items: list[DatasetItem] = []
         for k, xml in enumerate(xmls, 1):
-            tick(progress, k, total, "reading Pascal VOC annotations")
+            tick(progress, k, total, f"reading {root.name} annotations")
             item = self._read_xml(xml, img_dir, images, known, result.problems)
             if item is None:
                 continue
             stem = Path(item.path).stem
             done.add(stem)
             item.split = splits.get(stem, "")
-            seen_classes.update(a.label for a in item.annotations)
-            result.items.append(item)
+            items.append(item)
         for k, (stem, img) in enumerate(sorted(images.items(), key=lambda kv: natural_key(kv[0])), len(xmls) + 1):
-            tick(progress, k, total, "reading Pascal VOC images")
+            tick(progress, k, total, f"reading {root.name} images")
             if stem in done:
                 continue
             size = probe_size(img, result.problems)
             if size is None:
                 continue
             result.problems.append(DataError(img, "no annotation file (imported without boxes)"))
-            result.items.append(DatasetItem(path=str(img), split=splits.get(stem, ""), label="empty",
-                                            width=size[0], height=size[1]))
-        result.items.sort(key=lambda it: natural_key(Path(it.path).name))
-        result.classes = list(known) if known else sorted(seen_classes)
-        return result
+            items.append(DatasetItem(path=str(img), split=splits.get(stem, ""), label="empty",
+                                     width=size[0], height=size[1]))
+        items.sort(key=lambda it: natural_key(Path(it.path).name))
+        result.items.extend(items)
+        return known
 
     @staticmethod
     def _read_xml(xml: Path, img_dir: Path, images: dict[str, Path], known: list[str], problems: list[DataError]) -> DatasetItem | None:
@@ -124,6 +133,20 @@ class VOCReader:
                     extra[flag] = True
             anns.append(box_annotation(name, x1, y1, x2, y2, **extra))
         return DatasetItem(path=str(img), label=main_label(anns), annotations=anns, width=w, height=h)
+
+
+def _has_annotations(folder: Path) -> bool:
+    ann = find_child(folder, "Annotations")
+    return ann is not None and ann.is_dir() and any(ann.glob("*.xml"))
+
+
+def _voc_roots(root: Path) -> list[Path]:
+    """`root` when it is a VOC folder, else its VOC sub-folders (a VOCdevkit), else []."""
+    if not root.is_dir():
+        return []
+    if _has_annotations(root):
+        return [root]
+    return [d for d in subdirs(root) if _has_annotations(d)]
 
 
 def _int(text: str | None) -> int | None:
