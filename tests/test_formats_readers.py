@@ -432,3 +432,17 @@ def test_vocdevkit_with_two_years(tmp_path):
     assert r.format == "voc"
     assert sorted(Path(it.path).stem for it in r.items) == ["a", "b", "c", "e", "z"]
     assert r.classes == ["ship", "boat", "dog", "whale"]
+
+
+def test_folder_visa_like_images_and_masks(tmp_path):
+    root = tmp_path / "candle"
+    img(root / "Data" / "Images" / "Normal" / "0000.JPG")
+    img(root / "Data" / "Images" / "Anomaly" / "000.JPG")
+    img(root / "Data" / "Images" / "Anomaly" / "001.JPG")
+    write_image(root / "Data" / "Masks" / "Anomaly" / "000.png", np.full((30, 40), 255, np.uint8))
+    r = import_dataset(root)
+    assert r.format == "folder" and len(r.items) == 3  # masks are not items
+    by = {Path(it.path).name: it for it in r.items}
+    assert by["0000.JPG"].label == "Normal" and by["0000.JPG"].is_anomalous is False
+    assert by["000.JPG"].label == "Anomaly" and by["000.JPG"].is_anomalous is True
+    assert by["000.JPG"].mask_path.endswith("Masks/Anomaly/000.png") and by["001.JPG"].mask_path is None
