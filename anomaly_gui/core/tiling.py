@@ -54,6 +54,7 @@ class Scene:
     def __init__(self, source: str | Path | np.ndarray):
         self.path: Path | None = None
         self.memory_mapped = False
+        self._mm: tuple[str, Any, int, tuple[int, ...]] | None = None  # file, dtype, offset, shape
         if isinstance(source, np.ndarray):
             self._arr = source
         else:
@@ -69,15 +70,12 @@ class Scene:
                 arr = np.load(path, mmap_mode="r", allow_pickle=False)
             except ValueError as exc:
                 raise DataError(path, f"not a numeric .npy array ({exc})") from exc
-            self.memory_mapped = True
-            return arr
+            return self._keep_map(arr)
         if suffix in (".tif", ".tiff"):
             import tifffile
 
             try:
-                arr = tifffile.memmap(path, mode="r")
-                self.memory_mapped = True
-                return arr
+                return self._keep_map(tifffile.memmap(path, mode="r"))
             except (ValueError, OSError, IndexError, KeyError, tifffile.TiffFileError):
                 pass  # compressed or tiled TIFF: decoded below
         from PIL import Image
@@ -86,6 +84,17 @@ class Scene:
         from anomaly_gui.core.imageio import read_image
 
         return read_image(path)
+
+    def _keep_map(self, arr: np.ndarray) -> np.ndarray:
+        """Remember where the pixels lie; each window maps the file afresh and unmaps it after reading, so
+        the pages read do not pile up in the process's resident memory."""
+        if isinstance(arr, np.memmap) and arr.ndim >= 2 and arr.flags.c_contiguous:
+            self._mm = (str(arr.filename), arr.dtype, int(arr.offset), tuple(arr.shape))
+            self.memory_mapped = True
+            shape = arr.shape
+            del arr
+            return _ShapeOnly(shape)  # type: ignore[return-value]
+        return np.asarray(arr)
 
     @property
     def height(self) -> int:
@@ -96,8 +105,23 @@ class Scene:
         return int(self._arr.shape[1])
 
     def read(self, t: Tile) -> np.ndarray:
-        """The pixels of one tile (a copy, so the memory map is not held)."""
+        """The pixels of one tile (a copy; a memory map is released at once)."""
+        if self._mm is not None:
+            filename, dtype, offset, shape = self._mm
+            mm = np.memmap(filename, dtype=dtype, mode="r", offset=offset, shape=shape)
+            try:
+                return np.array(mm[t.y0 : t.y1, t.x0 : t.x1])
+            finally:
+                mm._mmap.close()  # type: ignore[attr-defined]  # unmap now, not at garbage collection
+                del mm
         return np.array(self._arr[t.y0 : t.y1, t.x0 : t.x1])
+
+
+class _ShapeOnly:
+    """Stands in for a memory-mapped array that is mapped per window (only its shape is kept)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(shape)
 
 
 def _cut_flags(boxes: np.ndarray, t: Tile, width: int, height: int) -> np.ndarray:

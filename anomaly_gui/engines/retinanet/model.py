@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -44,7 +45,7 @@ def load_mobilenet_features(path: Path | None, frozen_bn: bool | None = None) ->
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
-        except (RuntimeError, OSError, KeyError, ValueError) as exc:
+        except (RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
             raise WeightsUnavailableError(f"{path}: not MobileNetV2 ImageNet weights ({type(exc).__name__}: {exc})") from exc
     return net.features
 

@@ -1,0 +1,186 @@
+"""Detectors on real HRSID SAR chips (tiny CPU settings): training end to end, progress, validation mAP
+per epoch, cancel, model files that never unpickle, offline behaviour, bad training data per file."""
+from __future__ import annotations
+
+import math
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_gui.core.errors import DataError, WeightsUnavailableError
+from anomaly_gui.core.formats.base import Annotation, DatasetItem, import_dataset
+from anomaly_gui.engines.base import Cancelled, Engine, RunContext, get_engine
+from tests.conftest import shared_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def hrsid_items() -> list[DatasetItem]:
+    torch.set_num_threads(2)
+    res = import_dataset(shared_dataset("hrsid_ships"))
+    items = sorted(res.items, key=lambda it: (not it.annotations, it.path))  # chips with ships first
+    assert len(items) >= 22 and all(it.annotations for it in items[:10])
+    return items
+
+
+def _boxes(results) -> list[np.ndarray]:
+    return [np.array([a.box() + (a.score,) for a in r.boxes]).reshape(-1, 5) for r in results]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every connection attempt fails, as on an offline machine; the attempts are recorded."""
+    attempts: list[object] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+def test_yolo_trains_offline_and_model_file_round_trips(hrsid_items, tmp_path, no_network):
+    pytest.importorskip("ultralytics")
+    eng = get_engine("yolo")(device="cpu", epochs=2, imgsz=160, batch=4, mosaic=0.0)
+    logs, progress = [], []
+    train = [DatasetItem(path=it.path, annotations=it.annotations, width=it.width, height=it.height)
+             for it in hrsid_items[:8]]
+    eng.fit(train, RunContext(log=logs.append, progress=lambda d, t, m: progress.append((d, t))))
+    epochs = [e for e in logs if "epoch" in e]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all(0.0 <= e["map50"] <= 1.0 and math.isfinite(e["loss"]) for e in epochs)
+    assert progress and progress[-1][0] == progress[-1][1]
+    assert eng.stats["classes"] == ["0"] and eng.stats["n_val"] >= 1
+    # the user's folder is untouched (ultralytics writes labels.cache beside the labels it reads)
+    assert not list(Path(hrsid_items[0].path).parent.parent.rglob("*.cache"))
+    path = eng.save(tmp_path / "yolo.agm")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:  # a plain safetensors file: nothing to unpickle
+        assert "anomaly_gui" in f.metadata()
+    loaded = Engine.load(path, device="cpu")
+    test = hrsid_items[20:22]
+    a, b = eng.score(test), loaded.score(test)
+    for x, y in zip(_boxes(a), _boxes(b)):
+        assert x.shape == y.shape and np.allclose(x, y, atol=1e-3)
+    assert loaded.classes == ["0"]
+
+
+def test_yolo_cancel_and_missing_weights(hrsid_items):
+    pytest.importorskip("ultralytics")
+    eng = get_engine("yolo")(device="cpu", epochs=3, imgsz=128, batch=2, mosaic=0.0)
+    with pytest.raises(Cancelled):
+        eng.fit(hrsid_items[:4], RunContext(is_cancelled=lambda: True))
+    with pytest.raises(WeightsUnavailableError, match="not found"):
+        get_engine("yolo")(device="cpu", model="/nowhere/best.pt").fit(hrsid_items[:4])
+
+
+def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weights, tmp_path):
+    eng = get_engine("retinanet")(device="cpu", epochs=4, image_size=256, batch=2, lr=0.003,
+                                  backbone_weights=str(mobilenet_weights))
+    train = [DatasetItem(path=it.path, annotations=it.annotations, width=800, height=800) for it in hrsid_items[:5]]
+    logs = []
+    eng.fit(train, RunContext(log=logs.append))
+    assert eng.stats["pretrained_backbone"] == str(mobilenet_weights)
+    losses = [e["loss"] for e in logs if "loss" in e]
+    assert len(losses) == 4 and losses[-1] < losses[0]  # the focal + box loss goes down
+    assert all("map50" in e and 0 <= e["map50"] <= 1 for e in logs if "loss" in e)
+    path = eng.save(tmp_path / "r.agm")
+    loaded = Engine.load(path, device="cpu")
+    a, b = eng.score(hrsid_items[20:21]), loaded.score(hrsid_items[20:21])
+    assert np.allclose(_boxes(a)[0], _boxes(b)[0], atol=1e-4)
+    assert all(box.source == "model" and box.kind == "box" for box in a[0].boxes)
+
+
+def test_retinanet_from_scratch_without_weights(hrsid_items, monkeypatch, tmp_path):
+    monkeypatch.delenv("ANOMALY_GUI_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    eng = get_engine("retinanet")(device="cpu", epochs=1, image_size=128, batch=2)
+    logs = []
+    eng.fit([DatasetItem(path=it.path, annotations=it.annotations) for it in hrsid_items[:2]], RunContext(log=logs.append))
+    assert eng.stats["pretrained_backbone"] is None
+    assert any("from scratch" in str(e.get("message", "")) for e in logs)
+    with pytest.raises(WeightsUnavailableError, match="nowhere"):
+        get_engine("retinanet")(device="cpu", backbone_weights="/nowhere/mnv2.pth").fit(hrsid_items[:2])
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsUnavailableError, match="bad.pth"):
+        get_engine("retinanet")(device="cpu", backbone_weights=str(bad)).fit(hrsid_items[:2])
+
+
+def test_bad_training_data_is_reported_per_file(tmp_path, hrsid_items):
+    from anomaly_gui.engines.detection_common import check_training_items
+
+    img = hrsid_items[0].path
+
+    def item(path, *boxes):
+        return DatasetItem(path=str(path), annotations=[Annotation("box", lab, {"x1": a, "y1": b, "x2": c, "y2": d})
+                                                        for lab, a, b, c, d in boxes])
+
+    items = [
+        item(img, ("ship", -20, 10, 40, 60), ("ship", 790, 790, 900, 900)),  # outside: clipped
+        item(img, ("ship", 100, 100, 100, 140)),  # empty: dropped
+        item(tmp_path / "gone.jpg", ("ship", 0, 0, 5, 5)),  # image missing
+        item(img, ("boat", 10, 10, 30, 30)),  # unknown class for a model of ships
+    ]
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    items.append(item(tmp_path / "broken.jpg", ("ship", 0, 0, 5, 5)))
+    data = check_training_items(items, classes=["ship"])
+    text = "\n".join(data.problems)
+    assert "outside the 800x800 image; clipped" in text and "is empty; dropped" in text
+    assert "gone.jpg: image not found" in text and "'boat' is not one of the model's classes" in text
+    assert "broken.jpg" in text
+    assert len(data.items) == 3 and data.boxes[0].tolist() == [[0, 10, 40, 60], [790, 790, 800, 800]]
+    with pytest.raises(DataError, match="nothing to learn"):
+        get_engine("retinanet")(device="cpu", epochs=1).fit([item(tmp_path / "gone.jpg", ("ship", 0, 0, 5, 5))])
+
+
+def _small_yolo_copy(tmp_path: Path, n: int = 12) -> Path:
+    src = shared_dataset("hrsid_ships")
+    dst = tmp_path / "ships"
+    for sub in ("images", "labels"):
+        (dst / sub).mkdir(parents=True)
+    for img in sorted((src / "images").glob("*.jpg"))[:n]:
+        shutil.copy(img, dst / "images" / img.name)
+        shutil.copy(src / "labels" / f"{img.stem}.txt", dst / "labels" / f"{img.stem}.txt")
+    return dst
+
+
+def test_evaluate_cli_on_yolo_and_voc_with_bad_files(tmp_path, capsys):
+    """`anomaly-gui evaluate` prints one JSON object; broken files are reported per file on stderr."""
+    import json
+
+    from anomaly_gui.cli import main
+    from anomaly_gui.core.formats.voc import write_voc
+
+    root = _small_yolo_copy(tmp_path)
+    (root / "labels" / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # label without image
+    (root / "labels" / sorted((root / "images").glob("*.jpg"))[0].stem).with_suffix(".txt").write_text(
+        "0 0.5 0.5 0.1\n7 0.5 0.5 0.1 0.1\n0 1.4 0.5 0.2 0.2\n")  # short line, unknown class id, outside
+    rc = main(["evaluate", str(root), "--engine", "retinanet", "--device", "cpu", "--param", "epochs=1",
+               "--param", "image_size=128", "--param", "pretrained=false", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    res = json.loads(out)
+    assert set(res) >= {"map50", "map50_95", "fit_seconds", "items_per_second", "n_train", "n_test", "engine", "device"}
+    assert res["engine"] == "retinanet" and res["device"] == "cpu" and res["n_test"] >= 1
+    assert 0.0 <= res["map50"] <= 1.0 and res["map50_95"] <= res["map50"]
+    assert "orphan.txt" in err
+    # the same items as Pascal VOC (written by the VOC writer), one XML damaged
+    items = import_dataset(root).items
+    voc = tmp_path / "voc"
+    write_voc(items, voc)
+    xmls = sorted(voc.rglob("*.xml"))
+    xmls[0].write_text("<annotation><object><name>0</name><bndbox><xmin>1</xmin></bndbox></object></annotation>")
+    res_voc = import_dataset(voc)
+    assert any(xmls[0].name in str(p) for p in res_voc.problems)
+    rc = main(["evaluate", str(voc), "--engine", "nope", "--json"])
+    assert rc == 2
