@@ -446,3 +446,19 @@ def test_folder_visa_like_images_and_masks(tmp_path):
     assert by["0000.JPG"].label == "Normal" and by["0000.JPG"].is_anomalous is False
     assert by["000.JPG"].label == "Anomaly" and by["000.JPG"].is_anomalous is True
     assert by["000.JPG"].mask_path.endswith("Masks/Anomaly/000.png") and by["001.JPG"].mask_path is None
+
+
+def test_mvtec_ad2_layout(tmp_path):
+    root = tmp_path / "can"
+    img(root / "train" / "good" / "000_regular.png")
+    img(root / "validation" / "good" / "000_regular.png")
+    img(root / "test_public" / "good" / "000_regular.png")
+    img(root / "test_public" / "bad" / "000_regular.png")
+    write_image(root / "test_public" / "ground_truth" / "bad" / "000_regular_mask.png", np.full((30, 40), 255, np.uint8))
+    img(root / "test_private" / "000.png")
+    assert detect_format(root).name == "mvtec"
+    r = import_dataset(root)
+    assert not r.problems
+    got = sorted((it.split, it.label, it.is_anomalous, bool(it.mask_path)) for it in r.items)
+    assert got == [("test", "", None, False), ("test", "bad", True, True), ("test", "good", False, False),
+                   ("train", "good", False, False), ("val", "good", False, False)]

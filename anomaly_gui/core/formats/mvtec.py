@@ -1,7 +1,8 @@
 """MVTec AD layout: `train/good`, `test/<defect>`, `ground_truth/<defect>/NNN_mask.png`.
 
-Also reads a folder holding just `train/` and `test/` class folders (and `validation/` when present,
-as in MVTec AD 2). A test image without a mask has `mask_path=None` — meaning "no pixel metric for it",
+Also reads a folder holding just `train/` and `test/` class folders, and MVTec AD 2 (`validation/`,
+`test_public/<class>` with `test_public/ground_truth/`, unlabelled `test_private[_mixed]/`: split test,
+`is_anomalous` None). A test image without a mask has `mask_path=None` — meaning "no pixel metric for it",
 never "defect-free"; `is_anomalous` always comes from the folder name (`good`/`normal`/`ok` = normal).
 
 Writer: `write_mvtec(items, out_dir) -> Path` puts normal training images in `train/good`, test items
@@ -20,7 +21,9 @@ from anomaly_gui.core.formats.common import (check_writable, export_names, find_
                                              list_images, natural_key, place_file, probe_size, subdirs, tick)
 from anomaly_gui.core.imageio import read_image, write_image
 
-_SPLITS = (("train", "train"), ("validation", "val"), ("val", "val"), ("test", "test"))
+_SPLITS = (("train", "train"), ("validation", "val"), ("val", "val"), ("test", "test"), ("test_public", "test"))
+_UNLABELLED = ("test_private", "test_private_mixed")  # MVTec AD 2: flat folders without ground truth
+_GT_NAMES = ("ground_truth", "ground-truth", "gt")
 _MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 
 
@@ -42,37 +45,50 @@ class MVTecReader:
     def detect(self, root: Path) -> bool:
         if not root.is_dir():
             return False
-        train, test = root / "train", root / "test"
-        if not (train.is_dir() and test.is_dir()):
+        train = root / "train"
+        tests = [root / n for n in ("test", "test_public") if (root / n).is_dir()]
+        if not (train.is_dir() and tests):
             return False
-        return any(has_images(d) for d in subdirs(test)) and any(has_images(d) for d in subdirs(train))
+        return any(has_images(d) for t in tests for d in subdirs(t)) and any(has_images(d) for d in subdirs(train))
 
     def read(self, root: Path, progress: ProgressFn | None = None) -> ImportResult:
         root = Path(root)
         result = ImportResult(format=self.name, root=root)
         if not root.is_dir():
             raise DataError(root, "not a folder")
-        gt_root = find_child(root, "ground_truth", "ground-truth", "gt")
-        jobs: list[tuple[str, str, Path]] = []
+        root_gt = find_child(root, *_GT_NAMES)
+        gt_roots = [root_gt] if root_gt is not None else []
+        jobs: list[tuple[str, str, Path, Path | None]] = []
         for split, folder in _split_dirs(root):
+            gt = find_child(folder, *_GT_NAMES)  # MVTec AD 2 keeps it inside test_public/
+            if gt is not None:
+                gt_roots.append(gt)
+            gt = gt or root_gt
             for cls_dir in subdirs(folder):
+                if cls_dir.name.lower() in _GT_NAMES:
+                    continue
                 for img in list_images(cls_dir):
-                    jobs.append((split, cls_dir.name, img))
+                    jobs.append((split, cls_dir.name, img, gt))
+        for name in _UNLABELLED:
+            for img in list_images(root / name):
+                jobs.append(("test", "", img, None))
         used_masks: set[Path] = set()
         labels: set[str] = set()
-        for k, (split, label, img) in enumerate(jobs, 1):
+        for k, (split, label, img, gt) in enumerate(jobs, 1):
             tick(progress, k, len(jobs), "reading MVTec AD layout")
             size = probe_size(img, result.problems)
             if size is None:
                 continue
             normal = is_normal_label(label)
-            mask = None if normal or gt_root is None else _find_mask(gt_root / label, img.stem)
+            mask = None if normal or gt is None or not label else _find_mask(gt / label, img.stem)
             if mask is not None:
                 used_masks.add(mask.resolve())
-            labels.add(label)
-            result.items.append(DatasetItem(path=str(img), split=split, label=label, is_anomalous=not normal,
-                                            mask_path=None if mask is None else str(mask), width=size[0], height=size[1]))
-        if gt_root is not None:
+            if label:
+                labels.add(label)
+            result.items.append(DatasetItem(path=str(img), split=split, label=label, is_anomalous=(not normal) if label else None,
+                                            mask_path=None if mask is None else str(mask), width=size[0], height=size[1],
+                                            meta={"subset": img.parent.name} if not label else {}))
+        for gt_root in gt_roots:
             for cls_dir in subdirs(gt_root):
                 for m in list_images(cls_dir):
                     if m.resolve() not in used_masks:
