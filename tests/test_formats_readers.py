@@ -462,3 +462,17 @@ def test_mvtec_ad2_layout(tmp_path):
     got = sorted((it.split, it.label, it.is_anomalous, bool(it.mask_path)) for it in r.items)
     assert got == [("test", "", None, False), ("test", "bad", True, True), ("test", "good", False, False),
                    ("train", "good", False, False), ("val", "good", False, False)]
+
+
+def test_shanghaitech_like_frames_with_npy_labels(tmp_path):
+    root = tmp_path / "shanghaitech"
+    for t in range(6):
+        img(root / "testing" / "frames" / "01_0014" / f"{t:03d}.jpg", gray=True)
+        img(root / "training" / "frames" / "01_001" / f"{t:03d}.jpg", gray=True)
+    (root / "testing" / "test_frame_mask").mkdir(parents=True)
+    np.save(root / "testing" / "test_frame_mask" / "01_0014.npy", np.array([0, 1, 1, 0, 1, 0]))
+    assert detect_format(root).name == "frames"
+    r = import_dataset(root)
+    test = sorted((it for it in r.items if it.split == "test"), key=lambda it: it.frame_index)
+    assert [it.is_anomalous for it in test] == [False, True, True, False, True, False]
+    assert {it.group for it in r.items} == {"01_0014", "01_001"} and not r.problems

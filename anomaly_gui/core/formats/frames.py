@@ -8,7 +8,8 @@ Test/frame_gt.json                optional {"anomalous_frames": {"Test001": [[61
 Test/UCSDped2.m                   optional, the dataset's own `TestVideoFile{end+1}.gt_frame = [61:180];`
 ```
 Split folders are `Train`/`Test` or `training`/`testing` (any case, optionally with a `frames/` level);
-a clip folder's name ends with digits. Items are `kind="frame"`, `group` = clip name, `frame_index`
+a clip folder's name ends with digits. ShanghaiTech's `testing/test_frame_mask/<clip>.npy` (0/1 per
+frame) also gives frame labels. Items are `kind="frame"`, `group` = clip name, `frame_index`
 0-based, label `normal`/`anomalous` when known. Frame ranges are 1-based and inclusive. Without
 ranges, a test frame is anomalous when its mask has any pixel set; training frames are normal.
 """
@@ -27,7 +28,7 @@ from anomaly_gui.core.formats.common import SPLIT_NAMES, list_images, natural_ke
 from anomaly_gui.core.imageio import read_image
 
 _SPLIT_ORDER = ("train", "val", "test")
-_CLIP_RE = re.compile(r"^[A-Za-z]*[_\-]?\d+$")
+_CLIP_RE = re.compile(r"^[A-Za-z]*[_\-]?\d+([_\-]\d+)?$")  # Train001, 01, 01_0014 (ShanghaiTech)
 _M_RE = re.compile(r"gt_frame\s*=\s*\[([^\]]*)\]")
 _RANGE_RE = re.compile(r"(\d+)\s*:\s*(\d+)|(\d+)")
 
@@ -100,6 +101,26 @@ def _load_ranges(gt: Path, clips: list[Path], problems: list[DataError]) -> dict
     return out
 
 
+def _npy_ranges(path: Path, n_frames: int, problems: list[DataError]) -> list[tuple[int, int]] | None:
+    """1-based ranges from a ShanghaiTech-style per-frame 0/1 label array, None when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        labels = np.load(path, allow_pickle=False).astype(bool).ravel()
+    except (OSError, ValueError) as exc:
+        problems.append(DataError(path, f"cannot read frame labels ({exc})"))
+        return None
+    if len(labels) != n_frames:
+        problems.append(DataError(path, f"{len(labels)} frame labels for {n_frames} frames"))
+    idx = np.flatnonzero(labels) + 1
+    if not len(idx):
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]])
+    return [(int(a), int(b)) for a, b in zip(starts, ends)]
+
+
 def _frame_no(path: Path) -> int | None:
     m = re.search(r"(\d+)$", path.stem)
     return int(m.group(1)) if m else None
@@ -139,6 +160,8 @@ class FramesReader:
                 group = clip.name if names.count(clip.name) == 1 else f"{split}/{clip.name}"
                 masks = _masks(sdir / f"{clip.name}_gt", frames)
                 clip_ranges = ranges.get(clip.name)
+                if clip_ranges is None:
+                    clip_ranges = _npy_ranges(sdir / "test_frame_mask" / f"{clip.name}.npy", len(frames), result.problems)
                 for fi, frame in enumerate(frames):
                     done += 1
                     tick(progress, done, total, f"reading {group}", every=200)
