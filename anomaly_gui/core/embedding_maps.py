@@ -20,29 +20,43 @@ from anomaly_gui.core.imageio import atomic_path, write_text
 MAP_METHODS = ("tsne", "pca")
 
 
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    """First two principal components (n, 2) float32; fewer than 2 dims or points are zero-padded."""
-    x = np.asarray(x, np.float64)
+def pca_reduce(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """First `k` principal components (n, k) float32; randomised SVD for large inputs, zero-padded when
+    there are fewer dimensions or points than `k`."""
+    x = np.asarray(x, np.float32)
     n = x.shape[0]
-    if n == 0:
-        return np.zeros((0, 2), np.float32)
-    xc = x - x.mean(axis=0, keepdims=True)
+    out = np.zeros((n, k), np.float32)
     if n < 2:
-        return np.zeros((n, 2), np.float32)
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    out = np.zeros((n, 2), np.float64)
-    k = min(2, s.shape[0])
-    out[:, :k] = u[:, :k] * s[:k]
-    return out.astype(np.float32)
+        return out
+    xc = x - x.mean(axis=0, keepdims=True)
+    m = min(k, x.shape[1], n)
+    if min(x.shape) > 4 * k and n * x.shape[1] > 200_000:
+        from sklearn.utils.extmath import randomized_svd
+
+        u, s, _ = randomized_svd(xc, m, n_iter=4, random_state=seed)
+    else:
+        u, s, _ = np.linalg.svd(xc.astype(np.float64), full_matrices=False)
+    out[:, :m] = (u[:, :m] * s[:m]).astype(np.float32)
+    return out
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal components (n, 2) float32."""
+    x = np.asarray(x)
+    return pca_reduce(x, 2) if x.shape[0] else np.zeros((0, 2), np.float32)
 
 
 def tsne_2d(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int = 1, backend: str = "auto",
             n_iter: int = 500) -> np.ndarray:
     """t-SNE map (n, 2) float32. `backend`: auto (openTSNE if installed), opentsne or sklearn.
 
-    Perplexity is capped below n/3 so small sets work; fewer than 4 points fall back to PCA.
+    Inputs wider than 50 dimensions are first reduced to 50 principal components (the usual t-SNE
+    practice; it makes the neighbour search cheap). Perplexity is capped below n/3 so small sets work;
+    fewer than 4 points fall back to PCA.
     """
     x = np.ascontiguousarray(np.asarray(x, np.float32))
+    if x.shape[1] > 50 and x.shape[0] > 50:
+        x = pca_reduce(x, 50, seed)
     n = x.shape[0]
     if n < 4:
         return pca_2d(x)

@@ -238,7 +238,7 @@ class ClusterPanel(QWidget):
         if paths is None and es is not None and self.state.project is not None:
             paths = {int(it.id): it.path for it in self.state.project.items(ids=[int(i) for i in es.item_ids])}  # type: ignore[arg-type]
         self.paths = dict(paths or {})
-        self.plot.set_points(np.zeros((0, 2)), [])
+        self.plot.set_points(np.zeros((0, 2)), np.zeros(0, np.int64), [])
         if es is None:
             self.legend.set_species([], {}, {})
             self.status.setText("Choose a source and press Compute map")
@@ -296,33 +296,41 @@ class ClusterPanel(QWidget):
         self.noise_label.setText(f"{n_cl} cluster(s), {int((self.clusters < 0).sum())} noise point(s) = anomalies")
 
     # -- drawing -------------------------------------------------------------------------------
-    def point_colors(self) -> list[QColor]:
-        """Colour of each point for the current colour mode (opacity applied in `redraw`)."""
+    def point_codes(self) -> tuple[np.ndarray, list[QColor]]:
+        """Colour code of each point for the current colour mode, and the colour of each code."""
         assert self.es is not None
         mode = self.color_by.currentText()
         if mode == "Cluster" and self.cmap is not None:
-            return [QColor(NOISE_COLOR) if c < 0 else palette_color(int(c)) for c in self.clusters]
+            top = int(self.clusters.max(initial=-1)) + 1
+            return self.clusters + 1, [QColor(NOISE_COLOR)] + [palette_color(c) for c in range(top)]
         if mode == "Score" and self.es.scores is not None:
             idx, cols = score_colors(self.es.scores)
-            return [cols[i] for i in idx]
-        names = sorted(set(self.es.labels))
-        by = {n: palette_color(k) for k, n in enumerate(names)}
-        return [by[lab] for lab in self.es.labels]
+            return idx, cols
+        names, inv = np.unique(np.asarray(self.es.labels, dtype=object).astype(str), return_inverse=True)
+        return inv.astype(np.int64), [palette_color(k) for k in range(len(names))]
+
+    def point_colors(self) -> list[QColor]:
+        """Colour of each point (before opacity)."""
+        codes, cols = self.point_codes()
+        return [cols[int(c)] for c in codes]
 
     def redraw(self, autorange: bool = False) -> None:
         if self.es is None or self.cmap is None:
             return
-        cols = self.point_colors()
-        alpha = {n: int(round(255 * self.legend.opacity(n))) for n in set(self.es.labels)}
-        visible = np.array([self.legend.is_visible(lab) for lab in self.es.labels], bool)
+        codes, cols = self.point_codes()
+        names, sp = np.unique(np.asarray(self.es.labels, dtype=object).astype(str), return_inverse=True)
+        alpha = np.array([int(round(255 * self.legend.opacity(n))) for n in names], np.int64)[sp]
+        visible = np.array([self.legend.is_visible(n) for n in names], bool)[sp]
+        keys, group = np.unique(codes * 256 + alpha, return_inverse=True)
         brushes = []
-        for c, lab in zip(cols, self.es.labels):
-            key = (c.red(), c.green(), c.blue(), alpha[lab])
-            b = self._brush_cache.get(key)
+        for key in keys.tolist():
+            c = cols[key // 256]
+            bkey = (c.red(), c.green(), c.blue(), key % 256)
+            b = self._brush_cache.get(bkey)
             if b is None:
-                b = self._brush_cache[key] = pg.mkBrush(*key)
+                b = self._brush_cache[bkey] = pg.mkBrush(*bkey)
             brushes.append(b)
-        self.plot.set_points(self.cmap.xy, brushes, visible, autorange=autorange)
+        self.plot.set_points(self.cmap.xy, group, brushes, visible, autorange=autorange)
         self._on_state_selection(self.state.selection)
 
     # -- interaction ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 `ClusterPlot` knows nothing of projects: it shows points (x, y) with one brush each, reports
 `pointClicked(index)`, `lassoed(indices)` and `hovered(index | -1)`, and rings highlighted points.
 Lasso mode (toggle, or hold Shift): a free-hand polygon drawn with the left button; plain drags pan.
-Brushes are shared objects (one per colour), which keeps `setData` fast at 10,000+ points.
+Points are drawn by one ScatterPlotItem per brush (colour x opacity), which keeps `setData` vectorised
+and fast at 10,000+ points.
 """
 from __future__ import annotations
 
@@ -105,33 +106,58 @@ class ClusterPlot(pg.PlotWidget):
         self.getPlotItem().hideButtons()
         self.xy = np.zeros((0, 2), np.float32)
         self.visible = np.zeros(0, bool)
-        self.scatter = pg.ScatterPlotItem(size=7, pen=None, pxMode=True, useCache=True)
+        self.layers: list[pg.ScatterPlotItem] = []  # one per brush: a single brush per item keeps setData vectorised
         self.rings = pg.ScatterPlotItem(size=13, pen=pg.mkPen("#ffffff", width=1.6), brush=None, pxMode=True)
         self.hover_ring = pg.ScatterPlotItem(size=16, pen=pg.mkPen("#ffcc00", width=2), brush=None, pxMode=True)
-        for it, z in ((self.scatter, 0), (self.rings, 5), (self.hover_ring, 6)):
+        for it, z in ((self.rings, 1000), (self.hover_ring, 1001)):
             it.setZValue(z)
             self.addItem(it)
-        self.scatter.sigClicked.connect(self._on_scatter_clicked)
+        self._codes = np.zeros(0, np.int64)
+        self._group_brushes: list[object] = []
+        self._shown = np.zeros(0, np.int64)
         self._hover = -1
         self._tree = None
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # -- data --------------------------------------------------------------------------------
-    def set_points(self, xy: np.ndarray, brushes: Sequence[object], visible: np.ndarray | None = None,
+    def set_points(self, xy: np.ndarray, codes: np.ndarray, brushes: Sequence[object], visible: np.ndarray | None = None,
                    size: float = 7.0, autorange: bool = True) -> None:
-        """Show `xy` with one (shared) brush per point; hidden points are left out of the plot and of lasso."""
+        """Show `xy`; point k is painted with `brushes[codes[k]]`. Hidden points are left out of the plot,
+        of hover, click and lasso. Points of later brushes are drawn on top."""
         self.xy = np.asarray(xy, np.float32).reshape(-1, 2)
+        self._codes = np.asarray(codes, np.int64).reshape(-1)
+        self._group_brushes = list(brushes)
         self.visible = np.ones(len(self.xy), bool) if visible is None else np.asarray(visible, bool)
         shown = np.flatnonzero(self.visible)
         self._shown = shown
-        self._brushes = list(brushes)
-        self.scatter.setData(pos=self.xy[shown], brush=[self._brushes[i] for i in shown], size=size, pen=None,
-                             data=shown)
+        order = shown[np.argsort(self._codes[shown], kind="stable")]
+        groups, starts = np.unique(self._codes[order], return_index=True)
+        bounds = list(starts[1:]) + [len(order)]
+        while len(self.layers) < len(groups):
+            layer = pg.ScatterPlotItem(pen=None, pxMode=True, useCache=True)
+            layer.setZValue(len(self.layers))
+            layer.sigClicked.connect(self._on_scatter_clicked)
+            self.addItem(layer)
+            self.layers.append(layer)
+        for layer, g, a, b in zip(self.layers, groups, starts, bounds):
+            idx = order[a:b]
+            layer.setData(pos=self.xy[idx], brush=self._group_brushes[int(g)], size=size, pen=None, data=idx)
+            layer.setVisible(True)
+        for layer in self.layers[len(groups):]:
+            layer.setData(pos=np.zeros((0, 2)))
+            layer.setVisible(False)
         from scipy.spatial import cKDTree
 
         self._tree = cKDTree(self.xy[shown]) if len(shown) else None
         if autorange and len(self.xy):
             self.vb.autoRange(padding=0.05)
+
+    def point_count(self) -> int:
+        """Points drawn now (visible ones)."""
+        return int(sum(len(layer.data) for layer in self.layers if layer.isVisible()))
+
+    def brush_of(self, k: int) -> object:
+        return self._group_brushes[int(self._codes[k])]
 
     def highlight(self, indices: Sequence[int]) -> None:
         idx = [i for i in indices if 0 <= i < len(self.xy) and self.visible[i]]
@@ -167,7 +193,13 @@ class ClusterPlot(pg.PlotWidget):
         return QPointF(self.mapFromScene(scene))
 
     def finish_lasso(self, polygon: list[tuple[float, float]]) -> None:
-        inside = points_in_polygon(self.xy, polygon) & self.visible if len(polygon) >= 3 else np.zeros(len(self.xy), bool)
+        inside = np.zeros(len(self.xy), bool)
+        if len(polygon) >= 3:
+            poly = np.asarray(polygon, np.float64)
+            (x0, y0), (x1, y1) = poly.min(0), poly.max(0)
+            cand = self._shown[(self.xy[self._shown, 0] >= x0) & (self.xy[self._shown, 0] <= x1)
+                               & (self.xy[self._shown, 1] >= y0) & (self.xy[self._shown, 1] <= y1)]
+            inside[cand[points_in_polygon(self.xy[cand], poly)]] = True
         self.lassoed.emit(np.flatnonzero(inside).tolist())
 
     def _on_scatter_clicked(self, _item: object, points: Sequence[object], ev: object) -> None:

@@ -123,14 +123,14 @@ def test_cluster_panel_modes_legend_eps_and_hover(qtbot, tmp_path):
     panel.set_embedding_set(es, paths={int(i): str(img) for i in es.item_ids})
     cmap = compute_cluster_map(es, method="pca", min_samples=5)
     panel.set_map(cmap)
-    assert len(panel.plot.scatter.data) == len(es)
+    assert panel.plot.point_count() == len(es)
     n_noise = int((panel.clusters < 0).sum())
     assert len(set(panel.clusters.tolist()) - {-1}) >= 3, "three blobs make three clusters"
     assert n_noise >= 1 and "noise" in panel.noise_label.text()
     # colour modes give different brushes; cluster mode paints noise red
     for mode in ("Cluster", "Score", "Species"):
         panel.color_by.setCurrentText(mode)
-        assert len(panel.plot.scatter.data) == len(es)
+        assert panel.plot.point_count() == len(es)
     panel.color_by.setCurrentText("Cluster")
     noise_k = int(np.flatnonzero(panel.clusters < 0)[0])
     assert panel.point_colors()[noise_k].name() == "#d62728"
@@ -139,10 +139,10 @@ def test_cluster_panel_modes_legend_eps_and_hover(qtbot, tmp_path):
     assert int((panel.clusters < 0).sum()) == 0
     # legend: untick a species -> its points leave the plot; opacity reaches the brushes
     panel.legend.set_visible("owl", False)
-    assert len(panel.plot.scatter.data) == len(es) - 60
+    assert panel.plot.point_count() == len(es) - 60
     panel.legend.sliders["deer"].setValue(30)
     deer_k = es.labels.index("deer")
-    assert panel.plot._brushes[deer_k].color().alpha() == round(255 * 0.30)
+    assert panel.plot.brush_of(deer_k).color().alpha() == round(255 * 0.30)
     # hover shows the crop
     panel._on_hover(0)
     assert panel.inset.pixmap() is not None and not panel.inset.pixmap().isNull()
