@@ -476,3 +476,26 @@ def test_shanghaitech_like_frames_with_npy_labels(tmp_path):
     test = sorted((it for it in r.items if it.split == "test"), key=lambda it: it.frame_index)
     assert [it.is_anomalous for it in test] == [False, True, True, False, True, False]
     assert {it.group for it in r.items} == {"01_0014", "01_001"} and not r.problems
+
+
+def test_megadetector_batch_json(tmp_path):
+    img(tmp_path / "cam" / "a.jpg", 200, 100)
+    img(tmp_path / "cam" / "b.jpg", 200, 100)
+    doc = {"images": [{"file": "cam/a.jpg", "max_detection_conf": 0.95, "detections": [
+                          {"category": "1", "conf": 0.95, "bbox": [0.1, 0.2, 0.5, 0.5], "classifications": [["3", 0.8]]},
+                          {"category": "2", "conf": 0.3, "bbox": [0.0, 0.0, 0.1, 0.1]},
+                          {"category": "1", "conf": 0.5, "bbox": [0.1]}]},
+                      {"file": "cam/b.jpg", "detections": []},
+                      {"file": "cam/gone.jpg", "detections": []}],
+           "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+           "classification_categories": {"3": "Ocelot"}}
+    write_text(tmp_path / "md_output.json", json.dumps(doc))
+    assert detect_format(tmp_path).name == "camtrap"
+    r = import_dataset(tmp_path)
+    by = {Path(it.path).name: it for it in r.items}
+    a = by["a.jpg"]
+    assert [(x.label, x.box(), x.score) for x in a.annotations] == [("ocelot", (20.0, 20.0, 120.0, 70.0), 0.95),
+                                                                    ("person", (0.0, 0.0, 20.0, 10.0), 0.3)]
+    assert a.label == "ocelot" and by["b.jpg"].annotations == []
+    msgs = [str(p) for p in r.problems]
+    assert any("detection 3 malformed" in m for m in msgs) and any("gone.jpg" in m for m in msgs)

@@ -10,11 +10,14 @@ sub-folders (`deer/`, `Jaguar/`). MegaDetector-style CSV manifests (columns `fil
 `filepath`, `bbox_x bbox_y bbox_w bbox_h` normalised with top-left origin, `conf`, `category`
 1 animal / 2 person / 3 vehicle, optional `species`) give box annotations with their confidence;
 an animal box takes the image's species as label when it is known. Rows naming absent images are
-reported once per manifest; malformed rows are reported with their line number.
+reported once per manifest; malformed rows are reported with their line number. MegaDetector's batch
+JSON (`images[].detections[]` with `category`, `conf`, `bbox`; `detection_categories`, and a
+classifier's `classifications` + `classification_categories` for the species) is read the same way.
 """
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -68,12 +71,22 @@ def species_from_name(path: Path) -> str:
 
 def _manifests(root: Path) -> list[Path]:
     if root.is_file():
-        return [root] if root.suffix.lower() == ".csv" else []
-    out = sorted(root.glob("*.csv")) + sorted(p for d in subdirs(root) for p in d.glob("*.csv"))
+        return [root] if _is_manifest(root) else []
+    out = [p for pat in ("*.csv", "*.json") for p in sorted(root.glob(pat))]
+    out += [p for d in subdirs(root) for pat in ("*.csv", "*.json") for p in sorted(d.glob(pat))]
     return [p for p in out if _is_manifest(p)]
 
 
 def _is_manifest(path: Path) -> bool:
+    if path.suffix.lower() == ".json":
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16).decode("utf-8", errors="replace")
+        except OSError:
+            return False
+        return '"detection_categories"' in head or ('"images"' in head and '"detections"' in head)
+    if path.suffix.lower() != ".csv":
+        return False
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as fh:
             header = [h.strip().lower() for h in next(csv.reader(fh), [])]
@@ -142,6 +155,9 @@ class CameraTrapFolderReader:
 
     @staticmethod
     def _read_manifest(man: Path, out: dict[Path, list[dict[str, Any]]], problems: list[DataError]) -> None:
+        if man.suffix.lower() == ".json":
+            _read_megadetector_json(man, out, problems)
+            return
         missing: list[str] = []
         try:
             with open(man, newline="", encoding="utf-8") as fh:
@@ -190,9 +206,54 @@ class CameraTrapFolderReader:
                 problems.append(DataError(img, "manifest box reaches outside the image, clipped"))
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue
-            label = species if r["category"] == "animal" and species and species != "empty" else r["category"]
+            if r["category"] != "animal":
+                label = r["category"]
+            else:
+                label = r.get("species") or (species if species and species != "empty" else "animal")
             anns.append(box_annotation(label, *box, score=r.get("conf")))
         return anns
+
+
+def _read_megadetector_json(man: Path, out: dict[Path, list[dict[str, Any]]], problems: list[DataError]) -> None:
+    """MegaDetector batch output: images[{file, detections[{category, conf, bbox}], classifications}]."""
+    try:
+        data = json.loads(man.read_text(encoding="utf-8"))
+        images = data["images"]
+        if not isinstance(images, list):
+            raise TypeError("'images' is not a list")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, KeyError, TypeError) as exc:
+        problems.append(DataError(man, f"malformed MegaDetector JSON ({exc})"))
+        return
+    det_cats = {str(k): str(v) for k, v in (data.get("detection_categories") or MEGADETECTOR_CATEGORIES).items()}
+    cls_cats = {str(k): str(v).lower() for k, v in (data.get("classification_categories") or {}).items()}
+    missing: list[str] = []
+    for n, im in enumerate(images):
+        name = str(im.get("file") or "") if isinstance(im, dict) else ""
+        img = _locate(man.parent, name, {}) if name else None
+        if img is None:
+            missing.append(name or f"#{n}")
+            continue
+        rows = out.setdefault(img.resolve(), [])
+        if im.get("failure"):
+            problems.append(DataError(img, f"MegaDetector could not process it ({im['failure']})"))
+        for k, det in enumerate(im.get("detections") or []):
+            try:
+                box = [float(v) for v in det["bbox"]]
+                conf = float(det.get("conf", det.get("confidence", 0.0)))
+                if len(box) != 4:
+                    raise ValueError("bbox needs 4 numbers")
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(DataError(man, f"{name}: detection {k + 1} malformed ({exc}); skipped"))
+                continue
+            species = ""
+            cls = det.get("classifications") or []
+            if cls and isinstance(cls[0], (list, tuple)) and len(cls[0]) == 2:
+                species = cls_cats.get(str(cls[0][0]), "")
+            rows.append({"box": box, "conf": conf, "category": det_cats.get(str(det.get("category")), "animal"),
+                         "species": species, "max_conf": im.get("max_detection_conf")})
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        problems.append(DataError(man, f"{len(missing)} image(s) listed but not present: {shown}"))
 
 
 def _locate(folder: Path, name: str, row: dict[str, Any]) -> Path | None:
