@@ -79,6 +79,7 @@ class MetricsPanel(QWidget):
 
     def __init__(self, state: AppState, window: Any = None):
         super().__init__()
+        self.setMinimumWidth(320)
         self.state = state
         self.header = QLabel("No run selected.")
         self.header.setWordWrap(True)

@@ -125,6 +125,7 @@ class ReviewPanel(QWidget):
 
     def __init__(self, state: AppState, window: Any = None):
         super().__init__()
+        self.setMinimumWidth(380)
         self.state = state
         self.window_ = window
         self.viewer = getattr(window, "viewer", None)

@@ -47,6 +47,7 @@ class RunsPanel(QWidget):
 
     def __init__(self, state: AppState, window: Any = None):
         super().__init__()
+        self.setMinimumWidth(340)
         self.state = state
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))

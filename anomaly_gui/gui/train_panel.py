@@ -98,6 +98,7 @@ class TrainPanel(QWidget):
 
     def __init__(self, state: AppState, window: Any = None):
         super().__init__()
+        self.setMinimumWidth(340)
         self.state = state
         self.window_ = window
         self.job: Job | None = None
