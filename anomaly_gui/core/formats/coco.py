@@ -3,7 +3,8 @@
 The root may be the JSON file itself or a folder holding it (top level or `annotations/`); several
 JSON files are read together, the split taken from a file name holding train/val/test. Images are
 looked up relative to the JSON's folder, its `images/` sub-folder, or the same one level up.
-A non-empty polygon `segmentation` becomes a polygon annotation, otherwise `bbox` a box; `score`
+A one-part polygon `segmentation` becomes a polygon annotation, otherwise (RLE, several parts)
+`bbox` a box; `score`
 (results files) is kept. Images without annotations are kept (label `empty`). Annotations naming an
 unknown image or category, malformed bboxes (clipped when outside the image) and missing image files
 are reported, one problem each, and the import goes on.
@@ -174,7 +175,7 @@ def _annotations(raw: list[dict[str, Any]], cats: dict[Any, str], w: int, h: int
             species.append(label)
         seg, bbox = a.get("segmentation"), a.get("bbox")
         score = float(a["score"]) if isinstance(a.get("score"), (int, float)) else None
-        if isinstance(seg, list) and seg and isinstance(seg[0], list) and len(seg[0]) >= 6:
+        if isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) >= 6:  # one part
             flat = seg[0]
             anns.append(Annotation("polygon", label, {"points": [[float(x), float(y)] for x, y in zip(flat[0::2], flat[1::2])]}, score=score))
             continue
