@@ -499,3 +499,17 @@ def test_megadetector_batch_json(tmp_path):
     assert a.label == "ocelot" and by["b.jpg"].annotations == []
     msgs = [str(p) for p in r.problems]
     assert any("detection 3 malformed" in m for m in msgs) and any("gone.jpg" in m for m in msgs)
+
+
+def test_unreadable_folder_becomes_data_error(tmp_path, monkeypatch):
+    import anomaly_gui.core.formats.mvtec as mvtec
+
+    root = make_mvtec(tmp_path / "m")
+
+    def denied(folder, recursive=False):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(mvtec, "list_images", denied)
+    with pytest.raises(DataError, match="Permission denied") as info:
+        import_dataset(root)
+    assert str(root) in str(info.value.path)

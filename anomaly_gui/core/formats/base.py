@@ -146,4 +146,7 @@ def detect_format(root: str | Path) -> FormatReader:
 def import_dataset(root: str | Path, fmt: str | None = None, progress: ProgressFn | None = None) -> ImportResult:
     """Read a dataset folder/file with the named or detected format."""
     reader = get_format(fmt) if fmt else detect_format(root)
-    return reader.read(Path(root), progress)
+    try:
+        return reader.read(Path(root), progress)
+    except OSError as exc:  # an unreadable folder (permissions, a vanished network drive) names the path
+        raise DataError(exc.filename or root, f"cannot read ({exc.strerror or exc})") from exc
