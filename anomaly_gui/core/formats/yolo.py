@@ -26,7 +26,7 @@ import yaml
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import Annotation, DatasetItem, ImportResult, ProgressFn, register_format
 from anomaly_gui.core.formats.common import (SPLIT_NAMES, box_annotation, check_writable, class_list, clip_box, export_names,
-                                             find_child, is_image, item_size, list_images, main_label, place_file, probe_size,
+                                             find_child, item_size, list_images, main_label, place_file, probe_size,
                                              subdirs, tick)
 from anomaly_gui.core.imageio import write_text
 
