@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider, QTabWidget,
+                               QListWidget, QListWidgetItem, QProgressBar, QPushButton, QScrollArea, QSlider, QTabWidget,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from anomaly_gui.core.detection_export import ReviewedDetection, export_detection_images, item_detections, run_classes
@@ -42,6 +42,15 @@ def train_detection_job(ctx: RunContext, project: Any, engine: str, params: dict
     run_id = train_run(project, engine, params, device=device, ctx=ctx)
     run_map(project, run_id)
     return run_id
+
+
+def _scroll(page: QWidget) -> QScrollArea:
+    """A tab page that scrolls instead of forcing the dock taller than the window."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(page)
+    return area
 
 
 def _export_job(ctx: RunContext, project: Any, run_id: int, folder: str, confidence: float, rules: list) -> dict[str, Any]:
@@ -117,6 +126,7 @@ class DetectionPanel(QWidget):
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
+        self.setMinimumWidth(330)  # the list's columns and the rule editors stay readable
         tabs = self.tabs = QTabWidget()
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
@@ -155,6 +165,7 @@ class DetectionPanel(QWidget):
         self.table.setColumnWidth(1, 48)
         self.table.setColumnWidth(2, 70)
         self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.setMinimumHeight(140)
         rv.addWidget(self.table, 1)
         row = QHBoxLayout()
         self.accept_button = QPushButton("Accept")
@@ -173,7 +184,7 @@ class DetectionPanel(QWidget):
         self.export_button = QPushButton("Export images with boxes…")
         self.export_button.clicked.connect(self.choose_export)
         rv.addWidget(self.export_button)
-        tabs.addTab(review, "Review")
+        tabs.addTab(_scroll(review), "Review")
 
         train = QWidget()
         tv = QVBoxLayout(train)
@@ -207,7 +218,7 @@ class DetectionPanel(QWidget):
         self.train_status = QLabel("")
         self.train_status.setWordWrap(True)
         tv.addWidget(self.train_status)
-        tabs.addTab(train, "Train")
+        tabs.addTab(_scroll(train), "Train")
 
         rules = QWidget()
         rl = QVBoxLayout(rules)
@@ -238,7 +249,7 @@ class DetectionPanel(QWidget):
         row.addWidget(self.zone_scope)
         zl.addLayout(row)
         rl.addWidget(box, 1)
-        tabs.addTab(rules, "Rules && zones")
+        tabs.addTab(_scroll(rules), "Rules && zones")
         self._on_engine()
 
     def actions(self) -> list[QAction]:

@@ -191,6 +191,8 @@ class RulesEditor(QWidget):
         while self._layout.count():
             w = self._layout.takeAt(0).widget()
             if w is not None:
+                w.hide()
+                w.setParent(None)
                 w.deleteLater()
         self.boxes = []
         for k, rule in enumerate(self.rules):
