@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+import shiboken6
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QColor, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QColorDialog, QGridLayout, QGroupBox, QHBoxLayout,
                                QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox,
-                               QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+                               QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from anomaly_gui.core.formats.base import Annotation
 from anomaly_gui.core.importer import default_color
@@ -74,7 +75,8 @@ class LabelingPanel(QWidget):
             b.setText(f"{tool.capitalize()} ({TOOL_KEYS[tool]})")
             b.setCheckable(True)
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-            b.setMinimumWidth(100)
+            b.setStyleSheet("QToolButton:checked { background: #3d6fd6; color: white; font-weight: bold; }")
+            b.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             b.clicked.connect(lambda _c=False, t=tool: self.set_tool(t))
             self.tool_group.addButton(b)
             self.tool_buttons[tool] = b
@@ -204,6 +206,9 @@ class LabelingPanel(QWidget):
 
     # -- project and item --------------------------------------------------------------------------
     def _on_project(self, project: Any) -> None:
+        if self.editor is not None and shiboken6.isValid(self.editor):
+            self.editor.stack.indexChanged.disconnect()
+            self.editor.deleteLater()
         self.editor = LabelEditor(project, self) if project is not None else None
         if self.editor is not None:
             self.editor.changed.connect(self._on_edited)
@@ -474,10 +479,11 @@ class LabelingPanel(QWidget):
             self.editor.stack.redo()
 
     def _update_undo_actions(self) -> None:
-        stack = self.editor.stack if self.editor is not None else None
+        valid = self.editor is not None and shiboken6.isValid(self.editor) and shiboken6.isValid(self.editor.stack)
+        stack = self.editor.stack if valid else None  # type: ignore[union-attr]
         for name, can, text in (("edit.undo", stack.canUndo() if stack else False, stack.undoText() if stack else ""),
                                 ("edit.redo", stack.canRedo() if stack else False, stack.redoText() if stack else "")):
             act = self.actions_.get(name)
-            if act is not None:
+            if act is not None and shiboken6.isValid(act):  # actions die before the stack at exit
                 act.setEnabled(bool(can))
                 act.setText(("Undo" if name == "edit.undo" else "Redo") + (f" {text}" if text else ""))
