@@ -57,6 +57,8 @@ def load_rows(project: Project) -> list[Row]:
             name = f"{grp}/{name}"
         elif kind == "video" and frame is not None:
             name = f"{name}#{frame}"
+        elif label:
+            name = f"{label}/{name}"  # MVTec-style names (000.png) repeat across classes
         rows.append(Row(item_id, name, path, frame, kind, split, label, None if anom is None else bool(anom)))
     return rows
 

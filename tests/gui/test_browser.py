@@ -73,8 +73,8 @@ def test_tree_counts_and_filter_by_node(browser_setup, qtbot):
 def test_thumbnails_made_in_workers_cached_on_disk_and_broken_marked(browser_setup, qtbot):
     state, b = browser_setup
     model = b.model
-    good_ids = [r.id for r in model.rows if not r.name.startswith("broken")]
-    broken_id = next(r.id for r in model.rows if r.name.startswith("broken"))
+    good_ids = [r.id for r in model.rows if "broken.png" not in r.name]
+    broken_id = next(r.id for r in model.rows if "broken.png" in r.name)
     visible = [i for i in good_ids if not b.grid.visualRect(model.index(model.row_of(i))).isEmpty()
                and b.grid.viewport().rect().intersects(b.grid.visualRect(model.index(model.row_of(i))))]
     assert visible, "some thumbnails are on screen"
