@@ -235,6 +235,15 @@ class DatasetBrowser(QWidget):
         if self.loader is not None:
             self.loader.cancel_pending()  # what is visible now asks again when painted
 
+    def neighbors(self, item_id: int, before: int = 1, after: int = 2) -> list[int]:
+        """Ids around `item_id` in the visible order (next ones first), for prefetching."""
+        row = self.model.row_of(item_id)
+        if row is None:
+            return []
+        n = self.model.rowCount()
+        rows = [row + k for k in range(1, after + 1)] + [row - k for k in range(1, before + 1)]
+        return [self.model.item_id(r) for r in rows if 0 <= r < n]
+
     def move(self, delta: int) -> int | None:
         """Make the item `delta` steps away in the visible order current; returns its id."""
         n = self.model.rowCount()

@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self._first_in_area: dict[str, QDockWidget] = {}
         self._setup_viewer()
         self._setup_browser()
+        self.presenter.neighbors = self.browser.neighbors
         self._setup_menus()
         self._setup_panels()
         self._setup_status_bar()
@@ -462,6 +463,7 @@ class MainWindow(QMainWindow):
         self.save_layout()
         JOBS.cancel_all(3000)
         self.browser.shutdown()
+        self.presenter.prefetcher.shutdown()
         super().closeEvent(event)
 
 

@@ -8,7 +8,11 @@ panel, so panels that draw their own overlays (heatmaps, detections) on the same
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,17 +46,95 @@ def item_caption(item: DatasetItem, shape: tuple[int, ...] | None) -> str:
     return "  ·  ".join(p for p in (item.name, where, size) if p)
 
 
-class ItemPresenter:
-    """Keeps the viewer on `state.current_item`."""
+class ImagePrefetcher:
+    """Decodes the items next to the current one in a background thread, so A / D show them at once.
 
-    def __init__(self, state: AppState, viewer: ImageViewer):
+    Keeps the last `capacity` decoded images (keyed by item id and path); a request for an image being
+    decoded waits for that decode instead of starting a second one.
+    """
+
+    def __init__(self, capacity: int = 6):
+        self.capacity = capacity
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="viewer-prefetch")
+        self._lock = threading.Lock()
+        self._images: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+        self._futures: dict[tuple[int, str], Future[np.ndarray]] = {}
+        self.hits = 0
+        self._closed = False
+
+    def cached(self, item_id: int) -> bool:
+        with self._lock:
+            return any(k[0] == item_id for k in self._images)
+
+    def get(self, item: DatasetItem) -> np.ndarray:
+        """The item's pixels: cached, being prefetched (waits), or decoded now."""
+        key = (int(item.id or -1), item.path)
+        with self._lock:
+            img = self._images.get(key)
+            fut = self._futures.get(key)
+            if img is not None:
+                self._images.move_to_end(key)
+                self.hits += 1
+                return img
+        if fut is not None:
+            img = fut.result()  # raises the decoder's DataError like a direct read
+            self.hits += 1
+        else:
+            img = load_item_image(item)
+        self._store(key, img)
+        return img
+
+    def prefetch(self, items: list[DatasetItem]) -> None:
+        if self._closed:
+            return
+        for item in items:
+            key = (int(item.id or -1), item.path)
+            with self._lock:
+                if key in self._images or key in self._futures:
+                    continue
+                fut = self._pool.submit(load_item_image, item)
+                self._futures[key] = fut
+            fut.add_done_callback(lambda f, key=key: self._done(key, f))
+
+    def _done(self, key: tuple[int, str], fut: Future[np.ndarray]) -> None:
+        with self._lock:
+            self._futures.pop(key, None)
+        if fut.exception() is None:
+            self._store(key, fut.result())
+
+    def _store(self, key: tuple[int, str], img: np.ndarray) -> None:
+        with self._lock:
+            self._images[key] = img
+            self._images.move_to_end(key)
+            while len(self._images) > self.capacity:
+                self._images.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._images.clear()
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ItemPresenter:
+    """Keeps the viewer on `state.current_item`.
+
+    `neighbors` (set by the main window to the browser's order) gives the ids to prefetch around an item.
+    """
+
+    def __init__(self, state: AppState, viewer: ImageViewer,
+                 neighbors: Callable[[int], list[int]] | None = None):
         self.state = state
         self.viewer = viewer
+        self.neighbors = neighbors
+        self.prefetcher = ImagePrefetcher()
         self.item: DatasetItem | None = None
         self.error: str = ""
         state.currentItemChanged.connect(self.show_item)
         state.annotationsChanged.connect(self._on_annotations_changed)
-        state.projectChanged.connect(lambda _p: self.show_item(None))
+        state.projectChanged.connect(self._on_project)
 
     def show_item(self, item_id: int | None) -> None:
         project = self.state.project
@@ -68,7 +150,7 @@ class ItemPresenter:
             return
         self.item = item
         try:
-            img = load_item_image(item)
+            img = self.prefetcher.get(item)
         except DataError as exc:
             self.error = str(exc)
             log.warning("%s", exc)
@@ -80,6 +162,20 @@ class ItemPresenter:
         self.viewer.set_info(item_caption(item, img.shape))
         self.draw_annotations()
         self.draw_ground_truth()
+        self._prefetch_around(item_id)
+
+    def _prefetch_around(self, item_id: int) -> None:
+        project = self.state.project
+        if self.neighbors is None or project is None:
+            return
+        ids = self.neighbors(item_id)
+        if ids:
+            by_id = {it.id: it for it in project.items(ids=ids)}
+            self.prefetcher.prefetch([by_id[i] for i in ids if i in by_id])
+
+    def _on_project(self, _project: object) -> None:
+        self.prefetcher.clear()
+        self.show_item(None)
 
     def draw_annotations(self) -> None:
         project, item = self.state.project, self.item

@@ -82,3 +82,19 @@ def test_missing_file_after_import_is_reported_not_fatal(window, wait_import, im
     assert "not found" in window.statusBar().currentMessage()
     window.browser.move(+1)
     assert window.viewer.image is not None
+
+
+def test_next_items_are_prefetched(window, qtbot, wait_import, image_folder, tmp_path):
+    assert window.open_project(tmp_path / "f.agproj")
+    window.import_path(image_folder)
+    assert wait_import(window) is not None
+    model, presenter = window.browser.model, window.presenter
+    first = window.state.current_item
+    assert first == model.item_id(0)
+    nxt = model.item_id(1)
+    qtbot.waitUntil(lambda: presenter.prefetcher.cached(nxt), timeout=5000)
+    hits = presenter.prefetcher.hits
+    qtbot.keyClick(window.viewer.view, "d")
+    assert window.state.current_item == nxt
+    assert presenter.prefetcher.hits == hits + 1, "D showed the prefetched image"
+    assert window.viewer.image is not None
