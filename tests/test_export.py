@@ -10,7 +10,12 @@ import pytest
 
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.export import ExportExistsError, export_annotations, export_scores
-from anomaly_gui.core.export.masks import annotation_mask, mask_geometry, rle_decode, rle_encode
+from anomaly_gui.core.export.masks import (
+    annotation_mask,
+    mask_geometry,
+    rle_decode,
+    rle_encode,
+)
 from anomaly_gui.core.formats.base import Annotation, import_dataset
 
 FORMATS = ("voc", "yolo", "coco", "labelme")

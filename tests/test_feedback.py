@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from anomaly_gui.core.export.masks import mask_geometry, read_mask_png
-from anomaly_gui.core.feedback import apply_feedback, corrections, ground_truth, plan_feedback
+from anomaly_gui.core.feedback import (
+    apply_feedback,
+    corrections,
+    ground_truth,
+    plan_feedback,
+)
 from anomaly_gui.core.formats.base import Annotation
 
 

@@ -70,6 +70,17 @@ def test_report_follows_the_analysts_labels_and_the_decision(scored_project):
     assert len(worst) == 2 and {t["item_id"] for t in worst} <= bad_ids  # highest scores: the blobs
 
 
+def test_metrics_are_measured_on_the_test_split(scored_project):
+    proj = scored_project
+    ids = proj.item_ids()
+    proj.set_split(ids[:3], "val")  # validation items set the threshold: they must not flatter the metrics
+    ctx = build_context(proj, n_gallery=2)
+    ev = ctx["evaluation"]
+    assert len(ev.rows) == 12 and ev.metrics["n_items"] == 9 and ev.metrics["split"] == "test"
+    assert sum(ctx["confusion"].values()) == 9
+    assert all(t["item_id"] not in ids[:3] for g in ctx["galleries"] for t in g["tiles"])
+
+
 def test_report_without_a_run_and_name_clash(tmp_project, tmp_path):
     out = tmp_path / "empty.html"
     make_report(tmp_project, out)

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def open_existing(path: Path):  # noqa: ANN201 - Project
+def open_existing(path: Path):
     """Open a project that must exist (a typo must not create an empty project)."""
     from anomaly_gui.core.errors import DataError
     from anomaly_gui.core.project import PROJECT_SUFFIX, open_project

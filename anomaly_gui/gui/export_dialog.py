@@ -13,11 +13,31 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from anomaly_gui.core.errors import AnomalyGuiError
-from anomaly_gui.core.export import TABLE_FORMATS, annotation_formats, export_annotations, export_scores
+from anomaly_gui.core.export import (
+    TABLE_FORMATS,
+    annotation_formats,
+    export_annotations,
+    export_scores,
+)
 from anomaly_gui.core.export.common import ExportExistsError, check_target
 from anomaly_gui.core.report import REPORT_FORMATS, make_report
 from anomaly_gui.engines.base import RunContext

@@ -9,7 +9,8 @@ toggle), editable shapes are pyqtgraph ROIs. Every finished edit goes through `L
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -85,7 +86,7 @@ class LabelCanvas(QObject):
         movable = tool == "select"
         for roi in self._rois.values():
             roi.translatable = movable
-            for h in getattr(roi, "getHandles", lambda: [])():
+            for h in getattr(roi, "getHandles", list)():
                 h.setVisible(movable)
         self.viewer.view_box.setMouseEnabled(x=movable, y=movable)
         self.viewer.view.setCursor(Qt.CursorShape.ArrowCursor if movable else Qt.CursorShape.CrossCursor)
@@ -218,7 +219,7 @@ class LabelCanvas(QObject):
         scene = self.viewer.view.mapToScene(widget_pos.toPoint())
         return self.viewer.view_box.mapSceneToView(scene)
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         et = event.type()
         if et == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
             return self._key(event)

@@ -7,7 +7,8 @@ of re-issued ids. `LabelEditor` owns the QUndoStack and is what the GUI calls.
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack

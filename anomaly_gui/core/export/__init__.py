@@ -9,11 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from anomaly_gui.core.export.annotations import EXPORTERS, TITLES, analyst_annotations
-from anomaly_gui.core.export.common import ExportExistsError, ExportResult, atomic_dir, atomic_file, check_target
+from anomaly_gui.core.export.common import (
+    ExportExistsError,
+    ExportResult,
+    atomic_dir,
+    atomic_file,
+    check_target,
+)
 from anomaly_gui.core.project import Project
 
 TABLE_FORMATS = {"csv": "Scores and verdicts (CSV)", "json": "Scores and verdicts (JSON)"}

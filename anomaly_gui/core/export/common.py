@@ -5,9 +5,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from anomaly_gui.core.errors import AnomalyGuiError, DataError
 from anomaly_gui.core.formats.base import DatasetItem

@@ -6,8 +6,9 @@ imported from files keep `{"path": "file.png"}`; both are read by `annotation_ma
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

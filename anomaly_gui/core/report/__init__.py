@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from anomaly_gui import __version__
 from anomaly_gui.core.export.common import ExportResult, atomic_file, check_target
 from anomaly_gui.core.project import Project
-from anomaly_gui.core.report.data import RunEvaluation, dataset_summary, evaluate_run, gallery, overlay_thumbnail, jpeg_bytes
+from anomaly_gui.core.report.data import (
+    RunEvaluation,
+    dataset_summary,
+    evaluate_run,
+    gallery,
+    jpeg_bytes,
+    overlay_thumbnail,
+)
 
 REPORT_FORMATS = {"html": "Report (self-contained HTML)", "pdf": "Report (PDF)"}
 ProgressFn = Callable[[int, int, str], None]
@@ -66,7 +74,8 @@ def build_context(project: Project, run_id: int | None = None, threshold: float 
     m = ev.metrics
     metric_rows = [(k, _fmt(m.get(k))) for k in ("image_auroc", "average_precision", "f1_max", "f1_max_threshold",
                                                   "accuracy", "precision", "recall", "f1") if k in m]
-    metric_rows += [("items scored", str(m.get("n_items", 0))), ("items with ground truth", str(m.get("n_labelled", 0))),
+    metric_rows += [("measured on", f"{m.get('split', 'all')} split" if m.get("split") != "all" else "every scored item"),
+                    ("items measured", str(m.get("n_items", 0))), ("with ground truth", str(m.get("n_labelled", 0))),
                     ("anomalous / normal", f"{m.get('n_anomalous', 0)} / {m.get('n_normal', 0)}")]
     run_rows: list[tuple[str, str]] = []
     params: list[tuple[str, str]] = []
@@ -99,7 +108,7 @@ def build_context(project: Project, run_id: int | None = None, threshold: float 
         "dataset": {**ds, "rows": [{"split": s or "-", "label": lab or "-", "n": n} for s, labs in ds["splits"].items() for lab, n in labs.items()]},
         "run": run is not None, "run_rows": run_rows, "params": params,
         "threshold": _fmt(ev.threshold, 6), "min_area": _fmt(ev.min_area),
-        "truth_text": "the analyst's labels where given, else the dataset's" if truth == "analyst" else "the dataset's labels",
+        "truth_text": "analyst's labels, else dataset's" if truth == "analyst" else "the dataset's labels",
         "metric_rows": metric_rows, "confusion": c, "charts_png": charts_png, "galleries": galleries, "rows": rows,
         "footer": f"anomaly_gui {__version__}",
         "evaluation": ev,

@@ -15,8 +15,9 @@ ANOMALY_COLOR = "#d64541"
 
 def curves_figure(ev: RunEvaluation, size: tuple[float, float] = (9.0, 3.6)) -> Figure:
     """ROC, precision-recall and the score histogram (normal vs anomalous, threshold line) side by side."""
-    fig = Figure(figsize=size, dpi=100, layout="constrained")
+    fig = Figure(figsize=size, dpi=100)
     ax_roc, ax_pr, ax_hist = fig.subplots(1, 3)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.88, wspace=0.32)
     roc = ev.curves.get("roc")
     if roc:
         ax_roc.plot(roc[0], roc[1], color=ANOMALY_COLOR, lw=2)
@@ -47,23 +48,24 @@ def curves_figure(ev: RunEvaluation, size: tuple[float, float] = (9.0, 3.6)) -> 
 
 
 def _histogram(ax: Any, ev: RunEvaluation) -> None:
-    scores = np.array([r.score for r in ev.rows if r.score is not None and np.isfinite(r.score)], dtype=np.float64)
+    rows = ev.measured_rows()
+    scores = np.array([r.score for r in rows if r.score is not None and np.isfinite(r.score)], dtype=np.float64)
     if scores.size == 0:
         _empty(ax, "no scores")
         ax.set_title("Scores")
         return
     bins = np.histogram_bin_edges(scores, bins=min(40, max(8, scores.size // 3)))
     groups = (
-        ("normal", NORMAL_COLOR, [r.score for r in ev.rows if r.truth is False and r.score is not None]),
-        ("anomalous", ANOMALY_COLOR, [r.score for r in ev.rows if r.truth is True and r.score is not None]),
-        ("unlabelled", "#999999", [r.score for r in ev.rows if r.truth is None and r.score is not None]),
+        ("normal", NORMAL_COLOR, [r.score for r in rows if r.truth is False and r.score is not None]),
+        ("anomalous", ANOMALY_COLOR, [r.score for r in rows if r.truth is True and r.score is not None]),
+        ("unlabelled", "#999999", [r.score for r in rows if r.truth is None and r.score is not None]),
     )
     for name, color, vals in groups:
         if vals:
             ax.hist(vals, bins=bins, color=color, alpha=0.6, label=f"{name} ({len(vals)})")
     if ev.threshold is not None:
         ax.axvline(ev.threshold, color="black", lw=1.5, ls="--", label=f"threshold {ev.threshold:.4g}")
-    ax.set_title("Image scores")
+    ax.set_title("Image scores" + (f" ({ev.metrics_split})" if ev.metrics_split else ""))
     ax.set_xlabel("score")
     ax.set_ylabel("items")
     ax.legend(fontsize=7, loc="upper right")

@@ -58,6 +58,10 @@ class RunEvaluation:
     curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # roc: (fpr, tpr), pr: (recall, precision)
     confusion: dict[str, int] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    metrics_split: str | None = None  # the split metrics were computed on (None: every row)
+
+    def measured_rows(self) -> list[ItemRow]:
+        return [r for r in self.rows if self.metrics_split is None or r.split == self.metrics_split]
 
 
 def latest_run(project: Project) -> Run | None:
@@ -70,11 +74,14 @@ def latest_run(project: Project) -> Run | None:
 
 
 def evaluate_run(project: Project, run_id: int | None = None, threshold: float | None = None,
-                 min_area: float | None = None, truth: str = "analyst", split: str | None = None) -> RunEvaluation:
+                 min_area: float | None = None, truth: str = "analyst", split: str | None = None,
+                 metrics_split: str | None = "auto") -> RunEvaluation:
     """Rows, metrics, curves and confusion counts for one run (default: the latest with scores).
 
     `threshold`/`min_area` default to the run's stored values; `truth` is 'analyst' or 'dataset';
     `split` limits rows to one split (default: every scored item, or every item without a run).
+    Metrics, curves and confusion counts use the rows of `metrics_split`: 'auto' is the test split when
+    rows of it exist (validation items set the threshold, so they would flatter it), None every row.
     """
     from anomaly_gui.core import metrics as M
     from anomaly_gui.core import postprocess as pp
@@ -111,11 +118,15 @@ def evaluate_run(project: Project, run_id: int | None = None, threshold: float |
             score=score, predicted=predicted, n_regions=n_regions, defect_area=defect_area,
             verdict=v.verdict if v else "", verified=bool(v.verified) if v else False, note=v.note if v else "",
         ))
-    known = [r for r in ev.rows if r.truth is not None and r.score is not None and np.isfinite(r.score)]
+    if metrics_split == "auto":
+        metrics_split = "test" if any(r.split == "test" for r in ev.rows) else None
+    ev.metrics_split = metrics_split
+    measured = [r for r in ev.rows if metrics_split is None or r.split == metrics_split]
+    known = [r for r in measured if r.truth is not None and r.score is not None and np.isfinite(r.score)]
     y = np.array([int(bool(r.truth)) for r in known], dtype=np.int64)
     s = np.array([r.score for r in known], dtype=np.float64)
-    ev.metrics = {"n_items": len(ev.rows), "n_labelled": len(known), "n_anomalous": int(y.sum()),
-                  "n_normal": int(len(y) - y.sum()), "truth": truth}
+    ev.metrics = {"n_items": len(measured), "n_labelled": len(known), "n_anomalous": int(y.sum()),
+                  "n_normal": int(len(y) - y.sum()), "truth": truth, "split": metrics_split or "all"}
     if len(known) and 0 < y.sum() < len(y):
         ev.metrics["image_auroc"] = M.auroc(y, s)
         f1, f1_thr = M.f1_max(y, s)
@@ -126,7 +137,7 @@ def evaluate_run(project: Project, run_id: int | None = None, threshold: float |
         fpr, tpr, _ = M.roc_curve(y, s)
         prec, rec, _ = M.pr_curve(y, s)
         ev.curves = {"roc": (fpr.tolist(), tpr.tolist()), "pr": (rec.tolist(), prec.tolist())}
-    decided = [r for r in ev.rows if r.truth is not None and r.predicted is not None]
+    decided = [r for r in measured if r.truth is not None and r.predicted is not None]
     if decided:
         ev.confusion = M.confusion([int(bool(r.truth)) for r in decided], [int(bool(r.predicted)) for r in decided])
         c = ev.confusion
@@ -161,7 +172,7 @@ def dataset_summary(project: Project) -> dict[str, Any]:
 
 def gallery(ev: RunEvaluation, n: int, worst: bool) -> list[ItemRow]:
     """The N highest-scoring (worst) or lowest-scoring (best) items."""
-    scored = [r for r in ev.rows if r.score is not None and np.isfinite(r.score)]
+    scored = [r for r in ev.measured_rows() if r.score is not None and np.isfinite(r.score)]
     scored.sort(key=lambda r: r.score, reverse=worst)
     return scored[: max(0, n)]
 

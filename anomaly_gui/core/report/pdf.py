@@ -58,7 +58,7 @@ def _summary_page(ctx: dict[str, Any]) -> Figure:
     data_rows = [(f"{r['split']} / {r['label']}", str(r["n"])) for r in ds["rows"]]
     data_rows.append(("total items", str(ds["n_items"])))
     v = ds["verdicts"]
-    data_rows.append(("analyst verdicts", f"{v['normal']} normal, {v['anomalous']} anomalous, {v['unsure']} unsure"))
+    data_rows.append(("analyst verdicts", f"{v['normal']} norm. · {v['anomalous']} anom. · {v['unsure']} unsure"))
     data_rows.append(("verified / annotations", f"{ds['n_verified']} / {ds['n_annotations']}"))
     y = _kv_block(fig, 0.04, 0.86, "Dataset", data_rows, max_rows=14)
     decision = [("threshold", ctx["threshold"]), ("minimum defect area", f"{ctx['min_area']} px"), ("ground truth", ctx["truth_text"])]

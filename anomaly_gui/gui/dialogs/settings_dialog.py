@@ -5,10 +5,27 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHeaderView, QKeySequenceEdit, QLabel, QLineEdit, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QKeySequenceEdit,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from anomaly_gui.gui.shortcuts import conflicts, default_shortcut, iter_actions, remember_defaults, save_shortcuts
+from anomaly_gui.gui.shortcuts import (
+    conflicts,
+    default_shortcut,
+    iter_actions,
+    remember_defaults,
+    save_shortcuts,
+)
 
 PORTABLE = QKeySequence.SequenceFormat.PortableText
 
