@@ -129,8 +129,8 @@ def test_labelme_round_trip(items, tmp_path):
     assert r.format == "labelme" and not r.problems
     got = by_name(r)
     for it, name in zip(items, expected_names()):
-        assert geometry(got[name]) == geometry(it)
-    doc = json.loads((out / "a_img0.json").read_text())
+        assert geometry(got[name]) == geometry(it) and got[name].split == it.split
+    doc = json.loads((out / "train" / "a_img0.json").read_text())
     assert doc["imagePath"] == "a_img0.png" and doc["imageData"] is None and doc["shapes"][0]["shape_type"] == "rectangle"
 
 

@@ -6,8 +6,8 @@ the image is `imagePath` relative to the JSON (or the same stem beside it). `ima
 decoded (it only duplicates the file). Malformed JSON, shapes without points and JSON without an image
 are reported; the item label is its most frequent shape label, `flags` set to true become `meta`.
 
-Writer: `write_labelme(items, out_dir) -> Path` hard-links/copies each image into `out_dir` and writes
-`<stem>.json` beside it (labelme 5 format, `imageData: null`), which labelme and X-AnyLabeling open.
+Writer: `write_labelme(items, out_dir) -> Path` hard-links/copies each image into `out_dir` (into
+`out_dir/<split>/` when the item has a split, which the reader gives back) and writes `<stem>.json` beside it (labelme 5 format, `imageData: null`), which labelme and X-AnyLabeling open.
 """
 from __future__ import annotations
 
@@ -16,9 +16,28 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from anomaly_gui.core.errors import DataError
-from anomaly_gui.core.formats.base import Annotation, DatasetItem, ImportResult, ProgressFn, register_format
-from anomaly_gui.core.formats.common import (box_annotation, check_writable, clip_box, export_names, is_image, item_size,
-                                             main_label, natural_key, place_file, probe_size, split_from_parts, tick)
+from anomaly_gui.core.formats.base import (
+    Annotation,
+    DatasetItem,
+    ImportResult,
+    ProgressFn,
+    register_format,
+)
+from anomaly_gui.core.formats.common import (
+    SPLIT_NAMES,
+    box_annotation,
+    check_writable,
+    clip_box,
+    export_names,
+    is_image,
+    item_size,
+    main_label,
+    natural_key,
+    place_file,
+    probe_size,
+    split_from_parts,
+    tick,
+)
 from anomaly_gui.core.imageio import write_text
 
 LABELME_VERSION = "5.4.1"
@@ -48,7 +67,9 @@ class LabelmeReader:
     def detect(self, root: Path) -> bool:
         if not root.is_dir():
             return False
-        return any(p.is_file() and is_image(p) for p in root.iterdir()) and bool(_labelme_jsons(root, limit=1))
+        folders = [root] + [d for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_NAMES]
+        has_imgs = any(p.is_file() and is_image(p) for d in folders for p in d.iterdir())
+        return has_imgs and bool(_labelme_jsons(root, limit=1))
 
     def read(self, root: Path, progress: ProgressFn | None = None) -> ImportResult:
         root = Path(root)
@@ -141,7 +162,8 @@ def write_labelme(items: Sequence[DatasetItem], out_dir: str | Path) -> Path:
     check_writable(items, "labelme")
     for it, name in zip(items, export_names(items)):
         w, h = item_size(it)
-        place_file(it.path, out / name)
+        folder = out / it.split if it.split else out
+        place_file(it.path, folder / name)
         shapes = []
         for a in it.annotations:
             if a.kind == "box":
@@ -160,5 +182,5 @@ def write_labelme(items: Sequence[DatasetItem], out_dir: str | Path) -> Path:
             shapes.append(shape)
         doc = {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": name, "imageData": None,
                "imageHeight": h, "imageWidth": w}
-        write_text(out / f"{Path(name).stem}.json", json.dumps(doc, indent=2))
+        write_text(folder / f"{Path(name).stem}.json", json.dumps(doc, indent=2))
     return out
