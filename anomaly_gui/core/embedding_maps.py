@@ -47,8 +47,10 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def tsne_2d(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int = 1, backend: str = "auto",
-            n_iter: int = 500) -> np.ndarray:
-    """t-SNE map (n, 2) float32. `backend`: auto (openTSNE if installed), opentsne or sklearn.
+            n_iter: int = 500, early_exaggeration_iter: int = 150) -> np.ndarray:
+    """t-SNE map (n, 2) float32. `backend`: auto (openTSNE if installed), opentsne or sklearn. `n_iter`
+    counts all iterations, the first `early_exaggeration_iter` of them exaggerated (500 in all: a map
+    to explore, not a publication figure).
 
     Inputs wider than 50 dimensions are first reduced to 50 principal components (the usual t-SNE
     practice; it makes the neighbour search cheap). Perplexity is capped below n/3 so small sets work;
@@ -70,12 +72,14 @@ def tsne_2d(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int 
         else:
             emb = openTSNE.TSNE(
                 n_components=2, perplexity=perp, random_state=seed, n_jobs=n_jobs, initialization="pca",
-                negative_gradient_method="fft" if n > 1000 else "bh", n_iter=n_iter, verbose=False,
+                negative_gradient_method="fft" if n > 1000 else "bh", verbose=False,
+                early_exaggeration_iter=min(early_exaggeration_iter, n_iter), n_iter=max(n_iter - early_exaggeration_iter, 1),
             ).fit(x)
             return np.asarray(emb, np.float32)
     from sklearn.manifold import TSNE
 
-    return TSNE(n_components=2, perplexity=perp, random_state=seed, init="pca", max_iter=max(n_iter, 250)).fit_transform(x).astype(np.float32)
+    return TSNE(n_components=2, perplexity=perp, random_state=seed, init="pca", max_iter=max(n_iter, 250),
+                n_jobs=n_jobs).fit_transform(x).astype(np.float32)
 
 
 def map_2d(x: np.ndarray, method: str = "tsne", **kw: Any) -> np.ndarray:

@@ -90,6 +90,13 @@ def test_embed_real_camera_traps_lasso_filters_browser_and_click_opens(window, q
     window.state.set_selection(ids)
     assert len(panel.plot.rings.data) == 3
 
+    # the stored run is a source: re-map it with PCA without embedding again
+    assert panel.source.currentData() == runs[0].id
+    panel.method.setCurrentIndex(panel.method.findData("pca"))
+    qtbot.mouseClick(panel.compute_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.cmap is not None and panel.cmap.method == "pca", timeout=60000)
+    assert len(panel.es) == n and len(embedding_runs(project)) == 1
+
 
 def _blobs(n_per: int = 60, seed: int = 0):
     from anomaly_gui.core.embedding_maps import EmbeddingSet
