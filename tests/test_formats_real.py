@@ -160,3 +160,24 @@ def test_ensure_sample_data_generates_when_not_bundled(tmp_path, monkeypatch):
             assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= (3 if rel.suffix == ".jpg" else 0), rel
         elif rel.suffix in (".txt", ".yaml", ".xml"):
             assert (REPO_SAMPLE / rel).read_text() == (root / rel).read_text(), rel
+
+
+def test_sample_product_defects_are_findable():
+    """A colour-deviation baseline (no learning) separates the sample defects and points inside their masks."""
+    import cv2
+    from sklearn.metrics import roc_auc_score
+
+    r = import_dataset(ensure_sample_data() / "product")
+    train = np.stack([read_image(it.path).astype(np.float32) for it in r.items if it.split == "train"])
+    mean_colour = train.reshape(-1, 3).mean(0)
+    labels, scores = [], []
+    for it in (x for x in r.items if x.split == "test"):
+        dev = np.linalg.norm(read_image(it.path).astype(np.float32) - mean_colour, axis=2)
+        dev = cv2.GaussianBlur(dev, (0, 0), 4)
+        labels.append(int(it.is_anomalous))
+        scores.append(float(dev.max()))
+        if it.mask_path:
+            y, x = np.unravel_index(int(dev.argmax()), dev.shape)
+            mask = read_image(it.mask_path) > 0
+            assert mask[max(0, y - 8):y + 9, max(0, x - 8):x + 9].any(), it.path
+    assert roc_auc_score(labels, scores) == 1.0
