@@ -63,6 +63,17 @@ def test_16bit_tiff_planar_multipage_and_float(tmp_path):
     assert f.dtype == np.float32 and f.shape == (30, 40)
 
 
+def test_bigtiff_reads_and_sizes(tmp_path):
+    """SAR scenes often come as BigTIFF, which Pillow cannot open: header and pixels still read."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "scene.tif", GRAY16, bigtiff=True)
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(RGB16, -1, 0), bigtiff=True, photometric="rgb", planarconfig="separate")
+    assert image_size(tmp_path / "scene.tif") == (40, 30)
+    assert image_size(tmp_path / "planar.tif") == (40, 30)
+    assert np.array_equal(read_image(tmp_path / "scene.tif"), GRAY16)
+
+
 def test_write_round_trip_keeps_depth(tmp_path):
     for name, arr in (("g16.png", GRAY16), ("c16.png", RGB16), ("c16.tif", RGB16), ("g8.bmp", RGB8[:, :, 0]),
                       ("f.tif", GRAY16.astype(np.float32) / 3)):

@@ -178,13 +178,30 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise DataError(path, "file not found")
     if path.stat().st_size == 0:
         raise DataError(path, "empty file")
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)
     try:
         with Image.open(path) as im:
             w, h = im.size
             orientation = _header_orientation(im)
     except Exception as exc:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return _tiff_size(path, exc)  # BigTIFF and other flavours Pillow does not open
         raise DataError(path, f"cannot read image header ({exc})") from exc
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _tiff_size(path: Path, first_error: Exception) -> tuple[int, int]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            shape, axes = page.shape, getattr(page, "axes", "")
+    except Exception as exc:
+        raise DataError(path, f"cannot read image header ({first_error}; {exc})") from exc
+    if axes and "Y" in axes and "X" in axes:
+        return int(shape[axes.index("X")]), int(shape[axes.index("Y")])
+    return (int(shape[1]), int(shape[0])) if len(shape) >= 2 else (int(shape[0]), 1)
 
 
 def _header_orientation(im: "Image.Image") -> int:
