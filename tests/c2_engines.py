@@ -122,3 +122,12 @@ def make_images(root: Path, n_train: int = 8, n_good: int = 4, n_bad: int = 4, s
         items.append(DatasetItem(path=str(p), split="test", label="defect", is_anomalous=True, mask_path=str(mp),
                                  width=size, height=size))
     return items
+
+
+def stop_jobs(qtbot: Any, timeout: int = 10000) -> None:
+    """Cancel every worker job and let the event loop run until their threads have ended."""
+    from anomaly_gui.gui.workers import JOBS
+
+    for job in JOBS.running():
+        job.cancel()
+    qtbot.waitUntil(lambda: not JOBS.running(), timeout=timeout)

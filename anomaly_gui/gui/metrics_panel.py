@@ -103,17 +103,17 @@ class MetricsPanel(QWidget):
         lay.addWidget(self.truth)
         lay.addWidget(self.analyst)
         lay.addStretch(1)
-        state.currentRunChanged.connect(lambda _r: self.refresh())
+        state.currentRunChanged.connect(self.refresh)
         state.runsChanged.connect(self.refresh_summary)
         state.predictionsChanged.connect(self.refresh_confusion)
-        state.projectChanged.connect(lambda _p: self.refresh())
+        state.projectChanged.connect(self.refresh)
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, *_: Any) -> None:
         self.refresh_summary()
         self.refresh_confusion()
 
-    def refresh_summary(self) -> None:
+    def refresh_summary(self, *_: Any) -> None:
         project, run_id = self.state.project, self.state.current_run
         run = None
         if project is not None and run_id is not None:
@@ -126,7 +126,7 @@ class MetricsPanel(QWidget):
         for key, lab in self.values.items():
             lab.setText(_fmt(None if run is None else run.metrics.get(key)))
 
-    def refresh_confusion(self) -> None:
+    def refresh_confusion(self, *_: Any) -> None:
         """Counts from `state.predictions` (kept in step with the sliders by the review panel)."""
         data = self.state.extra.get("review")
         preds = self.state.predictions

@@ -57,7 +57,8 @@ class ReviewData:
         self._map_rows = np.asarray([self._index[int(i)] for i in self.map_ids], np.int64)
         sizes = [self.sizes[int(i)] for i in self.map_ids]
         self.vcache = pp.VerdictCache(maps, sizes, max_side=verdict_side) if maps else None
-        self.range = pp.global_range(maps) if maps else pp.DisplayRange(
+        # display levels over every map (strided: the quantiles barely move, the cost drops 16x)
+        self.range = pp.global_range([m[::4, ::4] if m.size > 65536 else m for m in maps]) if maps else pp.DisplayRange(
             float(np.nanmin(self.scores)) if np.isfinite(self.scores).any() else 0.0,
             float(np.nanmax(self.scores)) if np.isfinite(self.scores).any() else 1.0)
         self.small_maps = list(self.vcache.small) if self.vcache is not None else []

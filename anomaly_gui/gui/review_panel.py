@@ -52,6 +52,10 @@ def _curves_job(ctx: Any, maps: list[np.ndarray], sizes: list[tuple[int, int]], 
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
+def _load_job(_ctx: Any, project: Any, run_id: int) -> ReviewData:
+    return ReviewData(project, run_id)
+
+
 class _ValueSlider(QWidget):
     """A horizontal slider bound to a spin box; `mapping` turns slider steps into values and back."""
 
@@ -123,6 +127,8 @@ class ReviewPanel(QWidget):
     area = "right"
     order = 10
 
+    loaded = Signal(int)  # run id, once its cached results are shown
+
     def __init__(self, state: AppState, window: Any = None):
         super().__init__()
         self.setMinimumWidth(380)
@@ -134,15 +140,20 @@ class ReviewPanel(QWidget):
         self.latencies_ms: list[float] = []
         self._hist_area: float | None = None
         self._curve_job: Any = None
+        self._load_job: Any = None
+        self._curve_run: int | None = None
+        self._load_pending = False
         self._curves_pending = False
         self._bin_filter: tuple[float, float] | None = None
         self._build()
         self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS, timeout=self.save_setting)
+        self._retry_load = QTimer(self, singleShot=True, interval=200, timeout=self._reload_current)
+        self._retry_curves = QTimer(self, singleShot=True, interval=300, timeout=self.start_curves)
         self._slow_timer = QTimer(self, singleShot=True, interval=SLOW_DELAY_MS, timeout=self._slow_update)
-        state.projectChanged.connect(lambda _p: self.load_run(None))
+        state.projectChanged.connect(self._on_project)
         state.currentRunChanged.connect(self.load_run)
         state.scoresChanged.connect(self._on_scores_changed)
-        state.currentItemChanged.connect(lambda _i: self.draw_item())
+        state.currentItemChanged.connect(self.draw_item)
         state.displayChanged.connect(self._on_display)
         state.verdictsChanged.connect(self._on_verdicts)
         self.load_run(state.current_run)
@@ -195,13 +206,13 @@ class ReviewPanel(QWidget):
         lay.addLayout(grid)
         lay.addWidget(self.summary)
         lay.addWidget(split, 1)
-        self.threshold.valueChanged.connect(lambda v: self.state.set_display(threshold=float(v)))
-        self.min_area.valueChanged.connect(lambda v: self.state.set_display(min_area=float(v)))
-        self.opacity.valueChanged.connect(lambda v: self.state.set_display(heatmap_opacity=v / 100.0))
-        self.histogram.thresholdDragged.connect(lambda v: self.state.set_display(threshold=float(v)))
+        self.threshold.valueChanged.connect(self.set_threshold)
+        self.min_area.valueChanged.connect(self.set_min_area)
+        self.opacity.valueChanged.connect(self._on_opacity)
+        self.histogram.thresholdDragged.connect(self.set_threshold)
         self.histogram.binClicked.connect(self.filter_bin)
         self.pick_button.clicked.connect(self.pick_from_validation)
-        self.filter_combo.currentTextChanged.connect(lambda _t: self.apply_filter())
+        self.filter_combo.currentTextChanged.connect(self.apply_filter)
         self.clear_filter_button.clicked.connect(self.clear_filter)
         self._set_enabled(False)
 
@@ -211,7 +222,7 @@ class ReviewPanel(QWidget):
 
     # -- run ------------------------------------------------------------------------------------------
     def load_run(self, run_id: int | None) -> None:
-        """Read a run's cached results (no model runs) and show them at its saved setting."""
+        """Read a run's cached results in a worker (no model runs), then show them at its saved setting."""
         self.data = None
         self.state.extra.pop("review", None)
         if self._curve_job is not None:
@@ -223,18 +234,61 @@ class ReviewPanel(QWidget):
                 run = project.run(run_id)
             except KeyError:
                 run = None
-        if run is None or project is None or run.status not in ("done",) or not project.scores(run.id):
+        self._set_enabled(False)
+        self.flags = np.zeros(0, bool)
+        self.state.set_predictions({})
+        if self.viewer is not None:
+            self.viewer.clear_layer("contours")
+            self.viewer.set_heatmap(None)
+        if run is None or project is None or run.status != "done" or not project.scores(run.id):
             self.run_label.setText("No run selected: train one or pick it in Runs." if run is None else
-                                   f"Run “{run.title}” has no scores yet ({run.status}).")
-            self._set_enabled(False)
-            self.flags = np.zeros(0, bool)
-            self.state.set_predictions({})
-            if self.viewer is not None:
-                self.viewer.clear_layer("contours")
-                self.viewer.set_heatmap(None)
+                                   f"Run “{run.title}” has no scores ({run.status}).")
             return
-        t0 = time.perf_counter()
-        self.data = data = ReviewData(project, run.id)
+        self.run_label.setText(f"Loading the cached results of “{run.title}” …")
+        if self._load_job is not None:
+            self._load_pending = True  # the newest request is loaded once the running one ends
+            return
+        try:
+            job = start_job(_load_job, project, run.id, title="Load run",
+                            kind=f"review-load-{id(self)}")
+        except JobBusyError:
+            self._retry_load.start()
+            return
+        self._load_job = job
+        job.result.connect(self._on_loaded)
+        job.failed.connect(self._on_load_failed)
+        job.finished.connect(self._on_load_finished)
+
+    # -- small slots (bound methods: Qt disconnects them when the panel goes) ------------------------------
+    def _on_project(self, _project: Any) -> None:
+        self.load_run(None)
+
+    def _reload_current(self) -> None:
+        self.load_run(self.state.current_run)
+
+    def _on_load_failed(self, message: str) -> None:
+        self.run_label.setText(f"Cannot load the run: {message}")
+
+    def set_threshold(self, value: float) -> None:
+        self.state.set_display(threshold=float(value))
+
+    def set_min_area(self, value: float) -> None:
+        self.state.set_display(min_area=float(value))
+
+    def _on_opacity(self, value: int) -> None:
+        self.state.set_display(heatmap_opacity=value / 100.0)
+
+    def _on_load_finished(self) -> None:
+        self._load_job = None
+        if self._load_pending:
+            self._load_pending = False
+            self.load_run(self.state.current_run)
+
+    def _on_loaded(self, data: ReviewData) -> None:
+        if self._load_pending or data.run_id != self.state.current_run or self.state.project is not data.project:
+            return  # a newer request supersedes it
+        run = data.run
+        self.data = data
         self.state.extra["review"] = data
         crit0 = data.critical(0.0)
         finite = crit0[np.isfinite(crit0)]
@@ -253,11 +307,11 @@ class ReviewPanel(QWidget):
         method = run.metrics.get("threshold_method", "")
         self.run_label.setText(f"<b>{run.title}</b> — {run.engine}, {len(data)} scored items"
                                + (f"<br><small>threshold: {method}</small>" if method else ""))
-        log.debug("review data of run %s loaded in %.0f ms", run.id, (time.perf_counter() - t0) * 1000)
         self.state.set_display(threshold=t, min_area=float(run.min_area or 0.0))
         self.update_all(force_hist=True)
         self.draw_item()
         self.start_curves()
+        self.loaded.emit(data.run_id)
 
     def _on_scores_changed(self, run_id: int) -> None:
         if run_id == self.state.current_run:
@@ -304,7 +358,7 @@ class ReviewPanel(QWidget):
             self._slow_timer.start()
             self._save_timer.start()
 
-    def draw_item(self) -> None:
+    def draw_item(self, *_: Any) -> None:
         """Heatmap (global levels) and kept regions of the current item."""
         if self.viewer is None:
             return
@@ -376,7 +430,7 @@ class ReviewPanel(QWidget):
         self.state.message.emit(f"Threshold {t:.4g} for min area {a:.0f} px ({how})")
 
     # -- filters --------------------------------------------------------------------------------------------
-    def apply_filter(self) -> None:
+    def apply_filter(self, *_: Any) -> None:
         if self.data is None:
             return
         self._bin_filter = None
@@ -416,17 +470,20 @@ class ReviewPanel(QWidget):
             job = start_job(_curves_job, data.small_maps[:CURVE_MAX_ITEMS], data.small_sizes[:CURVE_MAX_ITEMS],
                             self.current_setting()[1], lo, hi, title="Finetune curves", kind=f"review-curves-{id(self)}")
         except JobBusyError:
-            QTimer.singleShot(300, self.start_curves)
+            self._retry_curves.start()
             return
         self._curve_job = job
-        run_id = data.run_id
-        job.result.connect(lambda curves: self._on_curves(run_id, curves))
-        job.failed.connect(lambda msg: self.state.message.emit(f"Finetune curves failed: {msg}"))
+        self._curve_run = data.run_id
+        job.result.connect(self._on_curves)
+        job.failed.connect(self._on_curves_failed)
         job.finished.connect(self._on_curves_finished)
 
-    def _on_curves(self, run_id: int, curves: dict[str, np.ndarray]) -> None:
-        if self.data is not None and self.data.run_id == run_id:
+    def _on_curves(self, curves: dict[str, np.ndarray]) -> None:
+        if self.data is not None and self.data.run_id == self._curve_run:
             self.finetune.set_curves(curves)
+
+    def _on_curves_failed(self, message: str) -> None:
+        self.state.message.emit(f"Finetune curves failed: {message}")
 
     def _on_curves_finished(self) -> None:
         self._curve_job = None

@@ -159,13 +159,13 @@ class TrainPanel(QWidget):
         self.reset_button.clicked.connect(self.form.reset_defaults)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
-        state.projectChanged.connect(lambda _p: self.refresh_engines())
+        state.projectChanged.connect(self.refresh_engines)
         state.itemsChanged.connect(self.refresh_engines)
         state.currentRunChanged.connect(self.show_run_log)
         self.refresh_engines()
 
     # -- engines -----------------------------------------------------------------------------------
-    def refresh_engines(self) -> None:
+    def refresh_engines(self, *_: Any) -> None:
         current = self.engine_name()
         tasks = project_tasks(self.state.project)
         self.engine_combo.blockSignals(True)

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPoint, Qt
 from anomaly_gui.core.project import open_project
 from anomaly_gui.core.runs import train_run
 
-from c2_engines import MeanDiffEngine, make_images, register_tiny_engine
+from c2_engines import MeanDiffEngine, make_images, register_tiny_engine, stop_jobs
 
 pytestmark = pytest.mark.gui
 
@@ -34,6 +34,8 @@ def _open(qtbot, path):
     win.resize(1400, 900)
     win.show()
     state.set_project(open_project(path))
+    rp = win.panels["review"]
+    qtbot.waitUntil(lambda: rp.data is not None and rp.data.run_id == state.current_run, timeout=20000)
     return win
 
 
@@ -41,9 +43,7 @@ def _open(qtbot, path):
 def window(qtbot, trained):
     win = _open(qtbot, trained[0])
     yield win
-    from anomaly_gui.gui.workers import JOBS
-
-    JOBS.cancel_all()
+    stop_jobs(qtbot)
     win.state.project.close()
 
 

@@ -12,7 +12,7 @@ from anomaly_gui.core.project import open_project
 from anomaly_gui.engines.base import param
 from anomaly_gui.gui.param_form import ParamForm
 
-from c2_engines import make_images, register_tiny_engine
+from c2_engines import make_images, register_tiny_engine, stop_jobs
 
 pytestmark = pytest.mark.gui
 
@@ -32,9 +32,7 @@ def window(qtbot, tmp_path, monkeypatch):
     win.show()
     state.set_project(proj)
     yield win
-    from anomaly_gui.gui.workers import JOBS
-
-    JOBS.cancel_all()
+    stop_jobs(qtbot)
 
 
 def _train(qtbot, win, epochs: int = 2, **params) -> int:
@@ -68,7 +66,9 @@ def test_train_through_panel_fills_runs_curve_and_review(qtbot, window):
     tp.form.reset_defaults()
     tp.refresh_engines()
     assert tp.form.widget("epochs").value() == 3
-    assert window.panels["review"].data is not None
+    review = window.panels["review"]
+    qtbot.waitUntil(lambda: review.data is not None and review.data.run_id == run_id, timeout=20000)
+    assert len(window.state.predictions) == len(review.data) == 2 + 8
 
 
 def test_cancel_mid_training(qtbot, window):
@@ -191,4 +191,4 @@ def test_mvtec_screw_subset_through_panel(qtbot, tmp_path, monkeypatch, shared_d
     run = proj.run(run_id)
     assert run.status == "done" and run.metrics["n_test"] == 20 and run.threshold is not None
     assert win.panels["metrics"].values["image_auroc"].text() not in ("", "–")
-    assert len(state.predictions) == 20 + run.metrics["n_val"]
+    qtbot.waitUntil(lambda: len(state.predictions) == 20 + run.metrics["n_val"], timeout=20000)
