@@ -63,15 +63,22 @@ def test_16bit_tiff_planar_multipage_and_float(tmp_path):
     assert f.dtype == np.float32 and f.shape == (30, 40)
 
 
-def test_bigtiff_reads_and_sizes(tmp_path):
-    """SAR scenes often come as BigTIFF, which Pillow cannot open: header and pixels still read."""
+def test_tiff_flavours_pillow_cannot_open(tmp_path):
+    """SAR and multispectral TIFFs (float64, complex SLC, 5 bands) still give a size and pixels."""
     import tifffile
 
-    tifffile.imwrite(tmp_path / "scene.tif", GRAY16, bigtiff=True)
-    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(RGB16, -1, 0), bigtiff=True, photometric="rgb", planarconfig="separate")
-    assert image_size(tmp_path / "scene.tif") == (40, 30)
-    assert image_size(tmp_path / "planar.tif") == (40, 30)
-    assert np.array_equal(read_image(tmp_path / "scene.tif"), GRAY16)
+    tifffile.imwrite(tmp_path / "f64.tif", GRAY16.astype(np.float64))
+    tifffile.imwrite(tmp_path / "slc.tif", (GRAY16 + 1j * GRAY16).astype(np.complex64))
+    tifffile.imwrite(tmp_path / "ms.tif", np.dstack([GRAY16] * 5), photometric="minisblack", planarconfig="contig")
+    tifffile.imwrite(tmp_path / "big.tif", GRAY16, bigtiff=True)
+    for name in ("f64.tif", "slc.tif", "ms.tif", "big.tif"):
+        assert image_size(tmp_path / name) == (40, 30), name
+    f = read_image(tmp_path / "f64.tif")
+    assert f.dtype == np.float32 and np.array_equal(f, GRAY16.astype(np.float32))
+    slc = read_image(tmp_path / "slc.tif")
+    assert slc.dtype == np.float32 and np.allclose(slc, np.abs(GRAY16 + 1j * GRAY16.astype(np.float64)), rtol=1e-5)
+    assert np.array_equal(read_image(tmp_path / "ms.tif"), GRAY16)  # first band
+    assert np.array_equal(read_image(tmp_path / "big.tif"), GRAY16)
 
 
 def test_write_round_trip_keeps_depth(tmp_path):

@@ -125,6 +125,10 @@ def _read_tiff(path: Path) -> np.ndarray:
         arr = arr[:, :, 0]  # multispectral: show the first band
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
+    elif np.iscomplexobj(arr):
+        arr = np.abs(arr).astype(np.float32)  # SAR single-look complex: amplitude
+    elif arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
     return arr
 
 
