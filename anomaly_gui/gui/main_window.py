@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self.welcome.sampleRequested.connect(self.open_sample_data)
         self.welcome.importRequested.connect(self.choose_import_folder)
         self.welcome.openRequested.connect(self.choose_open_project)
+        self.welcome.recentRequested.connect(self.open_project)
         self.viewer.set_placeholder(self.welcome)
         self.setCentralWidget(self.viewer)
 
@@ -419,6 +420,7 @@ class MainWindow(QMainWindow):
         project = self.state.project
         empty = project is None or project.count_items() == 0
         if empty:
+            self.welcome.set_recent(app_settings_mod.recent_projects() if project is None else [])
             self.welcome.set_hint(
                 "Find anomalies in product images, SAR scenes, camera-trap photos and video.<br>"
                 + ("Start with the bundled sample data, import a dataset folder (MVTec AD, VOC, YOLO, COCO,"

@@ -184,6 +184,11 @@ def test_layout_and_recent_projects_persist(qtbot, tmp_path):
     win2._fill_recent_menu()
     recent = [a.toolTip() for a in win2.recent_menu.actions()]
     assert str((tmp_path / "a.agproj").resolve()) in recent
+    # the welcome page lists it too; activating it opens the project
+    assert win2.welcome.recent.count() == 1
+    win2.welcome.recent.itemActivated.emit(win2.welcome.recent.item(0))
+    assert win2.state.project is not None and win2.state.project.path == (tmp_path / "a.agproj").resolve()
     win2.actions_by_name["reset_layout"].trigger()
     assert win2.docks["browser"].isVisible()
     win2.close()
+    win2.state.project.close()

@@ -1,8 +1,10 @@
 """The page shown in the viewer's place while nothing is open: what to do first, in two buttons."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 
 class WelcomePage(QWidget):
@@ -11,6 +13,7 @@ class WelcomePage(QWidget):
     sampleRequested = Signal()
     importRequested = Signal()
     openRequested = Signal()
+    recentRequested = Signal(str)  # project path
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -42,13 +45,46 @@ class WelcomePage(QWidget):
         for b in (self.sample_button, self.import_button, self.open_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        self.recent_title = QLabel("Recent projects")
+        self.recent_title.setObjectName("hint")
+        self.recent = QListWidget()
+        self.recent.setObjectName("recentProjects")
+        self.recent.setMinimumWidth(280)
+        self.recent.setMaximumWidth(560)
+        self.recent.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.recent.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.recent.setStyleSheet("QListWidget#recentProjects { background: #26262b; border: 1px solid #3a3a40; }")
+        self.recent.itemActivated.connect(lambda it: self.recentRequested.emit(it.data(Qt.ItemDataRole.UserRole)))
+        recent_row = QHBoxLayout()
+        recent_row.addStretch(1)
+        col = QVBoxLayout()
+        col.addWidget(self.recent_title)
+        col.addWidget(self.recent)
+        recent_row.addLayout(col, 4)
+        recent_row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addStretch(2)
         layout.addWidget(title)
         layout.addWidget(self.hint)
         layout.addSpacing(18)
         layout.addLayout(buttons)
+        layout.addSpacing(24)
+        layout.addLayout(recent_row)
         layout.addStretch(3)
+        self.set_recent([])
+
+    def set_recent(self, paths: list[str]) -> None:
+        """Recent project files (double-click or Enter opens one); hidden when there are none."""
+        self.recent.clear()
+        for p in paths:
+            item = QListWidgetItem(f"{Path(p).stem}   ·   {Path(p).parent}")
+            item.setData(Qt.ItemDataRole.UserRole, p)
+            item.setToolTip(p)
+            self.recent.addItem(item)
+        rows = min(len(paths), 6)
+        self.recent.setFixedHeight(max(1, rows) * (self.recent.fontMetrics().height() + 6) + 8)
+        self.recent.setVisible(bool(paths))
+        self.recent_title.setVisible(bool(paths))
 
     def set_hint(self, html: str) -> None:
         self.hint.setText(html)
