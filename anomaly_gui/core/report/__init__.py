@@ -83,7 +83,7 @@ def build_context(project: Project, run_id: int | None = None, threshold: float 
         run_rows = [("run", run.title), ("engine", run.engine), ("task", run.task), ("status", run.status),
                     ("created", _when(run.created)), ("finished", _when(run.finished)),
                     ("model file", run.model_dir or "-")]
-        run_rows += [(f"stored metric: {k}", _fmt(v)) for k, v in sorted(run.metrics.items()) if not isinstance(v, (list, dict))]
+        run_rows += [(f"run {k}", _fmt(v)) for k, v in sorted(run.metrics.items()) if not isinstance(v, (list, dict))]
         params = [(k, _fmt(v)) for k, v in sorted(run.params.items())]
     c = ev.confusion
     cards = [{"label": "items", "value": ds["n_items"]}]
@@ -108,7 +108,7 @@ def build_context(project: Project, run_id: int | None = None, threshold: float 
         "dataset": {**ds, "rows": [{"split": s or "-", "label": lab or "-", "n": n} for s, labs in ds["splits"].items() for lab, n in labs.items()]},
         "run": run is not None, "run_rows": run_rows, "params": params,
         "threshold": _fmt(ev.threshold, 6), "min_area": _fmt(ev.min_area),
-        "truth_text": "analyst's labels, else dataset's" if truth == "analyst" else "the dataset's labels",
+        "truth_text": "analyst, else dataset" if truth == "analyst" else "the dataset's labels",
         "metric_rows": metric_rows, "confusion": c, "charts_png": charts_png, "galleries": galleries, "rows": rows,
         "footer": f"anomaly_gui {__version__}",
         "evaluation": ev,

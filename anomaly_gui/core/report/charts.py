@@ -13,11 +13,16 @@ NORMAL_COLOR = "#3a7bd5"
 ANOMALY_COLOR = "#d64541"
 
 
-def curves_figure(ev: RunEvaluation, size: tuple[float, float] = (9.0, 3.6)) -> Figure:
-    """ROC, precision-recall and the score histogram (normal vs anomalous, threshold line) side by side."""
+def curves_figure(ev: RunEvaluation, size: tuple[float, float] = (9.0, 3.6), page: bool = False) -> Figure:
+    """ROC, precision-recall and the score histogram (normal vs anomalous, threshold line): side by side,
+    or with `page` the two curves on top and the histogram across the bottom (a PDF page)."""
     fig = Figure(figsize=size, dpi=100)
-    ax_roc, ax_pr, ax_hist = fig.subplots(1, 3)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.88, wspace=0.32)
+    if page:
+        gs = fig.add_gridspec(2, 2, left=0.08, right=0.95, bottom=0.07, top=0.9, hspace=0.3, wspace=0.25)
+        ax_roc, ax_pr, ax_hist = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, :])
+    else:
+        ax_roc, ax_pr, ax_hist = fig.subplots(1, 3)
+        fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.88, wspace=0.32)
     roc = ev.curves.get("roc")
     if roc:
         ax_roc.plot(roc[0], roc[1], color=ANOMALY_COLOR, lw=2)
@@ -42,7 +47,7 @@ def curves_figure(ev: RunEvaluation, size: tuple[float, float] = (9.0, 3.6)) -> 
     ax_pr.set_xlim(0, 1)
     ax_pr.set_ylim(0, 1.02)
     _histogram(ax_hist, ev)
-    for ax in (ax_roc, ax_pr, ax_hist):
+    for ax in (ax_roc, ax_pr) if page else (ax_roc, ax_pr, ax_hist):
         ax.set_box_aspect(1)
     return fig
 

@@ -114,7 +114,7 @@ def evaluate_run(project: Project, run_id: int | None = None, threshold: float |
         v = verdicts.get(iid)
         t, src = gt.get(iid, (None, ""))
         ev.rows.append(ItemRow(
-            item_id=iid, path=str(it.path), name=it.name, split=it.split, label=it.label, truth=t, truth_source=src,
+            item_id=iid, path=str(it.path), name=_display_name(it), split=it.split, label=it.label, truth=t, truth_source=src,
             score=score, predicted=predicted, n_regions=n_regions, defect_area=defect_area,
             verdict=v.verdict if v else "", verified=bool(v.verified) if v else False, note=v.note if v else "",
         ))
@@ -147,6 +147,14 @@ def evaluate_run(project: Project, run_id: int | None = None, threshold: float |
         p, r = ev.metrics["precision"], ev.metrics["recall"]
         ev.metrics["f1"] = 2 * p * r / (p + r) if p and r else 0.0 if p is not None and r is not None else None
     return ev
+
+
+def _display_name(it: Any) -> str:
+    """'defect/000.png': MVTec-style folders reuse file names, so the parent folder is shown too."""
+    from pathlib import Path
+
+    parent = Path(it.path).parent.name
+    return f"{parent}/{it.name}" if parent and it.frame_index is None else it.name
 
 
 def dataset_summary(project: Project) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def _summary_page(ctx: dict[str, Any]) -> Figure:
 def _curves_page(ctx: dict[str, Any]) -> Figure:
     from anomaly_gui.core.report.charts import curves_figure
 
-    fig = curves_figure(ctx["evaluation"], size=PAGE)
+    fig = curves_figure(ctx["evaluation"], size=PAGE, page=True)
     fig.suptitle("Metrics: ROC, precision-recall and score distribution", fontsize=14, fontweight="bold")
     return fig
 
