@@ -38,6 +38,22 @@ def project_tasks(project: Any) -> list[Task]:
     return tasks or list(Task)
 
 
+def unmet_needs(project: Any, engine_cls: type[Engine]) -> str:
+    """Why the project cannot train this engine yet ('' when it can): the engine's `needs` checked on the data."""
+    if project is None:
+        return ""
+    db = project.db
+    checks = {
+        "normal_images": ("SELECT 1 FROM items WHERE split='train' AND (is_anomalous IS NULL OR is_anomalous=0) LIMIT 1",
+                          "no normal training items (split 'train')"),
+        "frames": ("SELECT 1 FROM items WHERE kind IN ('frame', 'video') LIMIT 1", "no video frames"),
+        "boxes": ("SELECT 1 FROM annotations WHERE kind='box' AND source!='model' LIMIT 1", "no box annotations"),
+        "classes": ("SELECT 1 FROM annotations WHERE label!='' AND source!='model' LIMIT 1", "no labelled annotations"),
+    }
+    missing = [checks[n][1] for n in sorted(engine_cls.needs) if n in checks and db.execute(checks[n][0]).fetchone() is None]
+    return "; ".join(missing)
+
+
 def _train_job(ctx: RunContext, project: Any, engine: str, params: dict[str, Any], device: str, name: str) -> int:
     return train_run(project, engine, params, device=device, ctx=ctx, name=name)
 
@@ -170,10 +186,21 @@ class TrainPanel(QWidget):
         tasks = project_tasks(self.state.project)
         self.engine_combo.blockSignals(True)
         self.engine_combo.clear()
+        model = self.engine_combo.model()
         for task in tasks:
             for cls in list_engines(task):
                 label = cls.title or cls.name
                 self.engine_combo.addItem(f"{label}  [{task.value}]" if len(tasks) > 1 else label, cls.name)
+                why = unmet_needs(self.state.project, cls)
+                row = self.engine_combo.count() - 1
+                if why:  # shown but not selectable, with the reason
+                    model.item(row).setEnabled(False)
+                    self.engine_combo.setItemData(row, f"Not available: {why}", Qt.ItemDataRole.ToolTipRole)
+                else:
+                    self.engine_combo.setItemData(row, (cls.description or cls.title or cls.name), Qt.ItemDataRole.ToolTipRole)
+        if current is None or self.engine_combo.findData(current) < 0 or not model.item(self.engine_combo.findData(current)).isEnabled():
+            usable = [k for k in range(self.engine_combo.count()) if model.item(k).isEnabled()]
+            current = self.engine_combo.itemData(usable[0]) if usable else current
         k = self.engine_combo.findData(current) if current else -1
         self.engine_combo.setCurrentIndex(max(k, 0) if self.engine_combo.count() else -1)
         self.engine_combo.blockSignals(False)
@@ -212,6 +239,10 @@ class TrainPanel(QWidget):
             return
         if cls is None:
             self._set_status("No engine selected.", error=True)
+            return
+        why = unmet_needs(project, cls)
+        if why:
+            self._set_status(f"{cls.title or cls.name} cannot be trained on this project: {why}.", error=True)
             return
         try:
             params = self.form.values()

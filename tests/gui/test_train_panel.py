@@ -92,9 +92,12 @@ def test_training_without_training_items_says_why(qtbot, window):
     project = window.state.project
     project.set_split([it.id for it in project.items(split="train")], "test")
     tp = window.panels["train"]
+    row = tp.engine_combo.findData("c2_meandiff")
+    assert not tp.engine_combo.model().item(row).isEnabled()
+    assert "no normal training items" in tp.engine_combo.itemData(row, Qt.ItemDataRole.ToolTipRole)
     tp.select_engine("c2_meandiff")
     qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not tp.is_running(), timeout=20000)
+    assert not tp.is_running()
     assert "no normal training items" in tp.status.text()
     assert project.runs() == []
 
