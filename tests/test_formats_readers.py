@@ -513,3 +513,17 @@ def test_unreadable_folder_becomes_data_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="Permission denied") as info:
         import_dataset(root)
     assert str(root) in str(info.value.path)
+
+
+def test_truncated_images_are_reported_at_import(tmp_path):
+    img(tmp_path / "ok" / "a.png")
+    img(tmp_path / "ok" / "b.jpg")
+    for name in ("a.png", "b.jpg"):
+        data = (tmp_path / "ok" / name).read_bytes()
+        (tmp_path / "ng" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "ng" / name).write_bytes(data[: len(data) * 2 // 3])
+    (tmp_path / "ok" / "c.jpg").write_bytes((tmp_path / "ok" / "b.jpg").read_bytes() + b"camera trailer " * 50)
+    r = import_dataset(tmp_path)
+    assert sorted(f"{Path(it.path).parent.name}/{Path(it.path).name}" for it in r.items) == ["ok/a.png", "ok/b.jpg", "ok/c.jpg"]
+    msgs = [str(p) for p in r.problems]
+    assert len(msgs) == 2 and all("truncated" in m and "/ng/" in m for m in msgs)

@@ -89,17 +89,43 @@ def find_child(folder: Path, *names: str) -> Path | None:
 
 
 def probe_size(path: Path, problems: list[DataError]) -> tuple[int, int] | None:
-    """(width, height) from the header, or None with a problem recorded (empty, missing, not an image)."""
+    """(width, height) from the header, or None with a problem recorded (empty, missing, not an image,
+    or a PNG/JPEG cut short: its end marker is missing)."""
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             problems.append(DataError(path, "empty file"))
             return None
-        return image_size(path)
+        wh = image_size(path)
+        if _cut_short(path, size):
+            problems.append(DataError(path, "truncated file (the image's end marker is missing)"))
+            return None
+        return wh
     except DataError as exc:
         problems.append(exc)
     except OSError as exc:
         problems.append(DataError(path, f"cannot read ({exc.strerror or exc})"))
     return None
+
+
+_TAIL = 1 << 16
+
+
+def _cut_short(path: Path, size: int) -> bool:
+    """True when a PNG lacks its IEND chunk or a JPEG its EOI marker near the end (a cheap tail read)."""
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        marker = b"IEND"
+    elif suffix in (".jpg", ".jpeg"):
+        marker = b"\xff\xd9"
+    else:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 16))
+        if marker in fh.read():
+            return False
+        fh.seek(max(0, size - _TAIL))  # cameras may append a trailer after the image
+        return marker not in fh.read()
 
 
 def tick(progress: ProgressFn | None, done: int, total: int, msg: str, every: int = 50) -> None:
