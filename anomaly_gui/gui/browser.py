@@ -58,6 +58,8 @@ class DatasetBrowser(QWidget):
         self.grid.setUniformItemSizes(True)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setDragEnabled(False)  # a press-drag extends the selection; files dropped go to the window
+        self.grid.setAcceptDrops(False)
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setBatchSize(500)
         self.grid.setSpacing(2)

@@ -124,6 +124,25 @@ def test_drop_folder_with_corrupt_images(window, qtbot, wait_import, image_folde
     assert window.viewer.image is not None
 
 
+@pytest.mark.parametrize("target", ["viewer", "grid"])
+def test_drop_on_a_child_widget_reaches_the_window(window, qtbot, wait_import, image_folder, target):
+    from PySide6.QtGui import QDragEnterEvent
+    from PySide6.QtWidgets import QApplication
+
+    widget = window.viewer.view.viewport() if target == "viewer" else window.browser.grid.viewport()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(image_folder))])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, drop)
+    result = wait_import(window)
+    assert result is not None and window.state.project.count_items() == len(result.items) > 0
+
+
 def test_import_failure_shows_error_and_app_goes_on(window, qtbot, wait_import, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
