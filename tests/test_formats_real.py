@@ -181,3 +181,17 @@ def test_sample_product_defects_are_findable():
             mask = read_image(it.mask_path) > 0
             assert mask[max(0, y - 8):y + 9, max(0, x - 8):x + 9].any(), it.path
     assert roc_auc_score(labels, scores) == 1.0
+
+
+def test_camera_traps_survive_coco_camtrap_and_voc_export(tmp_path):
+    from anomaly_gui.core.formats.coco import write_coco
+    from anomaly_gui.core.formats.voc import write_voc
+
+    r = import_dataset(shared_dataset("camera_traps"))
+    want = {Path(it.path).name: (it.label, [(a.label, a.box(), a.score) for a in it.annotations]) for it in r.items}
+    back = import_dataset(write_coco(r.items, tmp_path / "cct", camtrap=True).parent)
+    assert back.format == "coco_camtrap" and not back.problems
+    assert {Path(it.path).name: (it.label, [(a.label, a.box(), a.score) for a in it.annotations]) for it in back.items} == want
+    voc = import_dataset(write_voc(r.items, tmp_path / "voc"))
+    boxes = {Path(it.path).name: [(a.label, a.box()) for a in it.annotations] for it in voc.items}
+    assert boxes == {k: [(lbl, box) for lbl, box, _ in v[1]] for k, v in want.items()}
