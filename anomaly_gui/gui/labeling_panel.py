@@ -212,6 +212,8 @@ class LabelingPanel(QWidget):
                 target = w.menus[menu] if menu in w.menus else w.menu(menu)
                 if menu == "Edit" and name == "edit.undo" and target.actions():
                     target.insertSeparator(target.actions()[0])
+                if name in ("label.brush_bigger", "label.verdict.normal", "label.toggle_verified"):
+                    target.addSeparator()
                 target.addAction(act)
                 w.addAction(act)
                 getattr(w, "actions_by_name", {})[name] = act

@@ -34,7 +34,8 @@ def iter_actions(window: Any) -> Iterator[tuple[str, str, QAction]]:
                 continue
             sub = act.menu()
             if sub is not None:
-                yield from walk(f"{path} ▸ {act.text().replace('&', '')}", sub)
+                if sub is not getattr(window, "recent_menu", None):  # rebuilt from the recent files list
+                    yield from walk(f"{path} ▸ {act.text().replace('&', '')}", sub)
                 continue
             if not act.text() or act.property("anomaly_gui_dynamic"):
                 continue
