@@ -207,3 +207,27 @@ def test_cli_export(scored_project, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.agproj"), "--format", "csv", "--out", str(tmp_path / "x.csv")]) == 2
     assert not (tmp_path / "missing.agproj").exists()
+
+
+def test_round_trip_on_real_mvtec_images(tmp_project, tmp_path):
+    from conftest import shared_dataset
+
+    from anomaly_gui.core.importer import import_into_project
+
+    root = shared_dataset("mvtec_screw")
+    import_into_project(tmp_project, root)
+    test_items = tmp_project.items(split="test")
+    picked = [test_items[0], test_items[-1]]  # a good/000.png and a defect/xxx.png: same file names elsewhere
+    m = np.zeros((1024, 1024), bool)
+    m[400:460, 500:620] = True
+    tmp_project.add_annotations(picked[0].id, [Annotation("polygon", "thread", {"points": [[100.5, 200], [300, 210.25], [250, 400]]}, source="user")])
+    tmp_project.add_annotations(picked[1].id, [Annotation("box", "scratch", {"x1": 10, "y1": 20, "x2": 512.5, "y2": 700}, source="user"),
+                                               Annotation("mask", "scratch", mask_geometry(m), source="user")])
+    for fmt in ("coco", "labelme"):
+        export_annotations(tmp_project, fmt, tmp_path / fmt, only_annotated=True)
+        back = import_dataset(tmp_path / fmt, fmt)
+        assert not back.problems and len(back.items) == 2
+        got = sorted(((a.kind, a.label, round(a.box()[0], 6)) for it in back.items for a in it.annotations))
+        assert got == [("box", "scratch", 10.0), ("polygon", "scratch", 500.0), ("polygon", "thread", 100.5)]
+        poly = next(a for it in back.items for a in it.annotations if a.label == "scratch" and a.kind == "polygon")
+        assert (annotation_mask(poly, (1024, 1024)) == m).all()
