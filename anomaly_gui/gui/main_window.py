@@ -217,14 +217,20 @@ class MainWindow(QMainWindow):
 
         sb = self.statusBar()
         self.pixel_label = QLabel("")
+        self.zoom_label = QLabel("")
+        self.zoom_label.setToolTip("Zoom (Ctrl+F fits, Ctrl+1 is 100 %)")
         self.item_label = QLabel("")
         self.count_label = QLabel("")
         self.device_label = QLabel(device_label())
         self.device_label.setToolTip("Device used for training and scoring")
-        for w in (self.pixel_label, self.item_label, self.count_label, self.device_label):
+        for w in (self.pixel_label, self.zoom_label, self.item_label, self.count_label, self.device_label):
             w.setContentsMargins(6, 0, 6, 0)
             sb.addPermanentWidget(w)
         self.viewer.mouseMoved.connect(lambda x, y: self.pixel_label.setText(self.viewer.pixel_text(x, y)))
+        self.viewer.view_box.sigRangeChanged.connect(self._update_zoom_label)
+
+    def _update_zoom_label(self, *_: object) -> None:
+        self.zoom_label.setText(f"{self.viewer.view_scale() * 100:.0f} %" if self.viewer.image is not None else "")
 
     # -- layout persistence ---------------------------------------------------------------------------
     def restore_layout(self) -> None:

@@ -84,6 +84,7 @@ def test_import_real_mvtec_leather_navigate_toggle_zoom(window, qtbot, wait_impo
     assert window.viewer.view_scale() > fit_scale * 1.1
     qtbot.keyClick(window.viewer.view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
     assert window.viewer.view_scale() == pytest.approx(fit_scale, rel=0.02)
+    assert window.zoom_label.text() == f"{fit_scale * 100:.0f} %"
     # the screenshot is not blank
     img = window.grab().toImage()
     assert img.width() > 800 and pixel_std(img) > 10
