@@ -179,3 +179,14 @@ def test_writers_refuse_video_items_and_keep_old_files(items, tmp_path):
     assert (out / "Annotations" / "a_img0.xml").read_text() == before
     leftovers = [p for p in out.rglob(".*") if p.is_file()]
     assert leftovers == []  # no temporary files left behind
+
+
+def test_exports_copy_images_unless_linking_is_asked(items, tmp_path):
+    import os
+
+    src = Path(items[0].path)
+    copied = write_yolo(items, tmp_path / "copy") / "images" / "train" / "a_img0.png"
+    linked = write_yolo(items, tmp_path / "link", link_images=True) / "images" / "train" / "a_img0.png"
+    assert copied.read_bytes() == src.read_bytes()
+    assert not os.path.samefile(copied, src)  # editing the export in place never touches the original
+    assert os.path.samefile(linked, src)

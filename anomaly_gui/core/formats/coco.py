@@ -13,7 +13,7 @@ COCO Camera Traps JSON (image-level species, optional boxes, `location`/`seq_id`
 read by the `coco_camtrap` reader in `camtrap.py` with the same code.
 
 Writer: `write_coco(items, out_dir, classes=None, json_name="annotations.json", camtrap=False)
--> Path` (the JSON path) hard-links/copies images into `out_dir/images/` and writes one JSON with
+-> Path` (the JSON path) copies images into `out_dir/images/` and writes one JSON with
 `file_name` relative to `out_dir`; category ids start at 1; `split` is kept in each image record.
 With `camtrap=True` every item gets an image-level annotation of its label (species) as well.
 """
@@ -197,7 +197,7 @@ def _annotations(raw: list[dict[str, Any]], cats: dict[Any, str], w: int, h: int
 
 
 def write_coco(items: Sequence[DatasetItem], out_dir: str | Path, classes: Sequence[str] | None = None,
-               json_name: str = "annotations.json", camtrap: bool = False) -> Path:
+               json_name: str = "annotations.json", camtrap: bool = False, *, link_images: bool = False) -> Path:
     """Write items as COCO (or COCO Camera Traps) JSON plus `images/` (see module doc). Returns the JSON path."""
     out = Path(out_dir)
     check_writable(items, "COCO")
@@ -210,7 +210,7 @@ def write_coco(items: Sequence[DatasetItem], out_dir: str | Path, classes: Seque
     images, annotations = [], []
     for img_id, (it, name) in enumerate(zip(items, export_names(items)), 1):
         w, h = item_size(it)
-        place_file(it.path, out / "images" / name)
+        place_file(it.path, out / "images" / name, link=link_images)
         rec: dict[str, Any] = {"id": img_id, "file_name": f"images/{name}", "width": w, "height": h}
         if it.split:
             rec["split"] = it.split

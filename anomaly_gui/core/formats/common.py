@@ -6,7 +6,7 @@ Conventions for every reader:
 - labels `good`, `normal` and `ok` (any case) mean normal.
 
 Every writer writes files through `imageio.atomic_path`, so an interrupted export never leaves a
-half-written file in place of a good one.
+half-written file in place of a good one. Writers copy images; `link_images=True` hard-links them.
 """
 from __future__ import annotations
 
@@ -208,19 +208,27 @@ def export_names(items: Sequence[DatasetItem]) -> list[str]:
     return out
 
 
-def place_file(src: str | Path, dst: Path) -> None:
-    """Put a copy of `src` at `dst` (a hard link when possible), atomically; same file is a no-op."""
+def place_file(src: str | Path, dst: Path, link: bool = False) -> None:
+    """Put a copy of `src` at `dst` atomically; same file is a no-op.
+
+    `link=True` hard-links instead (falls back to a copy across devices): fast for temporary staging
+    (training folders), but an editor that rewrites the exported file in place would change the
+    original too, so exports meant for people copy.
+    """
     src = Path(src)
     if not src.is_file():
         raise DataError(src, "file not found")
     if dst.exists() and dst.resolve() == src.resolve():
         return
     with atomic_path(dst) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
+        if link:
+            tmp.unlink()
+            try:
+                os.link(src, tmp)
+                return
+            except OSError:
+                pass
+        shutil.copyfile(src, tmp)
 
 
 def item_size(it: DatasetItem) -> tuple[int, int]:

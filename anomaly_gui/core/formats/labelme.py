@@ -6,7 +6,7 @@ the image is `imagePath` relative to the JSON (or the same stem beside it). `ima
 decoded (it only duplicates the file). Malformed JSON, shapes without points and JSON without an image
 are reported; the item label is its most frequent shape label, `flags` set to true become `meta`.
 
-Writer: `write_labelme(items, out_dir) -> Path` hard-links/copies each image into `out_dir` (into
+Writer: `write_labelme(items, out_dir) -> Path` copies each image into `out_dir` (into
 `out_dir/<split>/` when the item has a split, which the reader gives back) and writes `<stem>.json` beside it (labelme 5 format, `imageData: null`), which labelme and X-AnyLabeling open.
 """
 from __future__ import annotations
@@ -156,14 +156,14 @@ def _shape(shape: Any, w: int, h: int) -> Annotation | str:
     return f"unsupported shape_type {kind!r} with {len(pts)} point(s)"
 
 
-def write_labelme(items: Sequence[DatasetItem], out_dir: str | Path) -> Path:
+def write_labelme(items: Sequence[DatasetItem], out_dir: str | Path, *, link_images: bool = False) -> Path:
     """Write each item's image and a labelme JSON beside it (see module doc). Returns `out_dir`."""
     out = Path(out_dir)
     check_writable(items, "labelme")
     for it, name in zip(items, export_names(items)):
         w, h = item_size(it)
         folder = out / it.split if it.split else out
-        place_file(it.path, folder / name)
+        place_file(it.path, folder / name, link=link_images)
         shapes = []
         for a in it.annotations:
             if a.kind == "box":

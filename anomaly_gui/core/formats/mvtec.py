@@ -112,8 +112,8 @@ def _find_mask(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def write_mvtec(items: Sequence[DatasetItem], out_dir: str | Path) -> Path:
-    """Write items in MVTec AD layout (see module doc). Images are hard-linked or copied.
+def write_mvtec(items: Sequence[DatasetItem], out_dir: str | Path, *, link_images: bool = False) -> Path:
+    """Write items in MVTec AD layout (see module doc). Images are copied.
 
     Train items must be normal (an anomalous training item goes to `test/`). A test item's mask
     comes from `mask_path` (any bit depth, non-zero = defect); items without one get no mask file.
@@ -125,7 +125,7 @@ def write_mvtec(items: Sequence[DatasetItem], out_dir: str | Path) -> Path:
         label = it.label or ("good" if not it.is_anomalous else "defect")
         split = "train" if it.split in ("train", "") and not it.is_anomalous else ("validation" if it.split == "val" else "test")
         dst = out / split / label / name
-        place_file(it.path, dst)
+        place_file(it.path, dst, link=link_images)
         if it.mask_path and split != "train":
             mask = read_image(it.mask_path)
             binary = (mask if mask.ndim == 2 else mask.max(axis=2)) > 0

@@ -7,7 +7,7 @@ image is missing is reported. A `labels.txt` / `classes.txt` / `class_names.txt`
 class list (objects of other classes are kept and reported); otherwise the classes are the names seen.
 `difficult`/`truncated` go into the box geometry.
 
-Writer: `write_voc(items, out_dir, classes=None) -> Path` hard-links/copies each image into
+Writer: `write_voc(items, out_dir, classes=None) -> Path` copies each image into
 `JPEGImages/` (unique names; `copy_images=False` leaves them in place inside `out_dir`), writes `Annotations/<stem>.xml` (box annotations; polygons as their
 bounding box), `ImageSets/Main/<split>.txt` (items without split go to train) and `labels.txt`.
 Coordinates are written as the shortest exact decimal, so reading back gives the same floats.
@@ -194,7 +194,7 @@ def _read_classes(root: Path, problems: list[DataError]) -> list[str]:
 
 
 def write_voc(items: Sequence[DatasetItem], out_dir: str | Path, classes: Sequence[str] | None = None,
-              copy_images: bool = True) -> Path:
+              copy_images: bool = True, *, link_images: bool = False) -> Path:
     """Write items as a Pascal VOC folder (see module doc). Returns `out_dir`.
 
     With `copy_images=False` the images stay where they are (they must lie inside `out_dir`, e.g. a
@@ -208,7 +208,7 @@ def write_voc(items: Sequence[DatasetItem], out_dir: str | Path, classes: Sequen
     for it, name in zip(items, names):
         w, h = item_size(it)
         if copy_images:
-            place_file(it.path, out / "JPEGImages" / name)
+            place_file(it.path, out / "JPEGImages" / name, link=link_images)
             folder, rel = "JPEGImages", f"JPEGImages/{name}"
         else:
             rel = Path(it.path).resolve().relative_to(out.resolve()).as_posix()

@@ -251,7 +251,8 @@ def _report_orphans(root: Path, seen: set[Path], problems: list[DataError]) -> N
             problems.append(DataError(txt, "label file without an image"))
 
 
-def write_yolo(items: Sequence[DatasetItem], out_dir: str | Path, classes: Sequence[str] | None = None) -> Path:
+def write_yolo(items: Sequence[DatasetItem], out_dir: str | Path, classes: Sequence[str] | None = None, *,
+               link_images: bool = False) -> Path:
     """Write items as a YOLO dataset with data.yaml (see module doc). Returns `out_dir`."""
     out = Path(out_dir)
     check_writable(items, "YOLO")
@@ -263,7 +264,7 @@ def write_yolo(items: Sequence[DatasetItem], out_dir: str | Path, classes: Seque
         split = it.split or "train"
         splits.add(split)
         w, h = item_size(it)
-        place_file(it.path, out / "images" / split / name)
+        place_file(it.path, out / "images" / split / name, link=link_images)
         lines = []
         for a in it.annotations:
             if a.kind not in ("box", "polygon") or a.label not in index:
