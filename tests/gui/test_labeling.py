@@ -159,6 +159,29 @@ def test_select_move_delete_and_escape(window, qtbot, labeled_project):
     assert len(_user_shapes(proj, iid)) == 1
 
 
+def test_resize_box_and_move_polygon_with_their_rois(window, qtbot, labeled_project):
+    iid = _open(window, qtbot, labeled_project)
+    panel = window.panels["labeling"]
+    proj = window.state.project
+    _key(qtbot, window, Qt.Key.Key_R)
+    _drag(window.viewer, [(10, 10), (40, 30)])
+    _key(qtbot, window, Qt.Key.Key_P)
+    for x, y in [(60, 60), (100, 60), (80, 100)]:
+        _click(window.viewer, x, y)
+    _key(qtbot, window, Qt.Key.Key_Return)
+    box, poly = _user_shapes(proj, iid)
+    _key(qtbot, window, Qt.Key.Key_V)
+    roi = panel.canvas._rois[box.id]
+    roi.setSize((50, 45))  # a drag of the lower-right handle ends like this
+    g = _user_shapes(proj, iid)[0].geometry
+    assert g["x2"] - g["x1"] == pytest.approx(50) and g["y2"] - g["y1"] == pytest.approx(45)
+    roi = panel.canvas._rois[poly.id]
+    roi.setPos((5, -10))  # the whole polygon dragged by 5 right, 10 up
+    moved = np.array(_user_shapes(proj, iid)[1].geometry["points"])
+    assert np.allclose(moved - np.array(poly.geometry["points"]), [5, -10])
+    assert panel.editor.stack.count() == 4  # box, polygon, resize, move
+
+
 def test_brush_eraser_and_point(window, qtbot, labeled_project):
     from anomaly_gui.core.export.masks import annotation_mask
 
