@@ -177,6 +177,9 @@ def test_labels_csv_and_species_folders(tmp_path):
     assert sorted(it.label for it in items) == ["deer", "deer", "fox", "fox", "fox", "owl"]
     train, test, novel = split_known_novel(items)
     assert {it.label for it in train} == {"fox", "deer"} and sum(novel) == 1
+    no_rare = [it for it in items if it.label != "owl"]  # every species has 2+ images: the rarest is novel
+    train, test, novel = split_known_novel(no_rare)
+    assert {it.label for it in train} == {"fox"} and [it.label for it, f in zip(test, novel) if f] == ["deer", "deer"]
     csv = tmp_path / "labels.csv"
     csv.write_text("file,species\nset/fox/0.png,Fox\nset/owl/0.png,owl\n")
     assert [it.label for it in load_species_items(csv)] == ["fox", "owl"]

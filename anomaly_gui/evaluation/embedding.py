@@ -1,6 +1,7 @@
 """Evaluator for embedding engines: novelty AUROC of held-out species (and held-out images).
 
-Protocol without `--test`: species with at least 2 images are *known*; about 30 % of each known
+Protocol without `--test`: species with at least 2 images are *known* (when every species has that
+many, the rarest one is held out as novel); about 30 % of each known
 species' images (at least one) are held out as normal test items, the rest train the engine; every
 image of the other species is a *novel* test item. With `--test OTHER` the engine trains on all of
 DATASET and OTHER is scored; its items of species absent from DATASET are novel.
@@ -95,6 +96,8 @@ def split_known_novel(items: list[DatasetItem], holdout: float = 0.3, min_known:
     """(train, test, novel flags of test): see the module doc."""
     counts = Counter(it.label for it in items)
     known = {s for s, c in counts.items() if c >= min_known}
+    if len(known) == len(counts) >= 2:  # no rare species: the rarest one plays the novel species
+        known.discard(min(counts, key=lambda s: (counts[s], s)))
     if len(known) < 1 or len(known) == len(counts):
         raise DataError(Path(items[0].path).parent if items else Path("."),
                         f"need species with >= {min_known} images and at least one rarer species to hold out; counts: {dict(counts)}")
