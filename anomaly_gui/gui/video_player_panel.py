@@ -445,15 +445,20 @@ class VideoPlayerPanel(QWidget):
         if self.clip is None or self.engine is None:
             return
         try:
-            self._job = start_job(self.engine.score_clip, self.clip, title="Score clip", kind="video-score")
+            self._job = start_job(lambda ctx, clip, eng=self.engine: eng.score_clip(clip, ctx), self.clip,
+                                  title="Score clip", kind="video-score")
         except JobBusyError as exc:
             self.status.setText(str(exc))
             return
         self._job.progress.connect(lambda d, t, m: self.status.setText(f"scoring {d}/{t} {m}"))
         self._job.result.connect(self._on_scored)
-        self._job.failed.connect(lambda msg: QMessageBox.warning(self, "Scoring failed", msg))
+        self._job.failed.connect(self._on_score_failed)
         self.score_btn.setEnabled(False)
         self._job.finished.connect(self._update_enabled)
+
+    def _on_score_failed(self, msg: str) -> None:
+        self.status.setText(f"scoring failed: {msg}")
+        QMessageBox.warning(self, "Scoring failed", msg)
 
     def _on_scored(self, cs: Any) -> None:
         st = self.engine.stats if self.engine is not None else {}

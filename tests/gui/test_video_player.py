@@ -1,0 +1,164 @@
+"""The video player as a user drives it: keyboard (Space, arrows, Ctrl+arrows), clicks on the score curve,
+the threshold line, scoring with a model in a worker, export, and the main-window wiring."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import Qt
+
+from anomaly_gui.core.video_io import VideoFileSource, clips_from_items, scan_ucsd
+from tests.conftest import shared_dataset
+
+N = 40  # Test001 frames 31..70: frames 61.. (local index 30..) are anomalous in frame_gt.json
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared CI cores: oversubscribed threads make tiny models 10x slower
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def test_items():
+    items = [it for it in scan_ucsd(shared_dataset("ucsd_ped2"), "test") if it.group == "Test001"]
+    return items[30 : 30 + N]
+
+
+@pytest.fixture
+def player(qtbot, test_items):
+    from anomaly_gui.gui.state import AppState
+    from anomaly_gui.gui.video_player_panel import VideoPlayerPanel
+
+    panel = VideoPlayerPanel(AppState(), None)
+    qtbot.addWidget(panel)
+    panel.resize(900, 620)
+    panel.show()
+    qtbot.waitExposed(panel)
+    clip = clips_from_items(test_items)[0]
+    panel.load_clip(clip)
+    scores = np.where(np.arange(N) >= 30, 0.8, 0.1).astype(np.float32)
+    scores[10:13] = 0.7  # a short false alarm before the real event
+    maps = np.zeros((N, 32, 48), np.float32)
+    maps[30:, 10:20, 20:30] = 5.0
+    panel.set_results(scores, maps, threshold=0.5, pixel_threshold=1.0)
+    panel.setFocus()
+    yield panel
+    panel.close_clip()
+
+
+def test_panel_is_registered_for_the_main_window():
+    from anomaly_gui.gui.panels import discover_panels
+
+    assert "video_player" in {c.panel_id for c in discover_panels()}
+
+
+def test_arrow_keys_step_and_space_plays_and_pauses(qtbot, player):
+    assert player.index == 0
+    qtbot.keyClick(player, Qt.Key.Key_Right)
+    qtbot.keyClick(player, Qt.Key.Key_Right)
+    assert player.index == 2 and player.slider.value() == 2 and player.frame_label.text() == f"3 / {N}"
+    qtbot.keyClick(player, Qt.Key.Key_Left)
+    assert player.index == 1
+    qtbot.keyClick(player, Qt.Key.Key_Left)
+    qtbot.keyClick(player, Qt.Key.Key_Left)  # stays on the first frame
+    assert player.index == 0
+    player.speed.setCurrentIndex(player.speed.findData(8.0))
+    qtbot.keyClick(player, Qt.Key.Key_Space)
+    assert player.playing
+    qtbot.waitUntil(lambda: player.index >= 5, timeout=5000)
+    qtbot.keyClick(player, Qt.Key.Key_Space)
+    assert not player.playing
+    stopped = player.index
+    qtbot.wait(150)
+    assert player.index == stopped
+    qtbot.keyClick(player, Qt.Key.Key_End)
+    assert player.index == N - 1
+
+
+def test_clicking_the_curve_seeks_and_overlay_follows(qtbot, player):
+    qtbot.mouseClick(player.curve.viewport(), Qt.MouseButton.LeftButton, pos=player.curve.frame_to_widget(25))
+    assert player.index == 25
+    assert player.curve.playhead.value() == 25
+    assert player.viewer.layer_item_count("contours:anomaly") == 1  # contours drawn, but nothing flagged yet
+    assert "ANOMALY" not in player.viewer.info_label.text()
+    qtbot.mouseClick(player.curve.viewport(), Qt.MouseButton.LeftButton, pos=player.curve.frame_to_widget(33))
+    assert player.index == 33
+    assert "ANOMALY" in player.viewer.info_label.text() and "ground truth: anomalous" in player.viewer.info_label.text()
+    assert player.viewer.layer_item_count("boxes:regions") >= 1  # the flagged square has its region box
+
+
+def test_segment_jumps_follow_the_threshold(qtbot, player):
+    ctrl = Qt.KeyboardModifier.ControlModifier
+    qtbot.keyClick(player, Qt.Key.Key_Right, ctrl)
+    assert player.index == 10  # the short false alarm
+    qtbot.keyClick(player, Qt.Key.Key_Right, ctrl)
+    assert player.index == 30
+    qtbot.keyClick(player, Qt.Key.Key_Left, ctrl)
+    assert player.index == 10
+    player.curve.threshold_line.setValue(0.75)  # as a drag does: the 0.7 alarm is no longer a segment
+    assert player.threshold == pytest.approx(0.75)
+    qtbot.keyClick(player, Qt.Key.Key_Home)
+    qtbot.keyClick(player, Qt.Key.Key_Right, ctrl)
+    assert player.index == 30
+
+
+def test_export_csv_and_annotated_video(qtbot, player, tmp_path):
+    path = player.export_csv_to(tmp_path / "scores.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == N and rows[0]["frame"] == "1" and rows[0]["verdict"] == "normal"
+    assert rows[30]["verdict"] == "anomalous" and rows[30]["ground_truth"] == "anomalous"
+    assert rows[0]["ground_truth"] == "normal"
+    job = player.export_video_to(tmp_path / "clip.mp4")
+    with qtbot.waitSignal(job.result, timeout=60000):
+        pass
+    out = VideoFileSource(tmp_path / "clip.mp4")
+    assert len(out) == N and out.size == (360, 240)
+    red = out.read(35)[:, :, 0].astype(int) - out.read(35)[:, :, 1].astype(int)
+    assert red[:3].mean() > 100  # the red border of an anomalous frame
+    assert (out.read(5)[:, :, 0].astype(int) - out.read(5)[:, :, 1].astype(int))[:3, 60:].mean() < 30
+
+
+@pytest.mark.slow
+def test_score_with_a_model_in_a_worker_and_keep_it_in_the_project(qtbot, test_items, tmp_path):
+    from anomaly_gui.core.project import open_project
+    from anomaly_gui.engines.base import get_engine
+    from anomaly_gui.gui.state import AppState
+    from anomaly_gui.gui.video_player_panel import VideoPlayerPanel
+
+    train = [it for it in scan_ucsd(shared_dataset("ucsd_ped2"), "train") if it.group == "Train001"][:24]
+    eng = get_engine("frame_ae")(device="cpu", width=48, height=32, epochs=2, batch_size=8)
+    eng.fit(train)
+    state = AppState()
+    proj = open_project(tmp_path / "p.agproj")
+    ids = proj.add_items(test_items)
+    state.set_project(proj)
+    panel = VideoPlayerPanel(state, None)
+    qtbot.addWidget(panel)
+    panel.show()
+    state.set_current_item(ids[12])  # the browser selects a frame: its clip opens at that frame
+    assert panel.clip is not None and len(panel.clip) == N and panel.index == 12
+    panel.set_engine(eng)
+    assert panel.score_btn.isEnabled()
+    qtbot.mouseClick(panel.score_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.scores is not None and state.current_run is not None, timeout=60000)
+    assert len(panel.scores) == N and panel.maps.shape == (N, 32, 48)
+    stored = proj.scores(state.current_run)
+    assert sorted(stored) == sorted(ids) and proj.run(state.current_run).task == "video"
+    assert proj.score_map(state.current_run, ids[3]).shape == (32, 48)
+    # reopening the clip from the project brings the stored scores back
+    panel.close_clip()
+    state.current_item = None
+    state.set_current_item(ids[5])
+    assert panel.scores is not None and np.allclose(panel.scores, [stored[i].score for i in ids])
+    panel.close_clip()
+    state.set_project(None)
+
+
+def test_main_window_docks_the_player(window):
+    assert "video_player" in window.panels
+    assert window.panel_errors.get("video_player") is None

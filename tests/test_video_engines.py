@@ -1,0 +1,172 @@
+"""The three video autoencoders, trained tiny on real Ped2 frames (CPU, 32x48, a few epochs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.formats.base import DatasetItem
+from anomaly_gui.core.imageio import read_image, write_image
+from anomaly_gui.core.video_io import scan_ucsd
+from anomaly_gui.engines.base import Cancelled, Engine, RunContext, Task, get_engine, list_engines
+from tests.conftest import shared_dataset
+
+TINY = {"width": 48, "height": 32, "batch_size": 8, "lr": 3e-3}
+WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared CI cores: oversubscribed threads make tiny models 10x slower
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def ped2_train() -> list[DatasetItem]:
+    items = scan_ucsd(shared_dataset("ucsd_ped2"), "train")
+    return [it for it in items if it.group == "Train001" and it.frame_index < 40]
+
+
+@pytest.fixture(scope="module")
+def synthetic_clip(ped2_train, tmp_path_factory) -> list[DatasetItem]:
+    """30 real Train002 frames; from frame 15 on a bright square crosses the scene (never seen in training)."""
+    src = [it for it in scan_ucsd(shared_dataset("ucsd_ped2"), "train") if it.group == "Train002"][:30]
+    out_dir = tmp_path_factory.mktemp("synthetic")
+    items = []
+    for k, it in enumerate(src):
+        img = read_image(it.path)[:, :, 0].copy()
+        if k >= 15:
+            x = 60 + 8 * (k - 15)
+            img[90:150, x : x + 60] = 255
+        p = write_image(out_dir / f"{k + 1:03d}.png", img)
+        items.append(DatasetItem(path=str(p), kind="frame", group="synthetic", frame_index=k, is_anomalous=k >= 15))
+    return items
+
+
+def test_three_video_engines_are_registered():
+    names = {e.name for e in list_engines(Task.VIDEO)}
+    assert {"frame_ae", "stacked_ae", "convlstm_ae"} <= names
+    assert get_engine("stacked_ae").Params().window == 10  # the paper's default
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["frame_ae", "stacked_ae", "convlstm_ae"])
+def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_path):
+    eng = get_engine(name)(device="cpu", epochs=3, **TINY, **WINDOWED[name])
+    logged = []
+    eng.fit(ped2_train, RunContext(log=logged.append))
+    hist = eng.stats["loss_history"]
+    assert len(hist) == 3 and [e["epoch"] for e in logged] == [1, 2, 3]
+    assert hist[-1] < 0.7 * hist[0], hist  # reconstruction error falls during training
+    clip = ped2_train[:12]
+    before = eng.score(clip)
+    path = eng.save(tmp_path / "model")
+    again = Engine.load(path, device="cpu")
+    assert type(again) is type(eng) and again.params == eng.params and again.stats == eng.stats
+    after = again.score(clip)
+    assert [r.score for r in after] == [r.score for r in before]
+    assert all(np.array_equal(a.map, b.map) for a, b in zip(after, before))
+    assert before[0].map.shape == (32, 48) and before[0].map.dtype == np.float32
+    assert min(r.score for r in before) == 0.0 and max(r.score for r in before) == 1.0  # per-clip normalisation
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["frame_ae", "stacked_ae"])
+def test_anomalous_part_of_a_clip_scores_higher(name, ped2_train, synthetic_clip):
+    eng = get_engine(name)(device="cpu", epochs=4, **TINY, **WINDOWED[name])
+    eng.fit(ped2_train)
+    res = eng.score(synthetic_clip)
+    scores = np.array([r.score for r in res])
+    errors = np.array([r.extra["error"] for r in res])
+    assert scores[15:].mean() > scores[:15].mean() + 0.3
+    assert errors[16:].min() > np.median(errors[:14])
+    # the map's peak falls on the square (model resolution 48x32: frame x/7.5, y/7.5)
+    r = res[20]
+    y, x = np.unravel_index(np.argmax(r.map), r.map.shape)
+    x0 = (60 + 8 * 5) / 7.5
+    assert 90 / 7.5 - 2 <= y <= 150 / 7.5 + 2 and x0 - 2 <= x <= x0 + 60 / 7.5 + 2
+
+
+def test_clip_shorter_than_the_stack_is_a_clear_error(ped2_train):
+    eng = get_engine("stacked_ae")(device="cpu", epochs=1, **TINY)  # window 10
+    with pytest.raises(DataError, match="5 frames, fewer than the 10"):
+        eng.fit(ped2_train[:5])
+
+
+def test_cancel_stops_training(ped2_train):
+    eng = get_engine("frame_ae")(device="cpu", epochs=50, **TINY)
+    calls = {"n": 0}
+
+    def cancelled() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Cancelled):
+        eng.fit(ped2_train, RunContext(is_cancelled=cancelled))
+    assert not eng.fitted
+
+
+def test_video_file_items_are_streamed_and_scored(ped2_train, tmp_path):
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (360, 240))
+    for it in ped2_train[:16]:
+        w.write(cv2.cvtColor(read_image(it.path), cv2.COLOR_RGB2BGR))
+    w.release()
+    video = DatasetItem(path=str(path), kind="video")
+    eng = get_engine("frame_ae")(device="cpu", epochs=1, **TINY)
+    eng.fit([video])
+    assert eng.stats["n_train_frames"] == 16
+    (res,) = eng.score([video])
+    assert len(res.extra["frame_scores"]) == 16 and res.score == max(res.extra["frame_scores"])
+    assert res.extra["peak_frame"] == int(np.argmax(res.extra["frame_scores"]))
+
+
+@pytest.fixture(scope="module")
+def tiny_ucsd(tmp_path_factory) -> Path:
+    """A UCSD-layout subset of real Ped2 (links, not copies): 24 training frames, 30 test frames with masks,
+    Test001 frames 51-80 of which 61-80 are anomalous (local 11-30)."""
+    import json
+
+    root = shared_dataset("ucsd_ped2")
+    out = tmp_path_factory.mktemp("ucsd_tiny")
+    for sub, src, first, n in (("Train/Train001", root / "Train/Train001", 1, 24), ("Test/Test001", root / "Test/Test001", 51, 30),
+                               ("Test/Test001_gt", root / "Test/Test001_gt", 51, 30)):
+        (out / sub).mkdir(parents=True)
+        files = sorted(src.iterdir())[first - 1 : first - 1 + n]
+        for k, f in enumerate(files):
+            (out / sub / f"{k + 1:03d}{f.suffix}").symlink_to(f)
+    (out / "Test/frame_gt.json").write_text(json.dumps({"anomalous_frames": {"Test001": [[11, 30]]}}))
+    return out
+
+
+@pytest.mark.slow
+def test_evaluate_cli_on_ped2_prints_the_contract_keys(tiny_ucsd, capsys):
+    import json
+
+    from anomaly_gui.cli import main
+
+    rc = main(["evaluate", str(tiny_ucsd), "--engine", "frame_ae", "--device", "cpu", "--json",
+               "--param", "width=48", "--param", "height=32", "--param", "epochs=2"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("frame_auc", "pixel_auroc", "pixel_auc_ucsd", "fit_seconds", "items_per_second", "n_train", "n_test",
+                "engine", "device"):
+        assert key in out
+    assert out["n_train"] == 24 and out["n_test"] == 30 and out["engine"] == "frame_ae" and out["device"] == "cpu"
+    assert 0.0 <= out["frame_auc"] <= 1.0 and 0.0 <= out["pixel_auroc"] <= 1.0
+    assert out["fit_seconds"] > 0 and out["items_per_second"] > 0
+
+
+def test_evaluate_rejects_a_folder_without_ucsd_layout(tmp_path):
+    from anomaly_gui.cli import main
+
+    (tmp_path / "x").mkdir()
+    assert main(["evaluate", str(tmp_path / "x"), "--engine", "frame_ae", "--json"]) == 2
