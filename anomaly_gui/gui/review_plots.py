@@ -90,6 +90,11 @@ class ScoreHistogram(pg.PlotWidget):
             bottom += h
             self.bars[key] = bar
             self.addItem(bar)  # named: the legend picks it up
+        axis = self.getAxis("left")
+        if bottom.max(initial=0) <= 10:
+            axis.setTickSpacing(2, 1)  # whole items
+        else:
+            axis.setTickSpacing()
         self.getPlotItem().enableAutoRange()
 
     def set_threshold(self, t: float) -> None:
