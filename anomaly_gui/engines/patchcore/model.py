@@ -22,8 +22,10 @@ from torch import nn
 from anomaly_gui.engines.backbones import FeatureExtractor
 from anomaly_gui.engines.image_data import gaussian_blur, upsample_map
 
-#: elements of a query-chunk x bank-chunk block (bounds memory: 2**26 floats = 256 MB in fp32)
+#: elements of a query-chunk x bank-chunk block (bounds memory: 2**26 floats = 256 MB in fp32 on a GPU;
+#: smaller on the CPU, where cache-sized blocks are faster)
 BLOCK_ELEMENTS = 1 << 26
+BLOCK_ELEMENTS_CPU = 1 << 22
 
 
 def embed(features: dict[str, torch.Tensor], layers: Sequence[str]) -> torch.Tensor:
@@ -77,10 +79,12 @@ def greedy_coreset(x: torch.Tensor, n: int, projection: torch.Tensor | None = No
 
 @torch.no_grad()
 def nearest(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor | None = None, use_bf16: bool = False,
-            block_elements: int = BLOCK_ELEMENTS) -> tuple[torch.Tensor, torch.Tensor]:
+            block_elements: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(distance, index) of each query row's nearest bank row, Euclidean.
 
     Chunked over queries and bank with a running minimum; never the full distance matrix."""
+    if block_elements is None:
+        block_elements = BLOCK_ELEMENTS if q.is_cuda else BLOCK_ELEMENTS_CPU
     bank_sq = (bank.float() ** 2).sum(1) if bank_sq is None else bank_sq
     Q, M = q.shape[0], bank.shape[0]
     bank_chunk = min(M, max(1024, block_elements // max(1, min(Q, 4096))))
