@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from anomaly_gui.core import postprocess as pp
+from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.metrics import confusion
 from anomaly_gui.core.project import Project
 
@@ -46,8 +47,9 @@ class ReviewData:
         with_map = [int(i) for i in self.item_ids if self._map_paths[int(i)]]
         self.has_map = np.asarray([bool(self._map_paths[int(i)]) for i in self.item_ids], bool)
         maps: list[np.ndarray] = []
+        self.problems: list[str] = []  # unreadable cache files (those items fall back to their image score)
         for i in with_map:
-            m = project.score_map(run_id, i)
+            m = self._read_map(i)
             if m is None:
                 self.has_map[self._index[i]] = False
                 continue
@@ -84,9 +86,24 @@ class ReviewData:
             return m
         if not self._map_paths.get(int(item_id)):
             return None
-        m = self.project.score_map(self.run_id, int(item_id))
+        m = self._read_map(int(item_id))
         if m is not None:
             self._remember(int(item_id), m)
+        return m
+
+    def _read_map(self, item_id: int) -> np.ndarray | None:
+        try:
+            m = self.project.score_map(self.run_id, item_id)
+        except (OSError, ValueError, EOFError) as exc:
+            path = self.project.cache_dir / str(self._map_paths.get(item_id))
+            msg = str(DataError(path, f"unreadable score map cache ({type(exc).__name__})"))
+            if msg not in self.problems:
+                self.problems.append(msg)
+            return None
+        if m is not None and m.ndim != 2:
+            self.problems.append(str(DataError(self.project.cache_dir / str(self._map_paths.get(item_id)),
+                                               f"score map of shape {m.shape} is not 2-D")))
+            return None
         return m
 
     def image_size(self, item_id: int) -> tuple[int, int] | None:

@@ -307,6 +307,10 @@ class ReviewPanel(QWidget):
         method = run.metrics.get("threshold_method", "")
         self.run_label.setText(f"<b>{run.title}</b> — {run.engine}, {len(data)} scored items"
                                + (f"<br><small>threshold: {method}</small>" if method else ""))
+        if data.problems:
+            self.run_label.setText(self.run_label.text() + f"<br><span style='color:#ff6b6b'>{len(data.problems)} "
+                                   f"cached map(s) unreadable, e.g. {data.problems[0]}</span>")
+            self.state.message.emit(data.problems[0])
         self.state.set_display(threshold=t, min_area=float(run.min_area or 0.0))
         self.update_all(force_hist=True)
         self.draw_item()

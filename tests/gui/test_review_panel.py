@@ -203,3 +203,21 @@ def test_grab_review_window(qtbot, window, tmp_path):
         img = window.panels[pid].grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
         arr = np.frombuffer(img.constBits(), np.uint8, count=img.bytesPerLine() * img.height())
         assert arr.std() > 10, pid
+
+
+def test_damaged_map_cache_is_named_and_skipped(trained):
+    """A truncated cache file: the item falls back to its image score, the file is named; nothing is lost."""
+    from anomaly_gui.gui.review_model import ReviewData
+
+    path, run_id = trained
+    with open_project(path) as proj:
+        scores = proj.scores(run_id)
+        victim = sorted(scores)[0]
+        f = proj.cache_dir / scores[victim].map_path
+        f.write_bytes(f.read_bytes()[:40])
+        data = ReviewData(proj, run_id)
+        assert len(data) == len(scores) and data.map(victim) is None
+        assert len(data.problems) == 1 and str(f) in data.problems[0]
+        flags = data.verdicts(proj.run(run_id).threshold, 0.0)
+        assert len(flags) == len(scores)
+        assert proj.scores(run_id)[victim].score == scores[victim].score
