@@ -11,7 +11,7 @@ from anomaly_gui.core.formats.base import detect_format, import_dataset
 from anomaly_gui.core.formats.yolo import write_yolo
 from anomaly_gui.core.imageio import image_size, read_image
 from anomaly_gui.sample_data import REPO_SAMPLE, ensure_sample_data
-from conftest import shared_dataset
+from tests.conftest import shared_dataset
 
 
 @pytest.mark.parametrize("name, fmt", [("mvtec_leather", "mvtec"), ("mvtec_screw", "mvtec"), ("ucsd_ped2", "frames"),
