@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.formats.coco import write_coco
 from anomaly_gui.core.formats.common import box_annotation
@@ -52,9 +53,15 @@ def ensure_sample_data() -> Path:
 
 
 def generate(out: str | Path) -> Path:
-    """Write every subset into `out` (replacing those subsets). Deterministic for a given seed."""
+    """Write every subset into `out` (replacing subsets it made before). Deterministic for a given seed.
+
+    Raises DataError rather than replace a `product/`... folder that the generator did not make.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    clash = [n for n in SUBSETS if (out / n).exists()]
+    if clash and not (out / _STAMP).is_file():
+        raise DataError(out, f"holds {', '.join(clash)} not made by the sample generator; refusing to replace them")
     for name, fn in (("product", make_product), ("video", make_video), ("sar", make_sar), ("camera_traps", make_camera_traps)):
         target = out / name
         if target.exists():

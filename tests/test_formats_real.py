@@ -195,3 +195,14 @@ def test_camera_traps_survive_coco_camtrap_and_voc_export(tmp_path):
     voc = import_dataset(write_voc(r.items, tmp_path / "voc"))
     boxes = {Path(it.path).name: [(a.label, a.box()) for a in it.annotations] for it in voc.items}
     assert boxes == {k: [(lbl, box) for lbl, box, _ in v[1]] for k, v in want.items()}
+
+
+def test_generator_never_replaces_foreign_folders(tmp_path):
+    from anomaly_gui.core.errors import DataError
+    from anomaly_gui.sample_data import generate
+
+    (tmp_path / "product").mkdir()
+    (tmp_path / "product" / "my_photo.png").write_bytes(b"precious")
+    with pytest.raises(DataError, match="refusing"):
+        generate(tmp_path)
+    assert (tmp_path / "product" / "my_photo.png").read_bytes() == b"precious"
