@@ -527,3 +527,13 @@ def test_truncated_images_are_reported_at_import(tmp_path):
     assert sorted(f"{Path(it.path).parent.name}/{Path(it.path).name}" for it in r.items) == ["ok/a.png", "ok/b.jpg", "ok/c.jpg"]
     msgs = [str(p) for p in r.problems]
     assert len(msgs) == 2 and all("truncated" in m and "/ng/" in m for m in msgs)
+
+
+def test_mvtec_root_with_several_categories(tmp_path):
+    make_mvtec(tmp_path / "mvtec_ad" / "bottle")
+    make_mvtec(tmp_path / "mvtec_ad" / "cable")
+    (tmp_path / "mvtec_ad" / "license.txt").write_text("CC BY-NC-SA 4.0")
+    r = import_dataset(tmp_path / "mvtec_ad")
+    assert r.format == "mvtec" and len(r.items) == 12
+    assert {it.group for it in r.items} == {"bottle", "cable"} and r.meta["categories"] == ["bottle", "cable"]
+    assert sum(1 for it in r.items if it.mask_path) == 2

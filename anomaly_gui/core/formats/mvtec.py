@@ -1,6 +1,7 @@
 """MVTec AD layout: `train/good`, `test/<defect>`, `ground_truth/<defect>/NNN_mask.png`.
 
-Also reads a folder holding just `train/` and `test/` class folders, and MVTec AD 2 (`validation/`,
+The root may be one category or the whole download (`bottle/`, `cable/` ...: each item's `group`
+is its category). Also reads a folder holding just `train/` and `test/` class folders, and MVTec AD 2 (`validation/`,
 `test_public/<class>` with `test_public/ground_truth/`, unlabelled `test_private[_mixed]/`: split test,
 `is_anomalous` None). A test image without a mask has `mask_path=None` — meaning "no pixel metric for it",
 never "defect-free"; `is_anomalous` always comes from the folder name (`good`/`normal`/`ok` = normal).
@@ -43,19 +44,28 @@ class MVTecReader:
     priority = 80
 
     def detect(self, root: Path) -> bool:
-        if not root.is_dir():
-            return False
-        train = root / "train"
-        tests = [root / n for n in ("test", "test_public") if (root / n).is_dir()]
-        if not (train.is_dir() and tests):
-            return False
-        return any(has_images(d) for t in tests for d in subdirs(t)) and any(has_images(d) for d in subdirs(train))
+        return bool(_categories(root))
 
     def read(self, root: Path, progress: ProgressFn | None = None) -> ImportResult:
         root = Path(root)
         result = ImportResult(format=self.name, root=root)
-        if not root.is_dir():
-            raise DataError(root, "not a folder")
+        cats = _categories(root)
+        if not cats:
+            raise DataError(root, "no MVTec AD layout (train/good, test/<defect>)")
+        labels: set[str] = set()
+        for cat in cats:  # the dataset's root holds one folder per category (bottle/, cable/ ...)
+            labels |= self._read_category(cat, result, progress, group="" if cat == root else cat.name)
+        result.classes = sorted(labels, key=lambda s: (not is_normal_label(s), natural_key(s)))
+        n_masks = sum(1 for it in result.items if it.mask_path)
+        n_anom = sum(1 for it in result.items if it.is_anomalous)
+        result.meta = {"n_masks": n_masks, "n_anomalous": n_anom,
+                       "n_anomalous_without_mask": sum(1 for it in result.items if it.is_anomalous and not it.mask_path)}
+        if len(cats) > 1 or cats[0] != root:
+            result.meta["categories"] = [c.name for c in cats]
+        return result
+
+    @staticmethod
+    def _read_category(root: Path, result: ImportResult, progress: ProgressFn | None, group: str) -> set[str]:
         root_gt = find_child(root, *_GT_NAMES)
         gt_roots = [root_gt] if root_gt is not None else []
         jobs: list[tuple[str, str, Path, Path | None]] = []
@@ -75,7 +85,7 @@ class MVTecReader:
         used_masks: set[Path] = set()
         labels: set[str] = set()
         for k, (split, label, img, gt) in enumerate(jobs, 1):
-            tick(progress, k, len(jobs), "reading MVTec AD layout")
+            tick(progress, k, len(jobs), f"reading {group or 'MVTec AD layout'}")
             size = probe_size(img, result.problems)
             if size is None:
                 continue
@@ -87,18 +97,30 @@ class MVTecReader:
                 labels.add(label)
             result.items.append(DatasetItem(path=str(img), split=split, label=label, is_anomalous=(not normal) if label else None,
                                             mask_path=None if mask is None else str(mask), width=size[0], height=size[1],
-                                            meta={"subset": img.parent.name} if not label else {}))
+                                            group=group, meta={"subset": img.parent.name} if not label else {}))
         for gt_root in gt_roots:
             for cls_dir in subdirs(gt_root):
                 for m in list_images(cls_dir):
                     if m.resolve() not in used_masks:
                         result.problems.append(DataError(m, "mask without a matching test image"))
-        result.classes = sorted(labels, key=lambda s: (not is_normal_label(s), natural_key(s)))
-        n_masks = sum(1 for it in result.items if it.mask_path)
-        n_anom = sum(1 for it in result.items if it.is_anomalous)
-        result.meta = {"n_masks": n_masks, "n_anomalous": n_anom,
-                       "n_anomalous_without_mask": sum(1 for it in result.items if it.is_anomalous and not it.mask_path)}
-        return result
+        return labels
+
+
+def _is_category(root: Path) -> bool:
+    train = root / "train"
+    tests = [root / n for n in ("test", "test_public") if (root / n).is_dir()]
+    if not (train.is_dir() and tests):
+        return False
+    return any(has_images(d) for t in tests for d in subdirs(t)) and any(has_images(d) for d in subdirs(train))
+
+
+def _categories(root: Path) -> list[Path]:
+    """[root] for one category, its category folders for a whole MVTec AD download, else []."""
+    if not root.is_dir():
+        return []
+    if _is_category(root):
+        return [root]
+    return [d for d in subdirs(root) if _is_category(d)]
 
 
 def _find_mask(folder: Path, stem: str) -> Path | None:
