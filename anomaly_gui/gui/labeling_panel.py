@@ -45,6 +45,14 @@ log = logging.getLogger(__name__)
 TOOL_KEYS = {"select": "V", "rectangle": "R", "polygon": "P", "point": "K", "brush": "B", "eraser": "X"}
 VERDICT_KEYS = {"normal": "1", "anomalous": "2", "unsure": "3"}
 DEFAULT_LABEL = "defect"
+TOOL_HINTS = {
+    "select": "Select: click a shape, drag it or its handles; Delete removes it",
+    "rectangle": "Rectangle '{label}': press, drag, release",
+    "polygon": "Polygon '{label}': click the vertices; click the first one, double-click or Enter closes; Esc cancels",
+    "point": "Point '{label}': click",
+    "brush": "Brush '{label}': drag to paint ([ and ] change the size)",
+    "eraser": "Eraser: drag over a mask (only the selected masks when some are selected)",
+}
 
 
 def _swatch(color: str) -> QIcon:
@@ -397,6 +405,7 @@ class LabelingPanel(QWidget):
             self.ensure_class(self.current_label())
         self.canvas.label = self.current_label()
         self.canvas.set_tool(tool)
+        self.state.message.emit(TOOL_HINTS[tool].format(label=self.current_label()))
 
     def _sync_tool_buttons(self, tool: str) -> None:
         self.tool_buttons[tool].setChecked(True)

@@ -26,6 +26,7 @@ from anomaly_gui.gui.viewer import ImageViewer
 TOOLS = ("select", "rectangle", "polygon", "point", "brush", "eraser")
 LAYER = "annotations:labels"
 DRAFT_LAYER = "annotations:draft"
+CURSOR_LAYER = "annotations:cursor"
 DEFAULT_COLOR = "#ffd60a"
 CLOSE_DISTANCE_PX = 10  # screen pixels: a click this close to the first vertex closes the polygon
 
@@ -69,6 +70,7 @@ class LabelCanvas(QObject):
         self._mask: np.ndarray | None = None
         self._mask_item: pg.ImageItem | None = None
         self._last: QPointF | None = None
+        self._outline: QGraphicsEllipseItem | None = None
         self._syncing = False
         viewer.view.viewport().installEventFilter(self)
         viewer.view.installEventFilter(self)
@@ -82,6 +84,8 @@ class LabelCanvas(QObject):
         if tool not in TOOLS:
             raise ValueError(f"unknown tool {tool!r}; known: {', '.join(TOOLS)}")
         self.cancel_draft()
+        self.viewer.clear_layer(CURSOR_LAYER)
+        self._outline = None
         self.tool = tool
         movable = tool == "select"
         for roi in self._rois.values():
@@ -290,6 +294,8 @@ class LabelCanvas(QObject):
             self._paint(p, p)
 
     def _on_move(self, p: QPointF, dragging: bool) -> None:
+        if self.tool in ("brush", "eraser"):
+            self._show_brush_outline(p)
         if self.tool == "rectangle" and self._press is not None and isinstance(self._draft, QGraphicsRectItem):
             self._draft.setRect(QRectF(self._press, p).normalized())
         elif self.tool == "polygon" and self._poly:
@@ -388,6 +394,15 @@ class LabelCanvas(QObject):
             else:
                 ed.delete_shapes(self.item_id, [int(a.id)])
         ed.stack.endMacro()
+
+    def _show_brush_outline(self, p: QPointF) -> None:
+        """A circle of the brush size under the cursor, so the analyst sees what a stroke will cover."""
+        r = self.brush_size / 2
+        if self._outline is None or self._outline.scene() is None:
+            self._outline = QGraphicsEllipseItem()
+            self._outline.setPen(_pen("#ffffff" if self.tool == "eraser" else self.color(self.label), 1))
+            self._outline.setParentItem(self.viewer.layer(CURSOR_LAYER))
+        self._outline.setRect(QRectF(p.x() - r, p.y() - r, 2 * r, 2 * r))
 
     # -- drafts ------------------------------------------------------------------------------------------
     def _set_draft(self, item: Any) -> None:
