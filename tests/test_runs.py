@@ -199,3 +199,14 @@ def test_mvtec_screw_subset(tmp_path, tiny, shared_data):
         run = proj.run(run_id)
         assert run.status == "done" and run.metrics["n_test"] == 20
         assert run.metrics["image_auroc"] is not None and run.threshold is not None
+
+
+def test_items_not_learnt_from_are_scored_and_measured(synth_project):
+    """An anomaly in the train split is never trained on, but it is scored and counted as a test item."""
+    bad = next(it for it in synth_project.items(split="test") if it.is_anomalous)
+    synth_project.set_split([bad.id], "train")
+    run_id = train_run(synth_project, "c2_meandiff", {}, device="cpu")
+    split = run_split(synth_project, run_id)
+    assert bad.id not in split["train"] and bad.id not in split["val"]
+    assert bad.id in synth_project.scores(run_id)
+    assert synth_project.run(run_id).metrics["n_test"] == 8

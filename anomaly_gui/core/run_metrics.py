@@ -82,7 +82,7 @@ def _label(flag: bool | None) -> int:
 
 
 def evaluate_run(project: Project, run_id: int, threshold: float, min_area: float = 0.0) -> dict[str, Any]:
-    """Metrics on the run's test items (scored items outside train/val with known ground truth).
+    """Metrics on the run's test items (scored items it was neither fitted nor validated on).
 
     image_auroc and f1_max from the image scores; pixel_auroc and aupro where masks exist (a normal item
     counts as an empty mask; an anomalous item without a mask is left out); confusion counts at
@@ -93,7 +93,7 @@ def evaluate_run(project: Project, run_id: int, threshold: float, min_area: floa
     split = run_split(project, run_id)
     scored = project.scores(run_id)
     fitted = set(split["train"]) | set(split["val"])
-    items = [it for it in project.items(ids=list(scored)) if it.id not in fitted and it.split not in ("train", "val")]
+    items = [it for it in project.items(ids=list(scored)) if it.id not in fitted]
     out: dict[str, Any] = {"n_test": len(items)}
     known = [it for it in items if it.is_anomalous is not None and scored[int(it.id)].score is not None]
     if known:

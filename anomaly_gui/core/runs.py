@@ -179,7 +179,10 @@ def train_run(
         _merge_metrics(project, run.id, {"fit_seconds": round(fit_seconds, 3)})
         if score:
             project.update_run(run.id, status="scoring")
-            todo = val + [it for it in task_items(project, engine_cls.task) if it.split not in ("train", "val")]
+            used = {it.id for it in train} | {it.id for it in val}
+            # validation, then every item the model did not learn from (test, unsplit, and train-split
+            # items it was not given, e.g. anomalies for a normal-only engine)
+            todo = val + [it for it in task_items(project, engine_cls.task) if it.id not in used]
             score_run(project, run.id, todo, ctx, engine=engine)
             finalize_run(project, run.id)
         else:

@@ -44,7 +44,8 @@ def unmet_needs(project: Any, engine_cls: type[Engine]) -> str:
         return ""
     db = project.db
     checks = {
-        "normal_images": ("SELECT 1 FROM items WHERE split='train' AND (is_anomalous IS NULL OR is_anomalous=0) LIMIT 1",
+        "normal_images": ("SELECT 1 FROM items WHERE (split='train' OR NOT EXISTS (SELECT 1 FROM items WHERE split "
+                          "IN ('train', 'val', 'test'))) AND (is_anomalous IS NULL OR is_anomalous=0) LIMIT 1",
                           "no normal training items (split 'train')"),
         "frames": ("SELECT 1 FROM items WHERE kind IN ('frame', 'video') LIMIT 1", "no video frames"),
         "boxes": ("SELECT 1 FROM annotations WHERE kind='box' AND source!='model' LIMIT 1", "no box annotations"),
@@ -55,6 +56,12 @@ def unmet_needs(project: Any, engine_cls: type[Engine]) -> str:
 
 
 def _train_job(ctx: RunContext, project: Any, engine: str, params: dict[str, Any], device: str, name: str) -> int:
+    """Worker body: the original 10 % test / 20 % validation split first when no item has a split."""
+    from anomaly_gui.core.splits import SPLITS, apply_original_split
+
+    if not any(it.split in SPLITS for it in project.items()):
+        counts = apply_original_split(project)
+        ctx.log({"message": f"original split applied: {counts}"})
     return train_run(project, engine, params, device=device, ctx=ctx, name=name)
 
 

@@ -194,3 +194,15 @@ def test_mvtec_screw_subset_through_panel(qtbot, tmp_path, monkeypatch, shared_d
     assert run.status == "done" and run.metrics["n_test"] == 20 and run.threshold is not None
     assert win.panels["metrics"].values["image_auroc"].text() not in ("", "–")
     qtbot.waitUntil(lambda: len(state.predictions) == 20 + run.metrics["n_val"], timeout=20000)
+
+
+def test_unsplit_project_gets_the_original_split(qtbot, window):
+    """A plain folder without splits: Start applies the original 10 % test / 20 % validation split first."""
+    project = window.state.project
+    project.set_split(project.item_ids(), "")
+    tp = window.panels["train"]
+    assert tp.engine_combo.model().item(tp.engine_combo.findData("c2_meandiff")).isEnabled()
+    run_id = _train(qtbot, window, epochs=1)
+    assert project.run(run_id).status == "done"
+    assert {it.split for it in project.items()} == {"train", "val", "test"}
+    assert any("original split" in str(e.get("message", "")) for e in tp.curve.entries)
