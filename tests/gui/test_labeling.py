@@ -189,7 +189,13 @@ def test_brush_eraser_and_point(window, qtbot, labeled_project):
     panel = window.panels["labeling"]
     proj = window.state.project
     panel.brush_spin.setValue(10)
+    messages: list[str] = []
+    window.state.message.connect(messages.append)
     _key(qtbot, window, Qt.Key.Key_B)
+    assert messages and messages[-1].startswith("Brush")
+    _mouse(window.viewer, QEvent.Type.MouseMove, 30, 30, buttons=Qt.MouseButton.NoButton)  # hovering
+    assert window.viewer.layer_item_count("annotations:cursor") == 1  # the brush outline follows the cursor
+    assert _user_shapes(proj, iid) == []
     _drag(window.viewer, [(20, 60), (60, 60), (100, 60)])
     masks = [a for a in _user_shapes(proj, iid) if a.kind == "mask"]
     assert len(masks) == 1
