@@ -20,11 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALY_GUI_DATA", REPO.parent / "shared" / "data")) / "ucsd_ped2"
 
 
-def bench_engine(name: str, epochs: int, device: str, extra: dict) -> dict:
+def bench_engine(name: str, epochs: int, device: str, extra: dict, save_dir: Path | None = None) -> dict:
     from anomaly_gui.evaluation.video import evaluate_video
 
     params = {"epochs": epochs, **extra}
-    out = evaluate_video(DATA, name, device=device, params=params)
+    save = save_dir / f"{name}.agm" if save_dir else None
+    out = evaluate_video(DATA, name, device=device, params=params, save_model=save)
     out["train_frames_per_second"] = round(out["n_train"] * epochs / max(out["fit_seconds"], 1e-9), 2)
     return out
 
@@ -79,6 +80,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--playback-only", action="store_true")
+    ap.add_argument("--save-dir", type=Path, default=None, help="keep the trained models here")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -101,7 +103,7 @@ def main() -> int:
     if not args.playback_only:
         result["engines"] = {}
         for name in [e for e in args.engines.split(",") if e]:
-            result["engines"][name] = bench_engine(name, args.epochs, args.device, extra)
+            result["engines"][name] = bench_engine(name, args.epochs, args.device, extra, args.save_dir)
             print(json.dumps({name: result["engines"][name]}), file=sys.stderr)
     print(json.dumps(result))
     return 0

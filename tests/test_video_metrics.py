@@ -92,3 +92,20 @@ def test_equal_error_rate():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     assert equal_error_rate(y, np.arange(8.0)) == pytest.approx(0.0)
     assert equal_error_rate(y, -np.arange(8.0)) == pytest.approx(1.0)
+
+
+def test_frame_error_variants():
+    from anomaly_gui.engines.video_common.base import VideoAEParams, frame_errors
+
+    err = np.zeros((5, 16, 16), np.float32)
+    err[2, 4:8, 4:8] = 1.0  # a 4x4 blob in frame 2
+    err[3, 0, 0] = 3.0  # one hot pixel in frame 3
+    maps = box_sum(err, 4)
+    e_sum = frame_errors(err, maps, VideoAEParams(frame_error="sum"))
+    assert e_sum.tolist() == pytest.approx([0, 0, 16, 3, 0])
+    e_box = frame_errors(err, maps, VideoAEParams(frame_error="max_box", box=4))
+    assert e_box[2] == pytest.approx(16) and e_box[3] == pytest.approx(3)
+    e_big = frame_errors(err, maps, VideoAEParams(frame_error="max_box", box=4, score_box=8))
+    assert e_big[2] == pytest.approx(16) and e_big[3] == pytest.approx(3)
+    e_smooth = frame_errors(err, maps, VideoAEParams(frame_error="sum", smooth=1.0))
+    assert e_smooth[2] < 16 and e_smooth[1] > 0 and e_smooth.sum() == pytest.approx(19, rel=0.05)

@@ -33,6 +33,10 @@ class VideoAEParams:
     box: int = param(4, "pixel map: |input - reconstruction| summed over a box of this size", minimum=1, maximum=64)
     frame_error: str = param("max_box", "frame error: sum of pixel errors (paper) or the largest box sum (local)",
                              choices=list(FRAME_ERRORS))
+    score_box: int = param(0, "box for the frame score with max_box (0: same as box); object-sized boxes are less noisy",
+                           minimum=0, maximum=128, advanced=True)
+    smooth: float = param(0.0, "temporal Gaussian smoothing of frame errors, sigma in frames (0: none)", minimum=0.0,
+                          maximum=50.0, advanced=True)
     normalise: bool = param(True, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper)")
     score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
     seed: int = param(0, "random seed", advanced=True)
@@ -46,6 +50,22 @@ class ClipScores:
     errors: np.ndarray  # (T,) raw frame error e(t)
     scores: np.ndarray  # (T,) anomaly score: 1 - regularity when normalised, else the raw error
     maps: np.ndarray  # (T, h, w) float32 raw box-summed |x - x^| at model resolution
+
+
+def frame_errors(err: np.ndarray, maps: np.ndarray, params: VideoAEParams) -> np.ndarray:
+    """e(t) from per-pixel errors (T, H, W): their sum (the paper) or the largest box sum, optionally smoothed in time."""
+    n = len(err)
+    if params.frame_error == "sum":
+        e = err.reshape(n, -1).sum(axis=1)
+    else:
+        k = int(params.score_box) or int(params.box)
+        src = maps if k == int(params.box) else box_sum(err, k)
+        e = src.reshape(n, -1).max(axis=1)
+    if params.smooth > 0 and n > 1:
+        from scipy.ndimage import gaussian_filter1d
+
+        e = gaussian_filter1d(e.astype(np.float64), float(params.smooth), mode="nearest")
+    return e.astype(np.float32)
 
 
 class VideoAEEngine(Engine):
@@ -177,11 +197,7 @@ class VideoAEEngine(Engine):
                 cnt[s : s + w] += 1
         err = acc / np.maximum(cnt, 1)[:, None, None]
         maps = box_sum(err, int(self.params.box))
-        if self.params.frame_error == "sum":
-            errors = err.reshape(n, -1).sum(axis=1)
-        else:
-            errors = maps.reshape(n, -1).max(axis=1)
-        return errors.astype(np.float32), maps.astype(np.float32)
+        return frame_errors(err, maps, self.params), maps.astype(np.float32)
 
     def score_frames(self, frames: np.ndarray, name: str = "", ctx: RunContext | None = None) -> ClipScores:
         """Score one clip given as (T, H, W) uint8 frames at model resolution."""
