@@ -101,3 +101,25 @@ def test_cli_report_without_a_display(scored_project, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert '"n_items": 12' in proc.stdout
     assert _pdf_pages(out) == 5
+
+
+def test_gallery_tiles_show_the_runs_detections(scored_project):
+    import numpy as np
+
+    from anomaly_gui.core.formats.base import Annotation
+    from anomaly_gui.core.report.data import evaluate_run, overlay_thumbnail
+
+    proj = scored_project
+    run = proj.runs()[0]
+    good = next(it for it in proj.items() if not it.is_anomalous)
+    ev = evaluate_run(proj, run.id)
+    row = next(r for r in ev.rows if r.item_id == good.id)
+    plain = overlay_thumbnail(proj, ev, row)
+    proj.add_annotation(good.id, Annotation("box", "ship", {"x1": 5, "y1": 5, "x2": 40, "y2": 30}, score=0.9,
+                                            source="model"), run_id=run.id)
+    boxed = overlay_thumbnail(proj, ev, row)
+    assert plain.shape == boxed.shape == (48, 64, 3)
+    yellow = (boxed[..., 0] > 200) & (boxed[..., 1] > 180) & (boxed[..., 2] < 60)
+    assert yellow[5, 5:40].all() and not yellow[20, 20]  # the outline, not the inside
+    assert not ((plain[..., 0] > 200) & (plain[..., 1] > 180) & (plain[..., 2] < 60)).any()
+    assert np.array_equal(plain[20, 20], boxed[20, 20])

@@ -186,7 +186,8 @@ def gallery(ev: RunEvaluation, n: int, worst: bool) -> list[ItemRow]:
 
 
 def overlay_thumbnail(project: Project, ev: RunEvaluation, row: ItemRow, max_side: int = 320) -> np.ndarray:
-    """The item's image with the kept anomaly regions outlined (RGB uint8, longest side `max_side`)."""
+    """The item's image with the kept anomaly regions (red) and the run's detections (yellow) drawn
+    (RGB uint8, longest side `max_side`)."""
     import cv2
 
     from anomaly_gui.core import postprocess as pp
@@ -205,10 +206,18 @@ def overlay_thumbnail(project: Project, ev: RunEvaluation, row: ItemRow, max_sid
         raw = project.score_map(ev.run.id, row.item_id)
         if raw is not None:
             mask = pp.postprocess(raw, ev.threshold, ev.min_area, (w, h), with_regions=False).mask
-    k = max_side / max(h, w)
+    k = min(1.0, max_side / max(h, w))
     if k < 1:
         img = cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
-    return pp.overlay(img, mask) if mask is not None else img
+    out = pp.overlay(img, mask) if mask is not None else img.copy()
+    if ev.run is not None:  # detections of this run (rejected ones left out), the kept ones in yellow
+        for a in project.annotations(row.item_id, source="model", run_id=ev.run.id):
+            if a.kind != "box" or a.status == "rejected":
+                continue
+            kept = a.status == "accepted" or ev.threshold is None or (a.score is not None and a.score >= ev.threshold)
+            x1, y1, x2, y2 = (int(round(v * k)) for v in a.box())
+            cv2.rectangle(out, (x1, y1), (x2, y2), (255, 214, 10) if kept else (150, 150, 150), 2 if kept else 1)
+    return out
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
