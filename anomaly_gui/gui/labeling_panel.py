@@ -85,6 +85,7 @@ class LabelingPanel(QWidget):
         state.projectChanged.connect(self._on_project)
         state.currentItemChanged.connect(self._on_item)
         state.annotationsChanged.connect(self._on_annotations_changed)
+        state.verdictsChanged.connect(self.refresh_verdict)  # verdicts set elsewhere (review panel, browser)
         if self.canvas is not None:
             self.canvas.selectionChanged.connect(self._sync_shape_selection)
             self.canvas.toolChanged.connect(self._sync_tool_buttons)
