@@ -302,7 +302,8 @@ class LabelingPanel(QWidget):
             b.setEnabled(iid is not None)
         self.verified_box.setChecked(bool(v and v.verified))
         self.verified_box.setEnabled(iid is not None)
-        self.note_edit.setText(v.note if v else "")
+        if not self.note_edit.hasFocus():  # never overwrite a note being typed
+            self.note_edit.setText(v.note if v else "")
         if p is not None:
             n = p.count_items()
             done = sum(1 for x in p.verdicts().values() if x.verified)
