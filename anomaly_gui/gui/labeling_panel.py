@@ -85,7 +85,7 @@ class LabelingPanel(QWidget):
         state.projectChanged.connect(self._on_project)
         state.currentItemChanged.connect(self._on_item)
         state.annotationsChanged.connect(self._on_annotations_changed)
-        state.verdictsChanged.connect(self.refresh_verdict)  # verdicts set elsewhere (review panel, browser)
+        state.verdictsChanged.connect(lambda: self.refresh_verdict())  # set elsewhere (review panel, browser)
         if self.canvas is not None:
             self.canvas.selectionChanged.connect(self._sync_shape_selection)
             self.canvas.toolChanged.connect(self._sync_tool_buttons)
@@ -292,9 +292,9 @@ class LabelingPanel(QWidget):
             self.shape_list.addItem(it)
         self.shape_list.blockSignals(False)
         self._sync_shape_selection(self.canvas.selected if self.canvas else [])
-        self.refresh_verdict()
+        self.refresh_verdict(item_changed=True)
 
-    def refresh_verdict(self) -> None:
+    def refresh_verdict(self, item_changed: bool = False) -> None:
         p, iid = self.state.project, self.state.current_item
         v = p.verdict(int(iid)) if p is not None and iid is not None else None
         for name, b in self.verdict_buttons.items():
@@ -302,7 +302,7 @@ class LabelingPanel(QWidget):
             b.setEnabled(iid is not None)
         self.verified_box.setChecked(bool(v and v.verified))
         self.verified_box.setEnabled(iid is not None)
-        if not self.note_edit.hasFocus():  # never overwrite a note being typed
+        if item_changed or not self.note_edit.hasFocus():  # never overwrite a note being typed
             self.note_edit.setText(v.note if v else "")
         if p is not None:
             n = p.count_items()
