@@ -33,6 +33,8 @@ class ScoreCurve(pg.PlotWidget):
         self.setMenuEnabled(False)
         self.getPlotItem().setLabel("bottom", "frame")
         self.getPlotItem().setLabel("left", "anomaly score")
+        for axis in ("left", "bottom"):
+            self.getPlotItem().getAxis(axis).enableAutoSIPrefix(False)  # scores 0..1 must not read "800 m"
         self.getPlotItem().showGrid(x=True, y=True, alpha=0.2)
         self.getPlotItem().setMouseEnabled(x=True, y=False)
         self.curve = self.plot([], [], pen=pg.mkPen((30, 90, 200), width=2))

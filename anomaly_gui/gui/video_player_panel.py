@@ -196,7 +196,19 @@ class VideoPlayerPanel(QWidget):
         problems = "; ".join(str(p) for p in clip.source.problems)
         self.status.setText(f"{clip.name}: {n} frames at {clip.source.fps:g} fps" + (f" — {problems}" if problems else ""))
         self._update_enabled()
+        self._bring_forward()
         self.seek(index, force=True)
+
+    def _bring_forward(self) -> None:
+        """In the main window, show this dock and give it most of the height: video is watched, not glanced at."""
+        win = self.window_
+        dock = getattr(win, "docks", {}).get(self.panel_id) if win is not None else None
+        if dock is None:
+            return
+        dock.show()
+        dock.raise_()
+        if dock.height() < 0.5 * win.height():
+            win.resizeDocks([dock], [int(win.height() * 0.62)], Qt.Orientation.Vertical)
 
     def close_clip(self) -> None:
         self.pause()
