@@ -116,8 +116,36 @@ def test_engines_are_registered_with_a_form():
 
 
 # -- real data ------------------------------------------------------------------------------------------
-def _split(name: str) -> tuple[list[DatasetItem], list[DatasetItem]]:
-    items = import_dataset(shared_dataset(name)).items
+SMALL_SIDE = 256  # real images are 1024 px; decoding them dominates CPU test time, so tests use copies
+
+
+def small_mvtec(name: str, out: Path, side: int = SMALL_SIDE, n_train: int | None = None) -> Path:
+    """A copy of a shared MVTec-layout dataset with every image and mask resized to `side` (cached in `out`)."""
+    from PIL import Image
+
+    src = shared_dataset(name)
+    dst = out / f"{name}_{side}"
+    if dst.is_dir():
+        return dst
+    for f in sorted(src.rglob("*.png")):
+        rel = f.relative_to(src)
+        if n_train is not None and rel.parts[0] == "train" and int(f.stem) >= n_train:
+            continue
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(f) as im:
+            resample = Image.NEAREST if "ground_truth" in rel.parts else Image.BILINEAR
+            im.resize((side, side), resample).save(target)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("small_mvtec")
+
+
+def _split(name: str, root: Path) -> tuple[list[DatasetItem], list[DatasetItem]]:
+    items = import_dataset(small_mvtec(name, root)).items
     return [i for i in items if i.split == "train"], [i for i in items if i.split == "test"]
 
 
@@ -134,10 +162,10 @@ def trained(request) -> dict:
     return {}
 
 
-def _fit(name: str, cache: dict):
+def _fit(name: str, cache: dict, root: Path):
     if name not in cache:
         ds, params, floor = CASES[name]
-        train, test = _split(ds)
+        train, test = _split(ds, root)
         eng = get_engine(name)(device="cpu", **params)
         logs, progress = [], []
         eng.fit(train, RunContext(progress=lambda d, t, m: progress.append((d, t)), log=logs.append))
@@ -148,15 +176,15 @@ def _fit(name: str, cache: dict):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
-def test_engine_beats_chance_and_round_trips_exactly(name, trained, tmp_path):
-    eng, test, results, logs, progress, floor = _fit(name, trained)
+def test_engine_beats_chance_and_round_trips_exactly(name, trained, small_data, tmp_path):
+    eng, test, results, logs, progress, floor = _fit(name, trained, small_data)
     labels = [int(i.is_anomalous) for i in test]
     value = auroc(labels, [r.score for r in results])
     assert value is not None and value >= floor, f"{name}: AUROC {value} below {floor}"
     assert logs and "epoch" in logs[-1] and progress
     r0 = results[0]
     assert r0.map.dtype == np.float32 and r0.map.shape == (128, 128)
-    assert r0.extra["image_size"] == (1024, 1024)
+    assert r0.extra["image_size"] == (SMALL_SIDE, SMALL_SIDE)
     # save / load: the same scores and maps, bit for bit
     path = eng.save(tmp_path / f"{name}.agm")
     loaded = Engine.load(path, device="cpu")
@@ -169,10 +197,10 @@ def test_engine_beats_chance_and_round_trips_exactly(name, trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_other_sizes_corrupt_images_and_cancel(trained, tmp_path):
+def test_other_sizes_corrupt_images_and_cancel(trained, small_data, tmp_path):
     from PIL import Image
 
-    eng, test, *_ = _fit("selfsimilarity", trained)
+    eng, test, *_ = _fit("selfsimilarity", trained, small_data)
     small = tmp_path / "small.png"
     Image.open(test[0].path).convert("L").resize((300, 200)).save(small)
     broken = tmp_path / "broken.png"
@@ -211,3 +239,21 @@ def test_corrupt_or_foreign_model_files_are_refused(tmp_path):
                                                                             "params": {}, "stats": {}})
     with pytest.raises(ModelFileError):
         Engine.load(wrong, device="cpu")
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_goes_on():
+    eng = get_engine("patchcore")(device="cpu")
+    eng.device = torch.device("cuda")  # only the back-off logic is exercised; nothing runs on a GPU
+
+    def fn(x):
+        if len(x) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return x.sum()
+
+    logs = []
+    parts = eng.with_backoff(fn, torch.arange(8.0), RunContext(log=logs.append))
+    assert [float(p) for p in parts] == [1.0, 5.0, 9.0, 13.0]
+    assert eng.batch_size() == 2 and "out of memory" in logs[0]["message"]
+    eng.device = torch.device("cpu")
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # on the CPU it is not swallowed
+        eng.with_backoff(fn, torch.arange(8.0), RunContext())

@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -221,11 +221,21 @@ class ImageEngine(Engine):
         raise NotImplementedError
 
     def _score_safe(self, x: torch.Tensor, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """_score_batch with CUDA out-of-memory back-off: halve the batch and go on (logged)."""
-        try:
+        """_score_batch under no_grad/autocast with CUDA out-of-memory back-off."""
+
+        def run(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.no_grad(), autocast(self.device, self._precision()):
-                s, m = self._score_batch(x)
+                s, m = self._score_batch(part)
             return s.float(), m.float()
+
+        parts = self.with_backoff(run, x, ctx)
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def with_backoff(self, fn: Any, x: torch.Tensor, ctx: RunContext) -> list[Any]:
+        """[fn(x)], or on a CUDA out-of-memory error fn over halves of x (recursively), remembering the
+        smaller batch for the rest of the run and saying so in the log."""
+        try:
+            return [fn(x)]
         except RuntimeError as exc:
             if not (self.device.type == "cuda" and is_oom(exc)) or len(x) == 1:
                 raise
@@ -235,8 +245,10 @@ class ImageEngine(Engine):
             msg = f"GPU out of memory at batch {len(x)}; going on with batch {half}"
             log.warning(msg)
             ctx.log({"message": msg})
-            parts = [self._score_safe(x[i:i + half], ctx) for i in range(0, len(x), half)]
-            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            out: list[Any] = []
+            for i in range(0, len(x), half):
+                out += self.with_backoff(fn, x[i:i + half], ctx)
+            return out
 
     def batch_size(self) -> int:
         return int(getattr(self, "_batch_override", 0) or self.params.batch_size)

@@ -71,9 +71,12 @@ class PatchCoreEngine(ImageEngine):
         chunks = []
         for batch in iter_batches(items, p.image_size, 3, p.batch_size, self.device, ctx, strict=True,
                                   message="extracting features"):
-            with autocast(self.device, p.precision):
-                e = self.model.embed(batch.images)
-            chunks.append(e.permute(0, 2, 3, 1).reshape(-1, e.shape[1]))
+            def run(x: torch.Tensor) -> torch.Tensor:
+                with autocast(self.device, p.precision):
+                    e = self.model.embed(x)
+                return e.permute(0, 2, 3, 1).reshape(-1, e.shape[1])
+
+            chunks += self.with_backoff(run, batch.images, ctx)
         feats = torch.cat(chunks)
         del chunks
         n_keep = max(1, int(round(feats.shape[0] * p.coreset_ratio)))
