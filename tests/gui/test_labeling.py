@@ -263,3 +263,43 @@ def test_label_classes_add_rename_colour_with_undo(window, qtbot, labeled_projec
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     _key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert _user_shapes(proj, iid)[0].label == "scratch" and "scratch" in proj.label_classes()
+
+
+def test_label_a_real_mvtec_image_and_export_it(window, qtbot, tmp_path):
+    """On a real 1024x1024 screw image: draw a box and paint a mask, export labelme, read it back."""
+    import os
+
+    from anomaly_gui.core.export import export_annotations
+    from anomaly_gui.core.export.masks import annotation_mask
+    from anomaly_gui.core.formats.base import DatasetItem, import_dataset
+    from anomaly_gui.core.project import open_project
+
+    data = Path(os.environ.get("ANOMALY_GUI_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+    img = data / "mvtec_screw" / "test" / "defect" / "000.png"
+    if not img.is_file():
+        pytest.skip(f"real image not found at {img}")
+    path = tmp_path / "real.agproj"
+    with open_project(path) as proj:
+        proj.add_items([DatasetItem(path=str(img), split="test", label="defect", is_anomalous=True)])
+    assert window.open_project(path)
+    iid = window.state.project.item_ids()[0]
+    window.state.set_current_item(iid)
+    qtbot.waitUntil(lambda: window.viewer.image_size == (1024, 1024), timeout=10000)
+    window.activateWindow()
+    window.viewer.view.setFocus()
+    _key(qtbot, window, Qt.Key.Key_R)
+    _drag(window.viewer, [(300, 320), (520, 610)])
+    window.panels["labeling"].brush_spin.setValue(40)
+    _key(qtbot, window, Qt.Key.Key_B)
+    _drag(window.viewer, [(600, 600), (700, 650), (800, 640)])
+    proj = window.state.project
+    shapes = _user_shapes(proj, iid)
+    assert [a.kind for a in shapes] == ["box", "mask"]
+    assert shapes[0].box() == pytest.approx((300, 320, 520, 610), abs=3)
+    m = annotation_mask(shapes[1], (1024, 1024))
+    assert m[600:650, 600:800].any() and m.sum() > 40 * 200
+    export_annotations(proj, "labelme", tmp_path / "lm")
+    back = import_dataset(tmp_path / "lm", "labelme")
+    anns = back.items[0].annotations
+    assert [a.kind for a in anns][0] == "box" and anns[0].box() == pytest.approx(shapes[0].box())
+    assert (annotation_mask(anns[1], (1024, 1024)) == m).all()  # the painted mask comes back as its outline
