@@ -74,6 +74,14 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
     assert all(np.array_equal(a.map, b.map) for a, b in zip(after, before))
     assert before[0].map.shape == (32, 48) and before[0].map.dtype == np.float32
     assert min(r.score for r in before) == 0.0 and max(r.score for r in before) == 1.0  # per-clip normalisation
+    assert again.pixel_mean is not None and np.array_equal(again.pixel_mean, eng.pixel_mean)
+    # dividing by the mean training error per pixel: a pixel that is always hard counts less
+    err = np.ones((2, 32, 48), np.float32)
+    again.params.pixel_norm, again.params.box = "divide", 1
+    again.pixel_mean = np.zeros((32, 48), np.float32)
+    again.pixel_mean[0, 0] = 0.98
+    _, maps = again._errors_and_maps(err)
+    assert maps[0, 0, 0] == pytest.approx(1.0) and maps[0, 5, 5] == pytest.approx(50.0)
 
 
 @pytest.mark.slow

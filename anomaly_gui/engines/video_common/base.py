@@ -21,6 +21,9 @@ from anomaly_gui.engines.video_common.data import load_clip_frames, window_start
 from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, box_sum
 
 FRAME_ERRORS = ("sum", "max_box")
+PIXEL_NORMS = ("none", "divide")
+PIXEL_MEAN_KEY = "video_common.pixel_mean"  # stored beside the module's tensors
+PIXEL_MEAN_EPS = 0.02  # in [0, 1] gray units: keeps near-perfect places from exploding
 
 
 @dataclass
@@ -37,6 +40,8 @@ class VideoAEParams:
                            minimum=0, maximum=128, advanced=True)
     smooth: float = param(0.0, "temporal Gaussian smoothing of frame errors, sigma in frames (0: none)", minimum=0.0,
                           maximum=50.0, advanced=True)
+    pixel_norm: str = param("none", "divide pixel errors by their mean on the training clips (places that are always "
+                            "hard to reconstruct count less)", choices=list(PIXEL_NORMS), advanced=True)
     normalise: bool = param(True, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper)")
     score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
     seed: int = param(0, "random seed", advanced=True)
@@ -78,6 +83,7 @@ class VideoAEEngine(Engine):
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
         self.module: torch.nn.Module | None = None
+        self.pixel_mean: np.ndarray | None = None  # (H, W) mean training error per pixel
 
     # -- for subclasses --------------------------------------------------------------------------
     @property
@@ -148,7 +154,9 @@ class VideoAEEngine(Engine):
             history.append(run_loss / max(n, 1))
             ctx.log({"epoch": epoch + 1, "loss": history[-1]})
         self.module.eval()
-        per_clip = [self._clip_errors(f, ctx) for f in frames]
+        raw = [self._clip_raw(f, ctx) for f in frames]
+        self.pixel_mean = np.concatenate(raw).mean(axis=0).astype(np.float32)
+        per_clip = [self._errors_and_maps(r) for r in raw]
         train_errors = np.concatenate([e for e, _ in per_clip])
         map_sample = np.concatenate([m[:, ::2, ::2].ravel() for _, m in per_clip])
         self.stats = {
@@ -177,9 +185,19 @@ class VideoAEEngine(Engine):
         y = module(self._batch([frames], [(0, start)]))[0]
         return ((y.clamp(-1, 1) + 1.0) * 127.5).cpu().numpy()
 
-    @torch.no_grad()
     def _clip_errors(self, frames: np.ndarray, ctx: RunContext | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(frame errors (T,), raw maps (T, H, W)) of one clip; a frame seen by several windows averages them."""
+        """(frame errors (T,), raw maps (T, H, W)) of one clip."""
+        return self._errors_and_maps(self._clip_raw(frames, ctx))
+
+    def _errors_and_maps(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.params.pixel_norm == "divide" and self.pixel_mean is not None:
+            err = err / (self.pixel_mean + PIXEL_MEAN_EPS)
+        maps = box_sum(err, int(self.params.box))
+        return frame_errors(err, maps, self.params), maps.astype(np.float32)
+
+    @torch.no_grad()
+    def _clip_raw(self, frames: np.ndarray, ctx: RunContext | None = None) -> np.ndarray:
+        """|x - x^| per pixel (T, H, W) in [0, 1] units; a frame seen by several windows averages them."""
         module = self._require()
         ctx = ctx or RunContext()
         n, w = len(frames), self.window
@@ -195,9 +213,7 @@ class VideoAEEngine(Engine):
             for s, d in zip(chunk, diff):
                 acc[s : s + w] += d
                 cnt[s : s + w] += 1
-        err = acc / np.maximum(cnt, 1)[:, None, None]
-        maps = box_sum(err, int(self.params.box))
-        return frame_errors(err, maps, self.params), maps.astype(np.float32)
+        return acc / np.maximum(cnt, 1)[:, None, None]
 
     def score_frames(self, frames: np.ndarray, name: str = "", ctx: RunContext | None = None) -> ClipScores:
         """Score one clip given as (T, H, W) uint8 frames at model resolution."""
@@ -236,9 +252,15 @@ class VideoAEEngine(Engine):
         return [by_path[id(it)] for it in items]
 
     def state_tensors(self) -> dict[str, Any]:
-        return {k: v.detach().cpu() for k, v in self._require().state_dict().items()}
+        out: dict[str, Any] = {k: v.detach().cpu() for k, v in self._require().state_dict().items()}
+        if self.pixel_mean is not None:
+            out[PIXEL_MEAN_KEY] = torch.from_numpy(self.pixel_mean)
+        return out
 
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        tensors = dict(tensors)
+        pm = tensors.pop(PIXEL_MEAN_KEY, None)
+        self.pixel_mean = None if pm is None else torch.as_tensor(pm).numpy().astype(np.float32)
         self.module = self.build_module()
         self.module.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()})
         self.module.to(self.device).eval()
