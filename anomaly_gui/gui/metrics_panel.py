@@ -94,7 +94,7 @@ class MetricsPanel(QWidget):
             grid.addWidget(QLabel(name), k // 2, (k % 2) * 2)
             grid.addWidget(val, k // 2, (k % 2) * 2 + 1)
         self.setting = QLabel("")
-        self.truth = _Confusion("At this setting vs ground truth")
+        self.truth = _Confusion("At this setting vs ground truth (all scored items)")
         self.analyst = _Confusion("At this setting vs the analyst's verdicts")
         lay = QVBoxLayout(self)
         lay.addWidget(self.header)
