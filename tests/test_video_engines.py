@@ -10,7 +10,14 @@ from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.imageio import read_image, write_image
 from anomaly_gui.core.video_io import scan_ucsd
-from anomaly_gui.engines.base import Cancelled, Engine, RunContext, Task, get_engine, list_engines
+from anomaly_gui.engines.base import (
+    Cancelled,
+    Engine,
+    RunContext,
+    Task,
+    get_engine,
+    list_engines,
+)
 from tests.conftest import shared_dataset
 
 TINY = {"width": 48, "height": 32, "batch_size": 8, "lr": 3e-3}

@@ -9,8 +9,15 @@ import pytest
 
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
-from anomaly_gui.core.video_io import (FrameFolderSource, VideoFileSource, clips_from_items, frame_labels, open_source,
-                                       read_frame_ranges, scan_ucsd)
+from anomaly_gui.core.video_io import (
+    FrameFolderSource,
+    VideoFileSource,
+    clips_from_items,
+    frame_labels,
+    open_source,
+    read_frame_ranges,
+    scan_ucsd,
+)
 from tests.conftest import shared_dataset
 
 

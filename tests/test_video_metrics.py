@@ -5,9 +5,20 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from anomaly_gui.core.metrics.video import (coverage_value, equal_error_rate, frame_auc, pixel_auroc, ucsd_detected,
-                                            ucsd_pixel_auc)
-from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, box_sum, regions, regularity
+from anomaly_gui.core.metrics.video import (
+    coverage_value,
+    equal_error_rate,
+    frame_auc,
+    pixel_auroc,
+    ucsd_detected,
+    ucsd_pixel_auc,
+)
+from anomaly_gui.engines.video_common.postprocess import (
+    anomaly_from_errors,
+    box_sum,
+    regions,
+    regularity,
+)
 
 
 def test_frame_auc_pools_clips_like_sklearn():

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.imageio import is_image_file, read_image, to_gray8, to_rgb8
+
+if TYPE_CHECKING:
+    import cv2
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
 DEFAULT_FOLDER_FPS = 10.0  # UCSD Ped1/Ped2 were recorded at about 10 frames per second
@@ -72,7 +76,7 @@ class FrameFolderSource(FrameSource):
         self._size: tuple[int, int] | None = None
 
     @classmethod
-    def from_folder(cls, folder: str | Path, fps: float = DEFAULT_FOLDER_FPS) -> "FrameFolderSource":
+    def from_folder(cls, folder: str | Path, fps: float = DEFAULT_FOLDER_FPS) -> FrameFolderSource:
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(folder, "frame folder not found")
@@ -117,7 +121,7 @@ class VideoFileSource(FrameSource):
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise DataError(self.path, "cannot open video (unknown container or codec, or a damaged header)")
-        self._cap: "cv2.VideoCapture | None" = cap
+        self._cap: cv2.VideoCapture | None = cap
         self._lock = threading.Lock()
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
         self._declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -155,7 +159,7 @@ class VideoFileSource(FrameSource):
     def size(self) -> tuple[int, int]:
         return (self._w, self._h)
 
-    def _open(self) -> "cv2.VideoCapture":
+    def _open(self) -> cv2.VideoCapture:
         import cv2
 
         if self._cap is None:

@@ -11,7 +11,12 @@ import numpy as np
 
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
-from anomaly_gui.core.video_io import clips_from_items, is_video_file, read_mask, scan_ucsd
+from anomaly_gui.core.video_io import (
+    clips_from_items,
+    is_video_file,
+    read_mask,
+    scan_ucsd,
+)
 from anomaly_gui.engines.base import RunContext, Task, get_engine
 from anomaly_gui.evaluation import register_evaluator
 
@@ -63,8 +68,13 @@ def _progress_to_log(prefix: str) -> RunContext:
 def evaluate_video(dataset: Path, engine: str, test: Path | None = None, device: str = "auto",
                    params: dict[str, Any] | None = None, save_model: Path | None = None) -> dict[str, Any]:
     """Fit `engine` on the normal training clips and score the test clips."""
+    from anomaly_gui.core.metrics.video import (
+        equal_error_rate,
+        frame_auc,
+        pixel_auroc,
+        ucsd_pixel_auc,
+    )
     from anomaly_gui.engines.video_common.postprocess import resize_map
-    from anomaly_gui.core.metrics.video import equal_error_rate, frame_auc, pixel_auroc, ucsd_pixel_auc
 
     train = read_split(Path(dataset), "train")
     test_items = read_split(Path(test) if test else Path(dataset), "test")
@@ -91,7 +101,7 @@ def evaluate_video(dataset: Path, engine: str, test: Path | None = None, device:
         out["frame_auc"] = frame_auc(ys, [r.scores for _, r in labelled])
         out["frame_auc_raw"] = frame_auc(ys, [r.errors for _, r in labelled])  # without per-clip normalisation
         out["frame_eer"] = equal_error_rate(np.concatenate(ys), np.concatenate([r.scores for _, r in labelled]))
-        masks, maps, flat_y = [], [], []
+        masks, flat_y = [], []
         for c, r in labelled:
             if not any(c.mask_paths):
                 continue

@@ -16,12 +16,31 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeyEvent
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QMessageBox,
-                               QSlider, QSpinBox, QSplitter, QStyle, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QStyle,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.formats.base import Annotation
-from anomaly_gui.core.video_export import FrameVerdicts, export_csv, export_video, flagged_mask
+from anomaly_gui.core.video_export import (
+    FrameVerdicts,
+    export_csv,
+    export_video,
+    flagged_mask,
+)
 from anomaly_gui.core.video_io import Clip, clips_from_items, open_source
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.state import AppState
@@ -174,7 +193,7 @@ class VideoPlayerPanel(QWidget):
             out.append(a)
         return out
 
-    def sizeHint(self):  # noqa: N802 (Qt naming)
+    def sizeHint(self):
         from PySide6.QtCore import QSize
 
         return QSize(900, 620)
@@ -373,13 +392,13 @@ class VideoPlayerPanel(QWidget):
 
     def prev_segment(self) -> None:
         self.pause()
-        for a, b in reversed(self._segments()):
+        for a, _ in reversed(self._segments()):
             if a < self.index:
-                self.seek(a if self.index > b or self.index == a else a)
+                self.seek(a)  # inside a segment: its start; past it: the start of that one
                 return
         self.status.setText("no anomalous segment before this frame")
 
-    def keyPressEvent(self, ev: QKeyEvent) -> None:  # noqa: N802 (Qt naming)
+    def keyPressEvent(self, ev: QKeyEvent) -> None:
         key, ctrl = ev.key(), bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
         handlers = {
             (Qt.Key.Key_Space, False): self.toggle_play,
@@ -546,6 +565,6 @@ class VideoPlayerPanel(QWidget):
         self.export_csv_btn.setEnabled(self.scores is not None)
         self.export_video_btn.setEnabled(self.scores is not None and has_clip)
 
-    def closeEvent(self, ev: Any) -> None:  # noqa: N802 (Qt naming)
+    def closeEvent(self, ev: Any) -> None:
         self.close_clip()
         super().closeEvent(ev)

@@ -8,7 +8,7 @@ over those per-frame values and its area is computed by scikit-learn.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -7,8 +7,9 @@ reconstruction of the same shape, and its window length T (1 for a single-frame 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,14 @@ import torch
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.video_io import Clip, clips_from_items
-from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Stopwatch, Task, param
+from anomaly_gui.engines.base import (
+    Engine,
+    RunContext,
+    ScoreResult,
+    Stopwatch,
+    Task,
+    param,
+)
 from anomaly_gui.engines.video_common.data import load_clip_frames, window_starts
 from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, box_sum
 
