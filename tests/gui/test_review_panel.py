@@ -14,14 +14,26 @@ from c2_engines import MeanDiffEngine, make_images, register_tiny_engine, stop_j
 pytestmark = pytest.mark.gui
 
 
+@pytest.fixture(scope="module")
+def trained_master(tmp_path_factory):
+    """One trained project per module (training is the slow part); each test gets a copy."""
+    root = tmp_path_factory.mktemp("review_master")
+    with pytest.MonkeyPatch.context() as mp:
+        register_tiny_engine(mp)
+        with open_project(root / "proj" / "p.agproj") as proj:
+            proj.add_items(make_images(root / "data", size=128, n_good=5, n_bad=5))
+            run_id = train_run(proj, "c2_meandiff", {"size": 64, "blur": 3}, device="cpu")
+    return root / "proj", run_id
+
+
 @pytest.fixture
-def trained(tmp_path, monkeypatch):
+def trained(trained_master, tmp_path, monkeypatch):
+    import shutil
+
     register_tiny_engine(monkeypatch)
-    path = tmp_path / "p.agproj"
-    with open_project(path) as proj:
-        proj.add_items(make_images(tmp_path / "data", size=128, n_good=5, n_bad=5))
-        run_id = train_run(proj, "c2_meandiff", {"size": 64, "blur": 3}, device="cpu")
-    return path, run_id
+    folder, run_id = trained_master
+    shutil.copytree(folder, tmp_path / "proj")
+    return tmp_path / "proj" / "p.agproj", run_id
 
 
 def _open(qtbot, path):
