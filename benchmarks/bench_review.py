@@ -92,11 +92,13 @@ def main() -> None:
         t0 = time.perf_counter()
         state.set_project(proj)
         state.set_current_run(run_id)
-        app.processEvents()
+        rp = win.panels["review"]
+        while (rp.data is None or rp.data.run_id != run_id) and time.perf_counter() - t0 < 300:
+            app.processEvents()
+            time.sleep(0.005)
         load_s = time.perf_counter() - t0
         state.set_current_item(ids[1])
         app.processEvents()
-        rp = win.panels["review"]
         assert rp.data is not None and rp.data.run_id == run_id
 
         def timed(fn) -> float:
