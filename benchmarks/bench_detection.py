@@ -34,9 +34,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def infer(model: Path, scene: Path, tile: int) -> dict:
+def infer(model: Path, scene: Path, tile: int, threads: int) -> dict:
     """Child process: load the model, run tiled detection over the scene, report memory and speed."""
     import numpy as np
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
 
     from anomaly_gui.core.formats.base import DatasetItem
     from anomaly_gui.core.tiling import Scene, tile_grid
@@ -100,10 +104,11 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=512)
     ap.add_argument("--train-epochs", type=int, default=0, help="also report mAP per engine on HRSID (0: skip)")
     ap.add_argument("--engines", nargs="*", default=["retinanet", "yolo"])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for inference (0: torch's default)")
     ap.add_argument("--_infer", nargs=3, metavar=("MODEL", "SCENE", "TILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._infer:
-        print(json.dumps(infer(Path(args._infer[0]), Path(args._infer[1]), int(args._infer[2]))))
+        print(json.dumps(infer(Path(args._infer[0]), Path(args._infer[1]), int(args._infer[2]), args.threads)))
         return
     result: dict = {"scene_size": args.size, "tile": args.tile}
     with tempfile.TemporaryDirectory(prefix="bench_detection-") as tmp:
@@ -120,7 +125,9 @@ def main() -> None:
             make_model(model, args.model_epochs, args.image_size)
         print(f"scene {args.size}x{args.size} ({result['scene_mb']} MB) written; running tiled inference",
               file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--_infer", str(model), str(scene), str(args.tile)],
+        result["model"] = str(model)
+        out = subprocess.run([sys.executable, __file__, "--_infer", str(model), str(scene), str(args.tile),
+                              "--threads", str(args.threads)],
                              stdout=subprocess.PIPE, text=True, check=True)
         result["tiled"] = json.loads(out.stdout)
     if args.train_epochs > 0:

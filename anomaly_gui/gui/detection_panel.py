@@ -32,14 +32,27 @@ FLAG_LAYER = "detections:flagged"
 
 def train_detection_job(ctx: RunContext, project: Any, engine: str, params: dict[str, Any], device: str) -> int:
     """Worker body: split when the project has none, train and score a run, add mAP on the test items."""
-    from anomaly_gui.core.runs import train_run
+    import time
+
+    from anomaly_gui.core.runs import score_run, task_items, train_run
     from anomaly_gui.core.splits import apply_original_split
+    from anomaly_gui.engines.base import Cancelled
     from anomaly_gui.evaluation.detection import run_map
 
     if not any(it.split in ("train", "val", "test") for it in project.items()):
         counts = apply_original_split(project)
         ctx.log({"message": f"original split applied: {counts}"})
-    run_id = train_run(project, engine, params, device=device, ctx=ctx)
+    run_id = train_run(project, engine, params, device=device, ctx=ctx, score=False)
+    # detectors are judged by confidence (the slider), not by an image-score threshold: score the
+    # validation and test items, then measure mAP on the test items
+    try:
+        project.update_run(run_id, status="scoring")
+        todo = [it for it in task_items(project, Task.DETECTION) if it.split != "train"]
+        score_run(project, run_id, todo, ctx, device=device)
+    except Cancelled:
+        project.update_run(run_id, status="cancelled", finished=time.time())
+        raise
+    project.update_run(run_id, status="done", threshold=DEFAULT_CONFIDENCE, finished=time.time())
     run_map(project, run_id)
     return run_id
 

@@ -175,3 +175,43 @@ def test_rules_editor_changes_flags(window, qtbot, detection_project):
     unseen = panel.rules_editor.findChild(object, "rule_unseen_class")
     unseen.setChecked(False)
     assert sum(1 for d in panel.detections if d.flagged) == 2  # whale is still 'unsure' (0.7)
+
+
+def test_train_from_panel_plots_map_live(window, qtbot, tmp_path):
+    """Train button -> worker -> per-epoch mAP on the live plot -> run with test mAP -> boxes reviewed."""
+    from pathlib import Path
+
+    import torch
+
+    from anomaly_gui.core.formats.base import import_dataset
+    from anomaly_gui.core.project import open_project
+
+    torch.set_num_threads(1)  # oversubscribed CI cores: one thread avoids OpenMP spin-waits
+    sar = Path(__file__).resolve().parents[2] / "sample_data" / "sar"
+    if not sar.is_dir():
+        pytest.skip("sample_data/sar missing")
+    project = open_project(tmp_path / "sar.agproj")
+    project.add_items(import_dataset(sar).items)
+    window.state.set_project(project)
+    panel = window.panels["detection"]
+    panel.tabs.setCurrentIndex(1)
+    panel.engine_combo.setCurrentIndex(panel.engine_combo.findData("retinanet"))
+    panel.param_form.set_values({"epochs": 2, "image_size": 128, "batch": 4, "pretrained": False, "lr": 0.003})
+    panel.device_combo.setCurrentText("cpu")
+    qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
+    assert panel.job is not None and not panel.train_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.job is None, timeout=300_000)
+    assert "done" in panel.train_status.text(), panel.train_status.text()
+    assert len(panel.curve.entries) == 2  # one point per epoch, plotted as the log arrived
+    xs, ys = panel.curve.map50.getData()
+    assert list(xs) == [1.0, 2.0] and all(0 <= y <= 1 for y in ys)
+    run = project.runs("detection")[-1]
+    assert run.status == "done" and run.metrics["classes"] == ["ship"]
+    assert 0.0 <= run.metrics["map50"] <= 1.0 and run.metrics["n_test"] == 4
+    assert panel.run_id == run.id
+    test_item = project.items(split="test")[0]
+    window.state.set_current_item(test_item.id)
+    panel.conf_slider.setValue(0)  # every cached box of the run on this item
+    cached = project.annotations(test_item.id, source="model", run_id=run.id)
+    assert panel.table.topLevelItemCount() == len(cached)
+    project.close()

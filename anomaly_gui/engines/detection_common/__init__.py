@@ -128,11 +128,15 @@ class DetectionEngine(Engine):
 
         for k, it in enumerate(items):
             ctx.check()
-            scene = Scene(it.path)
-            if tile and max(scene.width, scene.height) > tile * 1.5:
+            size = _scene_size(it)
+            if tile and size is not None and max(size) > tile * 1.5:
                 overlap = max(32, tile // 6)
-                out[k] = tiled_detect(scene, lambda a: self.predict_arrays([a])[0], tile=tile, overlap=overlap,
-                                      prepare=self._prepare, ctx=None)
+                name = Path(it.path).name
+                # a large scene reports progress (and can be cancelled) tile by tile
+                tile_ctx = RunContext(progress=lambda d, t, m, name=name: ctx.progress(d, t, f"{name}: {m}"),
+                                      is_cancelled=ctx.is_cancelled)
+                out[k] = tiled_detect(Scene(it.path), lambda a: self.predict_arrays([a])[0], tile=tile, overlap=overlap,
+                                      prepare=self._prepare, ctx=tile_ctx)
             else:
                 pending.append((k, self._prepare(read_image(it.path))))
                 if len(pending) >= batch:
@@ -144,6 +148,34 @@ class DetectionEngine(Engine):
             results.append(ScoreResult(score=max((b.score or 0.0 for b in boxes), default=0.0), boxes=boxes,
                                        extra={"n_boxes": len(boxes)}))
         return results
+
+
+def _scene_size(item: DatasetItem) -> tuple[int, int] | None:
+    """(width, height) from the item or the file header, without decoding the pixels."""
+    from anomaly_gui.core.imageio import image_size
+    from anomaly_gui.core.tiling import Scene
+
+    if item.width and item.height:
+        return int(item.width), int(item.height)
+    path = Path(item.path)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        sc = Scene(path)  # memory-mapped: only the header is read
+        return sc.width, sc.height
+    if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tf:
+                shape = tf.series[0].shape
+            if len(shape) == 3 and shape[0] in (3, 4) and shape[2] not in (3, 4):
+                shape = shape[1:]  # planar configuration
+            return int(shape[1]), int(shape[0])
+        except (tifffile.TiffFileError, IndexError, ValueError, OSError):
+            pass  # an unusual TIFF: Pillow's header reading below, or read_image reports it
+    try:
+        return image_size(path)
+    except DataError:
+        return None  # read_image below reports the file
 
 
 def make_box(x1: float, y1: float, x2: float, y2: float, label: str, score: float) -> Annotation:
