@@ -73,6 +73,7 @@ class LossCurve(pg.PlotWidget):
         self.setMinimumHeight(140)
         self.showGrid(x=True, y=True, alpha=0.25)
         self.setLabel("bottom", "epoch")
+        self.setTitle("Training log (live)", color="#dddddd", size="9pt")
         self.addLegend(offset=(-6, 6), labelTextSize="8pt")
         self.entries: list[dict[str, Any]] = []
         self.curves: dict[str, pg.PlotDataItem] = {}
@@ -133,7 +134,7 @@ class TrainPanel(QWidget):
         self.engine_combo.setMinimumContentsLength(14)
         self.engine_desc = QLabel()
         self.engine_desc.setWordWrap(True)
-        self.engine_desc.setStyleSheet("color: palette(mid);")
+        self.engine_desc.setStyleSheet("color: #8a8a8a;")
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
         self.device_combo.setToolTip("auto: the GPU when there is one, else the CPU")
