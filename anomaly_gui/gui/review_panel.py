@@ -40,16 +40,45 @@ SAVE_DELAY_MS = 500
 SLOW_DELAY_MS = 150
 
 
-def _curves_job(ctx: Any, maps: list[np.ndarray], sizes: list[tuple[int, int]], min_area: float,
-                lo: float, hi: float) -> dict[str, np.ndarray]:
-    """`thresholds.region_curves`, one threshold at a time so that Cancel is honoured between them."""
-    ts = np.linspace(lo, hi, CURVE_POINTS)
-    parts = []
-    for k, t in enumerate(ts):
-        ctx.check()
-        parts.append(th.region_curves(maps, [t], sizes, min_area=min_area, max_side=None))
-        ctx.progress(k + 1, len(ts), "finetune curves")
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+class CurveBuilder:
+    """The finetune curves (`thresholds.region_curves` semantics), built a slice at a time on the GUI thread
+    from a timer: no thread to outlive the panel, and each slice stays within a few milliseconds."""
+
+    def __init__(self, maps: list[np.ndarray], sizes: list[tuple[int, int]], min_area: float, lo: float, hi: float):
+        self.maps, self.sizes, self.min_area = maps, sizes, float(min_area)
+        self.ts = np.linspace(lo, hi, CURVE_POINTS)
+        self.areas: list[list[np.ndarray]] = [[] for _ in self.ts]
+        self.n_images = np.zeros(len(self.ts), np.int64)
+        self.k = 0  # next (threshold, map) pair, threshold-major
+
+    @property
+    def done(self) -> bool:
+        return self.k >= len(self.ts) * len(self.maps)
+
+    def step(self, budget_s: float = 0.008) -> bool:
+        """Work for about `budget_s`; True when finished."""
+        t_end = time.perf_counter() + budget_s
+        n = len(self.maps)
+        while not self.done and time.perf_counter() < t_end:
+            j, i = divmod(self.k, n)
+            a = pp.region_areas(self.maps[i], float(self.ts[j]), self.sizes[i])
+            a = a[a >= self.min_area - 1e-9]
+            if len(a):
+                self.areas[j].append(a)
+                self.n_images[j] += 1
+            self.k += 1
+        return self.done
+
+    def result(self) -> dict[str, np.ndarray]:
+        n_regions = np.zeros(len(self.ts), np.int64)
+        mean = np.full(len(self.ts), np.nan)
+        std = np.full(len(self.ts), np.nan)
+        for j, parts in enumerate(self.areas):
+            if parts:
+                cat = np.concatenate(parts)
+                n_regions[j], mean[j], std[j] = len(cat), float(cat.mean()), float(cat.std())
+        return {"thresholds": self.ts, "n_regions": n_regions, "mean_area": mean, "std_area": std,
+                "n_anomalous_images": self.n_images}
 
 
 def _load_job(_ctx: Any, project: Any, run_id: int) -> ReviewData:
@@ -139,16 +168,15 @@ class ReviewPanel(QWidget):
         self.flags = np.zeros(0, bool)
         self.latencies_ms: list[float] = []
         self._hist_area: float | None = None
-        self._curve_job: Any = None
+        self._curves: CurveBuilder | None = None
         self._load_job: Any = None
         self._curve_run: int | None = None
         self._load_pending = False
-        self._curves_pending = False
         self._bin_filter: tuple[float, float] | None = None
         self._build()
         self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS, timeout=self.save_setting)
         self._retry_load = QTimer(self, singleShot=True, interval=200, timeout=self._reload_current)
-        self._retry_curves = QTimer(self, singleShot=True, interval=300, timeout=self.start_curves)
+        self._curve_timer = QTimer(self, interval=0, timeout=self._curve_step)
         self._slow_timer = QTimer(self, singleShot=True, interval=SLOW_DELAY_MS, timeout=self._slow_update)
         state.projectChanged.connect(self._on_project)
         state.currentRunChanged.connect(self.load_run)
@@ -225,8 +253,7 @@ class ReviewPanel(QWidget):
         """Read a run's cached results in a worker (no model runs), then show them at its saved setting."""
         self.data = None
         self.state.extra.pop("review", None)
-        if self._curve_job is not None:
-            self._curve_job.cancel()
+        self._curve_timer.stop()
         project = self.state.project
         run = None
         if run_id is not None and project is not None:
@@ -463,34 +490,23 @@ class ReviewPanel(QWidget):
 
     # -- finetune curves (worker) -------------------------------------------------------------------------
     def start_curves(self) -> None:
+        """(Re)start building the finetune curves for the current run and min area."""
         data = self.data
+        self._curve_timer.stop()
+        self._curves = None
         if data is None or not data.small_maps:
             return
-        if self._curve_job is not None:
-            self._curves_pending = True
-            return
-        lo, hi = self.threshold.lo, self.threshold.hi
-        try:
-            job = start_job(_curves_job, data.small_maps[:CURVE_MAX_ITEMS], data.small_sizes[:CURVE_MAX_ITEMS],
-                            self.current_setting()[1], lo, hi, title="Finetune curves", kind=f"review-curves-{id(self)}")
-        except JobBusyError:
-            self._retry_curves.start()
-            return
-        self._curve_job = job
         self._curve_run = data.run_id
-        job.result.connect(self._on_curves)
-        job.failed.connect(self._on_curves_failed)
-        job.finished.connect(self._on_curves_finished)
+        self._curves = CurveBuilder(data.small_maps[:CURVE_MAX_ITEMS], data.small_sizes[:CURVE_MAX_ITEMS],
+                                    self.current_setting()[1], self.threshold.lo, self.threshold.hi)
+        self._curve_timer.start()
 
-    def _on_curves(self, curves: dict[str, np.ndarray]) -> None:
-        if self.data is not None and self.data.run_id == self._curve_run:
-            self.finetune.set_curves(curves)
-
-    def _on_curves_failed(self, message: str) -> None:
-        self.state.message.emit(f"Finetune curves failed: {message}")
-
-    def _on_curves_finished(self) -> None:
-        self._curve_job = None
-        if self._curves_pending:
-            self._curves_pending = False
-            self.start_curves()
+    def _curve_step(self) -> None:
+        builder = self._curves
+        if builder is None or self.data is None or self.data.run_id != self._curve_run:
+            self._curve_timer.stop()
+            return
+        if builder.step():
+            self._curve_timer.stop()
+            self._curves = None
+            self.finetune.set_curves(builder.result())

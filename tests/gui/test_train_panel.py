@@ -194,6 +194,15 @@ def test_mvtec_screw_subset_through_panel(qtbot, tmp_path, monkeypatch, shared_d
     assert run.status == "done" and run.metrics["n_test"] == 20 and run.threshold is not None
     assert win.panels["metrics"].values["image_auroc"].text() not in ("", "–")
     qtbot.waitUntil(lambda: len(state.predictions) == 20 + run.metrics["n_val"], timeout=20000)
+    # the sliders on real 1024x1024 screws: outline and verdicts follow
+    rp = win.panels["review"]
+    defect = next(it for it in proj.items(split="test") if it.is_anomalous)
+    state.set_current_item(defect.id)
+    rp.threshold.slider.setValue(0)
+    assert all(state.predictions.values()) and rp.current_mask().any()
+    rp.threshold.slider.setValue(rp.threshold.slider.maximum())
+    assert not any(state.predictions.values()) and not rp.current_mask().any()
+    stop_jobs(qtbot)
 
 
 def test_unsplit_project_gets_the_original_split(qtbot, window):
