@@ -38,6 +38,7 @@ CURVE_POINTS = 40
 CURVE_MAX_ITEMS = 200
 SAVE_DELAY_MS = 500
 SLOW_DELAY_MS = 150
+SYNC_LOAD_BYTES = 32 * 2**20  # caches up to this size load on the GUI thread; bigger ones in a worker
 
 
 class CurveBuilder:
@@ -79,6 +80,18 @@ class CurveBuilder:
                 n_regions[j], mean[j], std[j] = len(cat), float(cat.mean()), float(cat.std())
         return {"thresholds": self.ts, "n_regions": n_regions, "mean_area": mean, "std_area": std,
                 "n_anomalous_images": self.n_images}
+
+
+def _cache_bytes(project: Any, run_id: int) -> int:
+    """Size on disk of a run's cached maps (decides between loading at once and in a worker)."""
+    total = 0
+    for sc in project.scores(run_id).values():
+        if sc.map_path:
+            try:
+                total += (project.cache_dir / sc.map_path).stat().st_size
+            except OSError:
+                continue
+    return total
 
 
 def _load_job(_ctx: Any, project: Any, run_id: int) -> ReviewData:
@@ -272,6 +285,14 @@ class ReviewPanel(QWidget):
                                    f"Run “{run.title}” has no scores ({run.status}).")
             return
         self.run_label.setText(f"Loading the cached results of “{run.title}” …")
+        if self._load_job is None and _cache_bytes(project, run.id) <= SYNC_LOAD_BYTES:
+            try:  # a small cache loads at once (no flash, no thread)
+                data = ReviewData(project, run.id)
+            except (OSError, ValueError) as exc:
+                self._on_load_failed(str(exc))
+                return
+            self._on_loaded(data)
+            return
         if self._load_job is not None:
             self._load_pending = True  # the newest request is loaded once the running one ends
             return

@@ -185,6 +185,9 @@ def test_verdict_filters_follow_the_sliders(qtbot, window):
 
 
 def test_setting_is_saved_per_run_and_restored_without_scoring(qtbot, trained, monkeypatch):
+    import anomaly_gui.gui.review_panel as review_panel
+
+    monkeypatch.setattr(review_panel, "SYNC_LOAD_BYTES", 0)  # the worker path, as for a big run
     path, run_id = trained
     win = _open(qtbot, path)
     rp, state = win.panels["review"], win.state
@@ -201,6 +204,7 @@ def test_setting_is_saved_per_run_and_restored_without_scoring(qtbot, trained, m
     assert win2.state.current_run == run_id
     assert (win2.state.threshold, win2.state.min_area) == pytest.approx(saved)
     assert win2.state.predictions == predictions
+    qtbot.waitUntil(lambda: win2.panels["review"]._load_job is None, timeout=5000)  # its worker ended
     win2.state.project.close()
 
 
