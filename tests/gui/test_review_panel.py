@@ -256,3 +256,22 @@ def test_many_signal_emits_do_not_exhaust_true():
         s.sig.emit()
     after = sys.getrefcount(True)
     assert after >= before - 100 or after > 1_000_000  # no leak, or True pinned by the guard
+
+
+def test_fast_verdicts_match_full_postprocessing(trained):
+    """The slider path (critical thresholds / small maps) agrees with post-processing each full map."""
+    from anomaly_gui.core.postprocess import postprocess
+    from anomaly_gui.gui.review_model import ReviewData
+
+    path, run_id = trained
+    with open_project(path) as proj:
+        data = ReviewData(proj, run_id)
+        maps = {int(i): proj.score_map(run_id, int(i)) for i in data.item_ids}
+        lo, hi = data.range.lo, float(np.max(data.critical(0.0)))
+        for t in np.linspace(lo, hi, 7):
+            for a in (0.0, 40.0, 160.0, 400.0):
+                ref = np.array([postprocess(maps[int(i)], t, a, data.image_size(int(i)), with_regions=False).anomalous
+                                for i in data.item_ids])
+                assert (data.verdicts(t, a) == ref).all(), (t, a)
+                data.critical(a)  # from now on this min area uses the cached critical thresholds
+                assert (data.verdicts(t, a) == ref).all(), (t, a)
