@@ -68,14 +68,6 @@ def _progress_to_log(prefix: str) -> RunContext:
 def evaluate_video(dataset: Path, engine: str, test: Path | None = None, device: str = "auto",
                    params: dict[str, Any] | None = None, save_model: Path | None = None) -> dict[str, Any]:
     """Fit `engine` on the normal training clips and score the test clips."""
-    from anomaly_gui.core.metrics.video import (
-        equal_error_rate,
-        frame_auc,
-        pixel_auroc,
-        ucsd_pixel_auc,
-    )
-    from anomaly_gui.engines.video_common.postprocess import resize_map
-
     train = read_split(Path(dataset), "train")
     test_items = read_split(Path(test) if test else Path(dataset), "test")
     eng = get_engine(engine)(params=params or {}, device=device)
@@ -84,14 +76,24 @@ def evaluate_video(dataset: Path, engine: str, test: Path | None = None, device:
     fit_seconds = time.perf_counter() - t0
     if save_model:
         eng.save(save_model)
+    out = measure(eng, test_items)
+    out.update({"engine": engine, "n_train": len(train), "fit_seconds": round(fit_seconds, 3)})
+    return out
+
+
+def measure(eng: Any, test_items: list[DatasetItem]) -> dict[str, Any]:
+    """Score `test_items` with a fitted video engine and compute every figure the labels and masks allow."""
+    from anomaly_gui.core.metrics.video import equal_error_rate, frame_auc, pixel_auroc, ucsd_pixel_auc
+    from anomaly_gui.engines.video_common.postprocess import resize_map
+
     clips = clips_from_items(test_items)
     t1 = time.perf_counter()
     results = [eng.score_clip(c, _progress_to_log("score")) for c in clips]
     score_seconds = time.perf_counter() - t1
     n_test = int(sum(len(r.scores) for r in results))
     out: dict[str, Any] = {
-        "engine": engine, "device": str(eng.device), "n_train": len(train), "n_test": n_test,
-        "fit_seconds": round(fit_seconds, 3), "items_per_second": round(n_test / max(score_seconds, 1e-9), 2),
+        "engine": eng.name, "device": str(eng.device), "n_train": eng.stats.get("n_train_frames"), "n_test": n_test,
+        "fit_seconds": eng.stats.get("fit_seconds"), "items_per_second": round(n_test / max(score_seconds, 1e-9), 2),
         "frame_auc": None, "frame_auc_raw": None, "frame_eer": None, "pixel_auroc": None,
         "pixel_auc_ucsd": None, "pixel_eer_ucsd": None,
     }

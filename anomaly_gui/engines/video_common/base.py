@@ -42,13 +42,13 @@ class VideoAEParams:
     batch_size: int = param(16, "windows per training step", minimum=1, maximum=512)
     lr: float = param(1e-3, "Adam learning rate", minimum=1e-6, maximum=1.0, advanced=True)
     box: int = param(4, "pixel map: |input - reconstruction| summed over a box of this size", minimum=1, maximum=64)
-    frame_error: str = param("max_box", "frame error: sum of pixel errors (paper) or the largest box sum (local)",
+    frame_error: str = param("sum", "frame error: sum of pixel errors (paper) or the largest box sum (local)",
                              choices=list(FRAME_ERRORS))
     score_box: int = param(0, "box for the frame score with max_box (0: same as box); object-sized boxes are less noisy",
                            minimum=0, maximum=128, advanced=True)
     smooth: float = param(0.0, "temporal Gaussian smoothing of frame errors, sigma in frames (0: none)", minimum=0.0,
                           maximum=50.0, advanced=True)
-    pixel_norm: str = param("none", "divide pixel errors by their mean on the training clips (places that are always "
+    pixel_norm: str = param("divide", "divide pixel errors by their mean on the training clips (places that are always "
                             "hard to reconstruct count less)", choices=list(PIXEL_NORMS), advanced=True)
     normalise: bool = param(True, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper)")
     score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
@@ -162,24 +162,34 @@ class VideoAEEngine(Engine):
             history.append(run_loss / max(n, 1))
             ctx.log({"epoch": epoch + 1, "loss": history[-1]})
         self.module.eval()
+        self.stats = {"loss_history": history}
+        self._calibrate(frames, ctx)
+        self.stats["fit_seconds"] = clock.seconds
+        self.fitted = True
+
+    def calibrate(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
+        """Recompute the statistics learnt from normal clips (mean error per pixel, default thresholds) without
+        training again, e.g. after changing `box`, `frame_error` or `pixel_norm` of a loaded model."""
+        ctx = ctx or RunContext()
+        self._require()
+        self._calibrate(self._load(clips_from_items(items), ctx), ctx)
+
+    def _calibrate(self, frames: list[np.ndarray], ctx: RunContext) -> None:
         raw = [self._clip_raw(f, ctx) for f in frames]
         self.pixel_mean = np.concatenate(raw).mean(axis=0).astype(np.float32)
         per_clip = [self._errors_and_maps(r) for r in raw]
         train_errors = np.concatenate([e for e, _ in per_clip])
         map_sample = np.concatenate([m[:, ::2, ::2].ravel() for _, m in per_clip])
-        self.stats = {
-            "loss_history": history,
+        self.stats.update({
             "n_train_frames": int(sum(len(f) for f in frames)),
             "n_train_clips": len(frames),
-            "fit_seconds": clock.seconds,
             "train_error_mean": float(train_errors.mean()),
             "train_error_std": float(train_errors.std()),
             "train_error_max": float(train_errors.max()),
             "raw_threshold": float(np.quantile(train_errors, 0.99)),
             # pixels of normal training frames above this are rare (0.1 %): the default pixel threshold
             "pixel_threshold": float(np.quantile(map_sample, 0.999)),
-        }
-        self.fitted = True
+        })
 
     def _require(self) -> torch.nn.Module:
         if self.module is None:
