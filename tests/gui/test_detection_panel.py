@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 
 from anomaly_gui.core.formats.base import Annotation, DatasetItem
 
@@ -94,8 +94,8 @@ def test_drawn_zone_flags_detections_inside(window, qtbot, detection_project, tm
     # the zone is editable by dragging its vertices: pulling two corners left of the ship clears the flag
     roi = panel.zone_tool.rois[zone["id"]]
     handles = roi.getHandles()
-    roi.movePoint(handles[1], roi.mapToParent(handles[1].pos()) * 0 + __import__("PySide6.QtCore").QtCore.QPointF(130, 90), finish=False)
-    roi.movePoint(handles[2], __import__("PySide6.QtCore").QtCore.QPointF(130, 150), finish=True)
+    roi.movePoint(handles[1], QPointF(130, 90), finish=False)  # what dragging a vertex handle does
+    roi.movePoint(handles[2], QPointF(130, 150), finish=True)
     qtbot.waitUntil(lambda: sum(1 for d in panel.detections if d.flagged) == 1)
     assert np.allclose(project.zones()[0]["polygon"][1:3], [[130, 90], [130, 150]], atol=1.0)
     # a second, double-click-closed zone around the first ship
@@ -144,7 +144,7 @@ def test_slider_review_and_export(window, qtbot, detection_project, tmp_path):
     assert edited.box() == pytest.approx((138, 98, 178, 128))
 
     # export: every scored image, boxes drawn, a CSV with the flags
-    job = panel.export_to(str(tmp_path / "export"))
+    panel.export_to(str(tmp_path / "export"))
     qtbot.waitUntil(lambda: panel.last_export is not None, timeout=20000)
     assert panel.last_export["written"] == 2
     out = tmp_path / "export" / "scene_0.png"
