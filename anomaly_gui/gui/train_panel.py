@@ -148,6 +148,9 @@ class TrainPanel(QWidget):
         scroll.setMinimumHeight(120)
         self.reset_button = QPushButton("Defaults")
         self.reset_button.setToolTip("Reset the parameters to the engine's defaults")
+        self.from_run_button = QPushButton("From run")
+        self.from_run_button.setToolTip("Take the engine and parameters of the run selected in Runs")
+        self.from_run_button.setEnabled(False)
         self.start_button = QPushButton("Start training")
         self.start_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
@@ -167,6 +170,7 @@ class TrainPanel(QWidget):
         top.addRow("Name", self.name_edit)
         buttons = QHBoxLayout()
         buttons.addWidget(self.reset_button)
+        buttons.addWidget(self.from_run_button)
         buttons.addStretch(1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.start_button)
@@ -181,6 +185,7 @@ class TrainPanel(QWidget):
 
         self.engine_combo.currentIndexChanged.connect(self._on_engine)
         self.reset_button.clicked.connect(self.form.reset_defaults)
+        self.from_run_button.clicked.connect(self.use_current_run)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         state.projectChanged.connect(self.refresh_engines)
@@ -334,5 +339,23 @@ class TrainPanel(QWidget):
 
     def show_run_log(self, run_id: int | None) -> None:
         """Show a finished run's curves (used by the runs list)."""
+        self.from_run_button.setEnabled(run_id is not None)
         if self.job is None and run_id is not None and self.state.project is not None:
-            self.curve.set_entries(self.state.project.run(run_id).log)
+            try:
+                self.curve.set_entries(self.state.project.run(run_id).log)
+            except KeyError:
+                self.from_run_button.setEnabled(False)
+
+    def use_current_run(self) -> None:
+        """Engine and parameters of the current run into the form (to train a variation of it)."""
+        project, run_id = self.state.project, self.state.current_run
+        if project is None or run_id is None:
+            return
+        run = project.run(run_id)
+        try:
+            self.select_engine(run.engine)
+        except KeyError as exc:
+            self._set_status(str(exc).strip("'\""), error=True)
+            return
+        self.form.set_values(run.params)
+        self._set_status(f"Parameters of run “{run.title}”.")

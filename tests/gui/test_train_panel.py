@@ -65,6 +65,11 @@ def test_train_through_panel_fills_runs_curve_and_review(qtbot, window):
     tp.form.reset_defaults()
     tp.refresh_engines()
     assert tp.form.widget("epochs").value() == 3
+    # "From run" puts the selected run's parameters back into the form
+    tp.form.reset_defaults()
+    assert tp.form.widget("epochs").value() == 2 and tp.from_run_button.isEnabled()
+    qtbot.mouseClick(tp.from_run_button, Qt.MouseButton.LeftButton)
+    assert tp.engine_name() == "c2_meandiff" and tp.form.widget("epochs").value() == 3
     review = window.panels["review"]
     qtbot.waitUntil(lambda: review.data is not None and review.data.run_id == run_id, timeout=20000)
     assert len(window.state.predictions) == len(review.data) == 2 + 8
