@@ -40,10 +40,10 @@ class _Confusion(QGroupBox):
         super().__init__(title)
         grid = QGridLayout(self)
         grid.addWidget(QLabel(""), 0, 0)
-        grid.addWidget(QLabel("<b>actual anomalous</b>"), 0, 1, Qt.AlignmentFlag.AlignCenter)
-        grid.addWidget(QLabel("<b>actual normal</b>"), 0, 2, Qt.AlignmentFlag.AlignCenter)
-        grid.addWidget(QLabel("<b>predicted anomalous</b>"), 1, 0)
-        grid.addWidget(QLabel("<b>predicted normal</b>"), 2, 0)
+        grid.addWidget(QLabel("<b>is anomalous</b>"), 0, 1, Qt.AlignmentFlag.AlignCenter)
+        grid.addWidget(QLabel("<b>is normal</b>"), 0, 2, Qt.AlignmentFlag.AlignCenter)
+        grid.addWidget(QLabel("<b>flagged</b>"), 1, 0)
+        grid.addWidget(QLabel("<b>passed</b>"), 2, 0)
         self.cells: dict[str, QLabel] = {}
         for key, name, color in CELLS:
             lab = QLabel("–")
@@ -56,6 +56,7 @@ class _Confusion(QGroupBox):
         grid.addWidget(self.cells["fn"], 2, 1)
         grid.addWidget(self.cells["tn"], 2, 2)
         self.rates = QLabel("")
+        self.rates.setWordWrap(True)
         grid.addWidget(self.rates, 3, 0, 1, 3)
         self.counts: dict[str, int] | None = None
 
@@ -88,12 +89,13 @@ class MetricsPanel(QWidget):
         self.values: dict[str, QLabel] = {}
         for k, (key, name) in enumerate(SUMMARY):
             val = QLabel("–")
-            val.setStyleSheet("font-size: 14px; font-weight: bold;")
+            val.setStyleSheet("font-weight: bold;")
             val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.values[key] = val
             grid.addWidget(QLabel(name), k // 2, (k % 2) * 2)
             grid.addWidget(val, k // 2, (k % 2) * 2 + 1)
         self.setting = QLabel("")
+        self.setting.setWordWrap(True)
         self.truth = _Confusion("At this setting vs ground truth (all scored items)")
         self.analyst = _Confusion("At this setting vs the analyst's verdicts")
         lay = QVBoxLayout(self)
