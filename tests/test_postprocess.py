@@ -71,6 +71,7 @@ def test_verdict_cache_follows_sliders():
     maps[1][10:20, 10:20] = 0.9  # big defect
     maps[2][3, 3] = 0.95  # a single hot pixel
     cache = pp.VerdictCache(maps, exact=True)
+    assert cache.has_critical(0) and not cache.has_critical(50)
     assert list(cache.verdicts(0.8, 0)) == [False, True, True, False, False, False]
     assert list(cache.verdicts(0.8, 50)) == [False, True, False, False, False, False]
     assert list(cache.verdicts(0.95, 0)) == [False, False, True, False, False, False]

@@ -268,6 +268,10 @@ class VerdictCache:
             out[i] = _has_region(m, threshold, a)
         return out
 
+    def has_critical(self, min_area: float) -> bool:
+        """Whether `critical(min_area)` is already computed (then a threshold slider is instant)."""
+        return float(min_area) <= 0 or float(min_area) in self._critical
+
     def critical(self, min_area: float = 0.0) -> np.ndarray:
         """Per item: the largest threshold at which it is anomalous for this min area (cached)."""
         key = float(min_area)
