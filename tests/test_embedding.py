@@ -90,6 +90,11 @@ def test_engines_registered_for_embedding_task():
     assert get_engine("triplet_ocsvm")().params.loss == "triplet"
     with pytest.raises(ValueError, match="unknown loss"):
         get_engine("simclr_ocsvm")(loss="hinge", device="cpu")
+    from anomaly_gui.core.errors import WeightsUnavailableError
+
+    eng = get_engine("simclr_ocsvm")(device="cpu", weights_path="/nowhere/mobilenet_v2.pth", epochs=0)
+    with pytest.raises(WeightsUnavailableError, match="/nowhere/mobilenet_v2.pth"):
+        eng.fit([DatasetItem("/nowhere/a.png", label="fox")])
 
 
 @pytest.fixture(scope="module")

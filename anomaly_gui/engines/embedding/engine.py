@@ -71,13 +71,13 @@ class EmbeddingEngine(Engine):
         t0 = time.perf_counter()
         torch.manual_seed(p.seed)
         gen = torch.Generator().manual_seed(p.seed)
+        if p.pretrained:  # before the (slow) crops: a missing weights file is reported at once
+            self.net.load_imagenet(find_mobilenet_weights(p.weights_path))
         specs = crop_specs(items, min_score=p.min_box_score)
         crops, kept, problems = load_crops(specs, p.image_size, p.pad, progress=ctx.progress, check=ctx.check)
         if not kept:
             raise DataError(items[0].path if items else ".", f"no readable crop among {len(specs)} ({problems[:1]})")
         labels = [specs[k].label for k in kept]
-        if p.pretrained:
-            self.net.load_imagenet(find_mobilenet_weights(p.weights_path))
         losses = self._train(crops, labels, ctx, gen) if p.epochs > 0 and len(kept) >= 2 else []
         emb = self.embed_array(crops, ctx)
         counts = Counter(labels)

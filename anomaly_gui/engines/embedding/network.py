@@ -4,7 +4,6 @@ Pure torch: `EmbeddingNet` holds the modules; the training loop lives in `engine
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -19,36 +18,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def find_mobilenet_weights(explicit: str = "") -> Path:
-    """The ImageNet MobileNetV2 file: `explicit`, $ANOMALY_GUI_WEIGHTS, ../shared/weights beside the
-    repository, or torch's hub cache. Never downloads; raises WeightsUnavailableError saying where it looked."""
-    try:  # engineer C1's shared loader, when present, knows more places
-        from anomaly_gui.engines import backbones  # type: ignore[attr-defined]
+    """The ImageNet MobileNetV2 file, found by the shared loader (`engines.backbones`: explicit path,
+    $ANOMALY_GUI_WEIGHTS, ~/.anomaly_gui/weights, torch's cache, ../shared/weights). Never downloads;
+    raises WeightsUnavailableError saying where it looked."""
+    from anomaly_gui.engines import backbones
 
-        finder = getattr(backbones, "find_weights", None)
-        if finder is not None and not explicit:
-            found = finder("mobilenet_v2")
-            if found:
-                return Path(found)
-    except ImportError:
-        pass
-    candidates: list[Path] = []
-    if explicit:
-        p = Path(explicit).expanduser()
-        candidates.append(p / MOBILENET_V2_FILE if p.is_dir() else p)
-    env = os.environ.get("ANOMALY_GUI_WEIGHTS")
-    if env:
-        candidates.append(Path(env) / MOBILENET_V2_FILE)
-    repo = Path(__file__).resolve().parents[3]
-    candidates.append(repo.parent / "shared" / "weights" / MOBILENET_V2_FILE)
-    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    candidates.append(hub / "hub" / "checkpoints" / MOBILENET_V2_FILE)
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise WeightsUnavailableError(
-        "ImageNet MobileNetV2 weights not found offline (looked in: " + ", ".join(str(c) for c in candidates)
-        + "). Put mobilenet_v2-b0353104.pth in one of these places, set the weights path, or untick 'pretrained'."
-    )
+    if explicit and not Path(explicit).expanduser().exists():
+        raise WeightsUnavailableError(f"{explicit}: weights file or folder not found")
+    found = backbones.find_weights("mobilenet_v2", explicit or None)
+    if found is None:
+        places = ", ".join(str(p) for p in backbones.search_locations(explicit or None))
+        raise WeightsUnavailableError(
+            f"ImageNet MobileNetV2 weights ({MOBILENET_V2_FILE}) not found offline; looked in: {places}. "
+            "Put the file in one of these places, set the weights path, or untick 'pretrained'.")
+    return found
 
 
 class EmbeddingNet(nn.Module):
@@ -68,7 +51,9 @@ class EmbeddingNet(nn.Module):
 
     def load_imagenet(self, path: Path) -> None:
         """Initialise the backbone from torchvision's ImageNet MobileNetV2 state dict (weights_only)."""
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        from anomaly_gui.engines.backbones import read_state_dict
+
+        state = read_state_dict(Path(path))
         feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         missing, unexpected = self.backbone.load_state_dict(feats, strict=False)
         if missing or unexpected or not feats:
