@@ -151,27 +151,25 @@ def merge_boxes(
     keep = batched_nms(torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(rank, dtype=torch.float32),
                        cls, iou).numpy()
     # cross-tile duplicates: an object cut by a tile edge has a partial box whose IoU with the full box
-    # can be low, but it lies (mostly) inside it
+    # can be low, but it lies (mostly) inside it. Vectorised over the boxes kept so far (scenes give tens
+    # of thousands of boxes).
     order = sorted(keep.tolist(), key=lambda i: (bool(cut[i]), -float(scores[i])))
+    b = np.asarray(boxes, dtype=np.float64)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    lab = np.array([names.index(n) for n in labels])
+    kept_mask = np.zeros(len(b), dtype=bool)
     kept: list[int] = []
     for i in order:
-        b = boxes[i]
-        area_i = max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
-        dup = False
-        for j in kept:
-            if labels[j] != labels[i] or tile_ids[j] == tile_ids[i]:
+        cand = np.flatnonzero(kept_mask & (lab == lab[i]) & (tile_ids != tile_ids[i]))
+        if len(cand):
+            c = b[cand]
+            iw = np.minimum(b[i, 2], c[:, 2]) - np.maximum(b[i, 0], c[:, 0])
+            ih = np.minimum(b[i, 3], c[:, 3]) - np.maximum(b[i, 1], c[:, 1])
+            inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+            if np.any(inter / np.minimum(area[i], area[cand]) >= merge_ios):
                 continue
-            c = boxes[j]
-            iw = min(b[2], c[2]) - max(b[0], c[0])
-            ih = min(b[3], c[3]) - max(b[1], c[1])
-            if iw <= 0 or ih <= 0:
-                continue
-            area_j = max((c[2] - c[0]) * (c[3] - c[1]), 1e-9)
-            if iw * ih / min(area_i, area_j) >= merge_ios:
-                dup = True
-                break
-        if not dup:
-            kept.append(i)
+        kept_mask[i] = True
+        kept.append(i)
     return np.array(sorted(kept), dtype=np.int64)
 
 
