@@ -36,8 +36,8 @@ PIXEL_MEAN_EPS = 0.02  # in [0, 1] gray units: keeps near-perfect places from ex
 
 @dataclass
 class VideoAEParams:
-    width: int = param(192, "frame width the model sees (frames are resized)", minimum=16, maximum=1024, step=16)
-    height: int = param(128, "frame height the model sees", minimum=16, maximum=1024, step=16)
+    width: int = param(96, "frame width the model sees (frames are resized)", minimum=16, maximum=1024, step=16)
+    height: int = param(64, "frame height the model sees", minimum=16, maximum=1024, step=16)
     epochs: int = param(20, "passes over the training clips", minimum=1, maximum=1000)
     batch_size: int = param(16, "windows per training step", minimum=1, maximum=512)
     lr: float = param(1e-3, "Adam learning rate", minimum=1e-6, maximum=1.0, advanced=True)
