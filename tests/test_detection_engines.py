@@ -101,8 +101,9 @@ def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weig
 
 
 def test_retinanet_from_scratch_without_weights(hrsid_items, monkeypatch, tmp_path):
-    monkeypatch.delenv("ANOMALY_GUI_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    import anomaly_gui.engines.backbones as backbones
+
+    monkeypatch.setattr(backbones, "search_locations", lambda weights=None: [tmp_path / "no-weights-here"])
     eng = get_engine("retinanet")(device="cpu", epochs=1, image_size=128, batch=2)
     logs = []
     eng.fit([DatasetItem(path=it.path, annotations=it.annotations) for it in hrsid_items[:2]], RunContext(log=logs.append))

@@ -26,7 +26,7 @@ class RetinaNetParams:
     batch: int = param(4, "images per batch", minimum=1, maximum=64)
     lr: float = param(0.0005, "AdamW learning rate (higher values made the focal loss jump on HRSID)", minimum=1e-6, maximum=1.0)
     pretrained: bool = param(True, "start from the MobileNetV2 ImageNet backbone when its weights are on disk")
-    backbone_weights: str = param("", "MobileNetV2 ImageNet weights file (.pth); empty: look in $ANOMALY_GUI_WEIGHTS_DIR and torch's cache", advanced=True)
+    backbone_weights: str = param("", "MobileNetV2 ImageNet weights file (.pth/.safetensors); empty: the usual weights folders ($ANOMALY_GUI_WEIGHTS, torch's cache)", advanced=True)
     anchor_base: int = param(8, "smallest anchor (pixels at model input); SAR ships are often under 16 px", minimum=4, maximum=128, advanced=True)
     fpn_channels: int = param(64, "feature pyramid width", minimum=16, maximum=256, advanced=True)
     min_confidence: float = param(0.05, "detections below this are not kept (the GUI slider filters above it)", minimum=0.0, maximum=1.0, advanced=True)

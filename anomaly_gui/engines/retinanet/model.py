@@ -1,52 +1,46 @@
 """RetinaNet (torchvision) on a MobileNetV2 feature pyramid, with anchors sized for small objects (ships)."""
 from __future__ import annotations
 
-import os
-import pickle
 from pathlib import Path
 
-import torch
 from torch import nn
 
-MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 # MobileNetV2 `features` indices whose outputs feed the pyramid: stride 8 (32 ch), 16 (96 ch), 32 (1280 ch)
 RETURN_LAYERS = {"6": "0", "13": "1", "18": "2"}
 IN_CHANNELS = [32, 96, 1280]
 
 
 def find_backbone_weights(explicit: str = "") -> Path | None:
-    """The ImageNet MobileNetV2 file: the explicit path, else $ANOMALY_GUI_WEIGHTS_DIR, else torch's cache."""
+    """The ImageNet MobileNetV2 file: the explicit path (an error when missing), else the shared search of
+    `engines.backbones` ($ANOMALY_GUI_WEIGHTS, ~/.anomaly_gui/weights, torch's cache ...); None: not found."""
     from anomaly_gui.core.errors import WeightsUnavailableError
+    from anomaly_gui.engines.backbones import find_weights
 
     if explicit:
         p = Path(explicit).expanduser()
         if not p.is_file():
             raise WeightsUnavailableError(f"{p}: backbone weights file not found")
         return p
-    candidates = []
-    if os.environ.get("ANOMALY_GUI_WEIGHTS_DIR"):
-        candidates.append(Path(os.environ["ANOMALY_GUI_WEIGHTS_DIR"]) / MOBILENET_FILE)
-    candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / MOBILENET_FILE)
-    return next((c for c in candidates if c.is_file()), None)
+    return find_weights("mobilenet_v2")
 
 
 def load_mobilenet_features(path: Path | None, frozen_bn: bool | None = None) -> nn.Sequential:
     """MobileNetV2 `features`, with ImageNet weights from `path` (never downloaded; weights_only load)."""
     from torchvision.models import mobilenet_v2
+    from torchvision.ops import FrozenBatchNorm2d
 
     from anomaly_gui.core.errors import WeightsUnavailableError
-
-    from torchvision.ops import FrozenBatchNorm2d
+    from anomaly_gui.engines.backbones import read_state_dict
 
     # pretrained: batch statistics stay frozen (small detection batches would ruin them), as torchvision does
     frozen = path is not None if frozen_bn is None else frozen_bn
     net = mobilenet_v2(norm_layer=FrozenBatchNorm2d) if frozen else mobilenet_v2()
     if path is not None:
+        state = read_state_dict(path)  # names the file when unreadable
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
-        except (RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
-            raise WeightsUnavailableError(f"{path}: not MobileNetV2 ImageNet weights ({type(exc).__name__}: {exc})") from exc
+        except RuntimeError as exc:
+            raise WeightsUnavailableError(f"{path}: not MobileNetV2 ImageNet weights ({str(exc).splitlines()[0]})") from exc
     return net.features
 
 
