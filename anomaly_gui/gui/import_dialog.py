@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
@@ -98,7 +99,9 @@ class ImportRunner(QObject):
         self.job = job
         dlg = QProgressDialog(f"Importing {self.path}…", "Cancel", 0, 0, self.parent_widget)
         dlg.setWindowTitle("Import dataset")
-        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        # not modal: a modal QProgressDialog runs the event loop inside setValue, and the result arriving
+        # there would delete the dialog under its own feet
+        dlg.setWindowModality(Qt.WindowModality.NonModal)
         dlg.setMinimumDuration(300)
         dlg.setMinimumWidth(480)
         dlg.setAutoClose(False)
@@ -114,18 +117,18 @@ class ImportRunner(QObject):
 
     def _on_progress(self, done: int, total: int, msg: str) -> None:
         dlg = self.progress_dialog
-        if dlg is None:
+        if dlg is None or not shiboken6.isValid(dlg):
             return
         dlg.setMaximum(max(0, total))
         dlg.setValue(min(done, total) if total > 0 else 0)
         dlg.setLabelText(f"Importing {self.path.name if self.path else ''}\n{msg}")
 
     def _close_progress(self) -> None:
-        if self.progress_dialog is not None:
+        if self.progress_dialog is not None and shiboken6.isValid(self.progress_dialog):
             self.progress_dialog.canceled.disconnect()
             self.progress_dialog.close()
             self.progress_dialog.deleteLater()
-            self.progress_dialog = None
+        self.progress_dialog = None
 
     def _on_result(self, result: ImportResult) -> None:
         self._close_progress()

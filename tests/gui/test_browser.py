@@ -1,7 +1,6 @@
 """Dataset browser: tree with counts, lazy cached thumbnails, filters, sort by score, clicks and selection."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +144,36 @@ def test_items_added_later_and_project_switch(browser_setup, qtbot, tmp_path):
     assert b.model.rowCount() == 0 and b.empty_label.isVisibleTo(b)
     state.set_project(None)
     assert b.loader is None
+
+
+def test_thumbnail_of_16bit_tiff_exif_jpeg_and_video(tmp_path):
+    import cv2
+    import tifffile
+    from PIL import Image
+
+    from anomaly_gui.core.errors import DataError
+    from anomaly_gui.gui.thumbnails import load_thumbnail, make_thumbnail, thumb_cache_path
+
+    tif = tmp_path / "deep.tif"
+    tifffile.imwrite(tif, (np.arange(300 * 200, dtype=np.uint32).reshape(200, 300) % 60000).astype(np.uint16))
+    t = make_thumbnail(tif, size=64)
+    assert t.shape == (43, 64, 3) and t.dtype == np.uint8 and t.std() > 1
+    jpg = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90°: stored 120x40 is shown 40x120
+    Image.fromarray(np.full((40, 120, 3), 128, np.uint8)).save(jpg, exif=exif)
+    assert make_thumbnail(jpg, size=60).shape[:2] == (60, 20)
+    video = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (80, 60))
+    for i in range(3):
+        w.write(np.full((60, 80, 3), 200, np.uint8))
+    w.release()
+    assert make_thumbnail(video, 0, "video", size=40).shape[:2] == (30, 40)
+    img = load_thumbnail(tif, None, "image", 64, tmp_path / "cache")
+    assert (img.width(), img.height()) == (64, 43)
+    first = thumb_cache_path(tmp_path / "cache", tif, None, 64)
+    assert first.is_file()
+    tifffile.imwrite(tif, np.zeros((10, 10), np.uint16))
+    assert thumb_cache_path(tmp_path / "cache", tif, None, 64) != first, "an edited file gets a new thumbnail"
+    with pytest.raises(DataError, match="missing.png"):
+        make_thumbnail(tmp_path / "missing.png")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from conftest import pixel_std  # tests/gui/conftest.py
@@ -215,3 +215,30 @@ def test_layout_and_recent_projects_persist(qtbot, tmp_path):
     assert win2.docks["browser"].isVisible()
     win2.close()
     win2.state.project.close()
+
+
+def test_run_app_opens_project_and_imports(qtbot, tmp_path, image_folder):
+    """`anomaly-gui gui PROJECT --import PATH` end to end through the event loop."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from anomaly_gui.gui.app import run_app
+    from anomaly_gui.gui.main_window import MainWindow
+
+    seen: dict[str, object] = {}
+
+    def poll() -> None:
+        win = next((w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()), None)
+        if win is None or win.importer.busy() or win.importer.last_result is None:
+            QTimer.singleShot(50, poll)
+            return
+        seen["title"] = win.windowTitle()
+        seen["items"] = win.state.project.count_items()
+        seen["shown"] = win.viewer.image is not None
+        win.close()
+        QApplication.instance().quit()
+
+    QTimer.singleShot(50, poll)
+    assert run_app(tmp_path / "cli.agproj", image_folder) == 0
+    assert seen["title"] == "cli — anomaly_gui"
+    assert seen["items"] > 0 and seen["shown"]
