@@ -217,28 +217,37 @@ def test_layout_and_recent_projects_persist(qtbot, tmp_path):
     win2.state.project.close()
 
 
-def test_run_app_opens_project_and_imports(qtbot, tmp_path, image_folder):
-    """`anomaly-gui gui PROJECT --import PATH` end to end through the event loop."""
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
+def test_run_app_opens_project_and_imports(tmp_path, image_folder):
+    """`anomaly-gui gui PROJECT --import PATH` end to end through its own event loop (in a subprocess:
+    quitting a QApplication must not leak into the other tests)."""
+    import json
+    import os
+    import subprocess
+    import sys
 
-    from anomaly_gui.gui.app import run_app
-    from anomaly_gui.gui.main_window import MainWindow
-
-    seen: dict[str, object] = {}
-
-    def poll() -> None:
-        win = next((w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()), None)
-        if win is None or win.importer.busy() or win.importer.last_result is None:
-            QTimer.singleShot(50, poll)
-            return
-        seen["title"] = win.windowTitle()
-        seen["items"] = win.state.project.count_items()
-        seen["shown"] = win.viewer.image is not None
-        win.close()
-        QApplication.instance().quit()
-
-    QTimer.singleShot(50, poll)
-    assert run_app(tmp_path / "cli.agproj", image_folder) == 0
-    assert seen["title"] == "cli — anomaly_gui"
-    assert seen["items"] > 0 and seen["shown"]
+    script = tmp_path / "drive.py"
+    script.write_text(f"""
+import json, sys
+from PySide6.QtCore import QTimer
+from anomaly_gui.gui.app import make_application, run_app
+from anomaly_gui.gui.main_window import MainWindow
+app = make_application()
+seen = {{}}
+def poll():
+    win = next((w for w in app.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()), None)
+    if win is None or win.importer.busy() or win.importer.last_result is None:
+        QTimer.singleShot(50, poll)
+        return
+    seen.update(title=win.windowTitle(), items=win.state.project.count_items(), shown=win.viewer.image is not None)
+    win.close()
+    app.quit()
+QTimer.singleShot(50, poll)
+code = run_app({str(tmp_path / "cli.agproj")!r}, {str(image_folder)!r})
+print(json.dumps({{"code": code, **seen}}))
+""")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["code"] == 0 and out["title"] == "cli — anomaly_gui"
+    assert out["items"] > 0 and out["shown"]
