@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.engines.base import Cancelled, RunContext
@@ -105,7 +105,8 @@ class Job(QObject):
         self.thread.started.connect(self.worker.run)
         for name in ("progress", "logged", "result", "failed", "cancelled"):
             getattr(self.worker, name).connect(getattr(self, name))
-        self.worker.finished.connect(self.thread.quit)
+        # Direct: quit from the worker's own thread, so a GUI thread blocked in wait() is released.
+        self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.thread.finished.connect(self._on_thread_finished)
         self.running = False
 
