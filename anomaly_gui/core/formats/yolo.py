@@ -12,7 +12,7 @@ count) is a segmentation polygon. Malformed lines, unknown class ids and out-of-
 (clipped) are reported with file and line; images without a label file are background (no problem).
 
 Writer: `write_yolo(items, out_dir, classes=None) -> Path` writes `images/<split>/`, `labels/<split>/`
-(items without split go to train) and `data.yaml` (`path: .`, splits, `names` as {id: name}).
+(items without split go to train) and `data.yaml` (splits relative to the yaml's folder, `names` as {id: name}).
 Numbers are written with 12 significant digits (pixel error below 1e-8 px for usual sizes).
 """
 from __future__ import annotations
@@ -279,7 +279,9 @@ def write_yolo(items: Sequence[DatasetItem], out_dir: str | Path, classes: Seque
                 vals.append(a.score)
             lines.append(f"{index[a.label]} " + " ".join(f"{v:.12g}" for v in vals))
         write_text(out / "labels" / split / f"{Path(name).stem}.txt", "".join(ln + "\n" for ln in lines))
-    data: dict[str, Any] = {"path": "."}
+    # No `path` key: Ultralytics then resolves the splits against this yaml's folder (`path: .` would be
+    # taken relative to its own datasets directory).
+    data: dict[str, Any] = {}
     for split in ("train", "val", "test"):
         if split in splits:
             data[split] = f"images/{split}"
