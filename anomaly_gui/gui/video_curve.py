@@ -6,6 +6,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
+from anomaly_gui.gui.review_plots import BACKGROUND
+
 GT_BRUSH = (255, 170, 0, 45)  # labelled anomalous ranges
 DETECTED_BRUSH = (255, 40, 40, 40)  # frames over the threshold
 
@@ -28,7 +30,7 @@ class ScoreCurve(pg.PlotWidget):
     thresholdChanged = Signal(float)
 
     def __init__(self, parent=None):
-        super().__init__(parent, background="w")
+        super().__init__(parent, background=BACKGROUND)  # the dark theme of the other plots
         self.setMinimumHeight(120)
         self.setMenuEnabled(False)
         self.getPlotItem().setLabel("bottom", "frame")
@@ -37,10 +39,10 @@ class ScoreCurve(pg.PlotWidget):
             self.getPlotItem().getAxis(axis).enableAutoSIPrefix(False)  # scores 0..1 must not read "800 m"
         self.getPlotItem().showGrid(x=True, y=True, alpha=0.2)
         self.getPlotItem().setMouseEnabled(x=True, y=False)
-        self.curve = self.plot([], [], pen=pg.mkPen((30, 90, 200), width=2))
+        self.curve = self.plot([], [], pen=pg.mkPen((90, 160, 255), width=2))
         self.threshold_line = pg.InfiniteLine(angle=0, movable=True, pen=pg.mkPen((220, 30, 30), width=2, style=Qt.DashLine),
-                                              label="threshold {value:.3f}", labelOpts={"position": 0.97, "color": (200, 30, 30), "anchors": [(1, 1), (1, 1)]})
-        self.playhead = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen((20, 20, 20), width=1.5))
+                                              label="threshold {value:.3f}", labelOpts={"position": 0.97, "color": (240, 80, 80), "anchors": [(1, 1), (1, 1)]})
+        self.playhead = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen((230, 230, 230), width=1.5))
         self.addItem(self.threshold_line)
         self.addItem(self.playhead)
         self._quiet = False
