@@ -100,6 +100,7 @@ class YoloEngine(DetectionEngine):
     name = "yolo"
     title = "YOLO (ultralytics)"
     description = "Ultralytics YOLOv8/11 detector, trained from its yaml offline or fine-tuned from your .pt."
+    rank = 1
     Params = YoloParams
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
