@@ -114,8 +114,9 @@ class DemoController(QObject):
         self.bar.setTextVisible(True)
         self.label = QLabel("")
         self.label.setContentsMargins(6, 0, 6, 0)
-        window.statusBar().addWidget(self.label)
-        window.statusBar().addWidget(self.bar)
+        # permanent widgets: status messages (import, training) would hide normal ones
+        window.statusBar().insertPermanentWidget(0, self.label)
+        window.statusBar().insertPermanentWidget(1, self.bar)
         self._set_busy(False)
 
     # -- flow ----------------------------------------------------------------------------------------
