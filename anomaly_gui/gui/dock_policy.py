@@ -29,10 +29,12 @@ MAIN_DOCK: dict[str, str] = {"product": "review", "detection": "detection", "wil
 
 _DETECTION_FORMATS = {"yolo", "voc", "coco", "labelme"}
 _WILDLIFE_FORMATS = {"coco_camtrap", "camtrap"}
+_PRODUCT_FORMATS = {"mvtec", "folder"}
+_RUN_KINDS = {"image": "product", "detection": "detection", "embedding": "wildlife", "video": "video"}
 
 
 def project_profile(project: Any) -> frozenset[str]:
-    """The imagery kinds a project holds (empty for no project or an empty one)."""
+    """The imagery kinds a project holds, from its items, its imports and its runs (empty without items)."""
     if project is None or project.count_items() == 0:
         return frozenset()
     kinds: set[str] = set()
@@ -43,8 +45,9 @@ def project_profile(project: Any) -> frozenset[str]:
         kinds.add("wildlife")
     if formats & _DETECTION_FORMATS:
         kinds.add("detection")
-    if project.count_items(kind="image") and not kinds - {"video"}:
-        kinds.add("product")  # images that are neither boxes nor camera traps
+    kinds |= {_RUN_KINDS[r.task] for r in project.runs() if r.task in _RUN_KINDS}  # what was trained on it
+    if formats & _PRODUCT_FORMATS or (project.count_items(kind="image") and not kinds - {"video"}):
+        kinds.add("product")  # normal / defective images, or images that are neither boxes nor camera traps
     return frozenset(kinds)
 
 

@@ -71,6 +71,8 @@ class MainWindow(QMainWindow):
         self.actions_by_name: dict[str, QAction] = {}
         self._shown_once = False
         self._first_in_area: dict[str, QDockWidget] = {}
+        # first to hear of a new project: it saves the old project's dock layout before panels react
+        self.dock_follower = DockFollower(self)
         self._setup_viewer()
         self._setup_browser()
         self.presenter.neighbors = self.browser.neighbors
@@ -85,7 +87,6 @@ class MainWindow(QMainWindow):
         self.state.message.connect(self._show_message)
         self._default_layout: QByteArray | None = self.saveState(LAYOUT_VERSION)
         self._import_queue: list[Path] = []
-        self.dock_follower = DockFollower(self)
         self.restore_layout()
         self._on_project_changed(self.state.project)
 
@@ -166,6 +167,9 @@ class MainWindow(QMainWindow):
         self.panels_menu = self.menus[v].addMenu("&Panels")
         self.panels_menu.addAction(self.docks["browser"].toggleViewAction())
         self._add_action(v, "reset_layout", "&Reset layout", self.reset_layout)
+
+        self._add_action("Tools", "synthetic", "Make &synthetic anomalies…", self.open_synthetic_dialog,
+                         tip="Paste animal crops of the project onto background images: a labelled test set")
 
         self._add_action("Help", "shortcuts", "&Keyboard shortcuts", self.show_shortcuts, "F1")
         self._add_action("Help", "about", "&About anomaly_gui", self.show_about)
@@ -499,6 +503,11 @@ class MainWindow(QMainWindow):
         box.open()
         self.last_error_dialog = box
         self._show_message(text)
+
+    def open_synthetic_dialog(self) -> None:
+        from anomaly_gui.gui.synthetic_dialog import open_synthetic_dialog
+
+        open_synthetic_dialog(self)
 
     def show_about(self) -> None:
         self.about_dialog = AboutDialog(self.device_label.text(), self)
