@@ -10,7 +10,7 @@ import pytest
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.engines.base import get_engine
 
-from conftest import shared_dataset
+from tests.conftest import shared_dataset
 
 pytest.importorskip("pyarrow")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_dataset
+from tests.conftest import shared_dataset
 
 pytest.importorskip("pyarrow")
 
