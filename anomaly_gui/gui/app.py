@@ -87,7 +87,9 @@ def _grab_when_ready(window: object, path: Path, waiting_for_demo: bool) -> None
 
     def on_ready(domain: str) -> None:
         seconds = window.demo.seconds  # type: ignore[attr-defined]
-        print(f"demo {domain} ready: {seconds:.1f} s after open, at {time.time():.3f} (epoch s)", file=sys.stderr)
+        summary = window.demo.summary  # type: ignore[attr-defined]
+        print(f"demo {domain} ready: {seconds:.1f} s after open, at {time.time():.3f} (epoch s)"
+              + (f"; {summary}" if summary else ""), file=sys.stderr)
         QTimer.singleShot(2500, grab)  # let the layout settle and the video play a little
 
     if waiting_for_demo:

@@ -184,6 +184,9 @@ class ClusterPanel(QWidget):
         """Embed the project (new run) or load the chosen run, then map it, in workers."""
         proj = self.state.project
         src = self.source.currentData()
+        follower = getattr(self.window_, "dock_follower", None)
+        if follower is not None:
+            follower.give_room(self.panel_id)  # the map an analyst came for is never a 150-px strip
         try:
             if proj is not None and src == _EMBED_NEW:
                 self.compute_embeddings(self.engine_box.currentData(), {"epochs": int(self.epochs.value())})

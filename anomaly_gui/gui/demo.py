@@ -107,6 +107,7 @@ class DemoController(QObject):
         self.spec: DemoSpec | None = None
         self.started = 0.0
         self.seconds: float | None = None  # open -> main view populated
+        self.summary = ""  # what the populated view shows (SAR: boxes on screen)
         self.trained = False  # whether this open trained the run (False: reused)
         self.waiting = False  # a demo run is training
         self.bar = QProgressBar()
@@ -133,7 +134,7 @@ class DemoController(QObject):
         except (AnomalyGuiError, OSError) as exc:
             self.window._error("Demo", f"the sample data could not be prepared: {exc}")
             return False
-        self.spec, self.started, self.seconds, self.trained = spec, time.perf_counter(), None, False
+        self.spec, self.started, self.seconds, self.trained, self.summary = spec, time.perf_counter(), None, False, ""
         if not self.window.open_project(Path(project) if project else demo_project_path(domain)):
             return False
         if self.window.state.project.count_items() == 0:
@@ -214,12 +215,10 @@ class DemoController(QObject):
         return panel.job
 
     def _train_embedding(self, panel: Any, spec: DemoSpec) -> Any:
-        from anomaly_gui.engines.embedding.network import find_mobilenet_weights
+        from anomaly_gui.engines.backbones import find_weights
 
         params = dict(spec.params)
-        try:
-            find_mobilenet_weights()
-        except AnomalyGuiError:
+        if find_weights("mobilenet_v2", None) is None:
             params["pretrained"] = False  # offline without ImageNet weights: a random-feature map, said below
             self.window.state.message.emit("Demo: MobileNetV2 weights not found; embedding without pretraining")
         embed = panel.compute_embeddings(spec.engine, params)
@@ -261,7 +260,8 @@ class DemoController(QObject):
         self.seconds = time.perf_counter() - self.started
         self._set_busy(False)
         what = "trained" if self.trained else "reopened"
-        self.window.state.message.emit(f"Demo {spec.title}: run {what}, main view ready in {self.seconds:.1f} s")
+        self.window.state.message.emit(f"Demo {spec.title}: run {what}, main view ready in {self.seconds:.1f} s"
+                                       + (f"; {self.summary}" if self.summary else ""))
         log.info("demo %s ready in %.1f s (%s)", spec.domain, self.seconds, what)
         self.ready.emit(spec.domain)
 
@@ -289,6 +289,8 @@ class DemoController(QObject):
                 best, best_key = int(it.id), key
         if best is not None:
             self.window.state.set_current_item(best)
+        self.summary = (f"{len(panel.detections)} box(es) on screen at confidence ≥ {panel.confidence:.2f}, "
+                        f"{sum(d.flagged for d in panel.detections)} in the restricted zone")
 
     def _show_embedding(self, project: Any, run_id: int | None) -> None:
         panel = self.window.panels["cluster_view"]

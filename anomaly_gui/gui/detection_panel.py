@@ -177,8 +177,15 @@ class DetectionPanel(QWidget):
         form = QFormLayout()
         self.engine_combo = QComboBox()
         self.engine_combo.setObjectName("detectionEngine")
+        from anomaly_gui.gui.engine_availability import install_hint
+
         for cls in list_engines(Task.DETECTION):
-            self.engine_combo.addItem(cls.title or cls.name, cls.name)
+            hint = install_hint(cls)
+            self.engine_combo.addItem((cls.title or cls.name) + (f"  ({hint})" if hint else ""), cls.name)
+            row = self.engine_combo.count() - 1
+            self.engine_combo.setItemData(row, hint or cls.description, Qt.ItemDataRole.ToolTipRole)
+            if hint:  # greyed, with the exact command that enables it
+                self.engine_combo.model().item(row).setEnabled(False)
         self.engine_combo.currentIndexChanged.connect(self._on_engine)
         form.addRow("Engine", self.engine_combo)
         self.device_combo = QComboBox()

@@ -151,3 +151,21 @@ def test_engines_are_offered_best_first_with_the_reason(qtbot, window, tmp_path)
     qtbot.waitUntil(lambda: window.state.project.count_items() == 34 and not window.importer.busy(), timeout=30000)
     tp = window.panels["train"]
     assert tp.engine_name() == "patchcore" and "0.84" in tp.engine_desc.text()
+
+
+def test_an_engine_whose_package_is_missing_is_greyed_with_the_command(qtbot, window, monkeypatch):
+    import importlib.util
+
+    from anomaly_gui.gui.detection_panel import DetectionPanel
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ultralytics" else real(name, *a))
+    panel = DetectionPanel(window.state, None)
+    qtbot.addWidget(panel)
+    row = panel.engine_combo.findData("yolo")
+    assert not panel.engine_combo.model().item(row).isEnabled()
+    assert "pip install ultralytics" in panel.engine_combo.itemText(row)
+    assert "pip install ultralytics" in panel.engine_combo.itemData(row, Qt.ItemDataRole.ToolTipRole)
+    assert panel.engine_combo.currentData() == "retinanet"
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert window.panels["detection"].engine_combo.model().item(row).isEnabled(), "installed here: offered"
