@@ -48,7 +48,7 @@ DEMOS: dict[str, DemoSpec] = {
     "sar": DemoSpec("sar", "sar", "SAR ships", "ship boxes · restricted zone",
                     "Speckled SAR chips with ships (YOLO + VOC labels): a RetinaNet trained for a few epochs, a "
                     "confidence slider, and a restricted zone whose ships are flagged.", "retinanet", "detection",
-                    "detection", {"epochs": 6}),
+                    "detection", {"epochs": 6, "image_size": 256}),
     "wildlife": DemoSpec("wildlife", "camera_traps", "Camera traps", "t-SNE map · unseen species",
                          "Camera-trap photos (COCO Camera Traps) of deer, fox and boar; the boar is kept out of "
                          "training, so the embedding map and the one-class models show it as an unseen species.",
@@ -56,7 +56,7 @@ DEMOS: dict[str, DemoSpec] = {
     "video": DemoSpec("video", "video", "Surveillance video", "clip playback · anomaly curve",
                       "Walkway clips in the UCSD layout (a cart, a runner): a stacked-frame autoencoder, per-frame "
                       "scores, and the clip playing with its anomaly curve.", "stacked_ae", "video", "video_player",
-                      {"epochs": 8}),
+                      {"epochs": 4}),
 }
 
 UNSEEN_SPECIES = "boar"  # held out of the wildlife demo's training

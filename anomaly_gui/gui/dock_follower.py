@@ -82,7 +82,15 @@ class DockFollower(QObject):
         QTimer.singleShot(0, self.tidy_tab_bars)
 
     def apply_sizes(self) -> None:
-        docks, h = self.window.docks, max(self.window.height(), 600)
+        docks, h, w = self.window.docks, max(self.window.height(), 600), max(self.window.width(), 900)
+        # side docks wide enough for their sliders and plots (Qt shrinks them when docks are hidden / shown)
+        for area, width in ((Qt.DockWidgetArea.RightDockWidgetArea, max(440, int(0.3 * w))),
+                            (Qt.DockWidgetArea.LeftDockWidgetArea, max(320, int(0.22 * w)))):
+            shown = [d for d in docks.values() if d.isVisible() and not d.isFloating()
+                     and self.window.dockWidgetArea(d) == area]
+            main = [docks[p] for p in main_docks(self.profile) if p in docks and docks[p] in shown]
+            if shown and (main or shown)[0].width() < width - 20:
+                self.window.resizeDocks([(main or shown)[0]], [width], Qt.Orientation.Horizontal)
         for pid in main_docks(self.profile):
             frac = TALL_DOCKS.get(pid)
             dock = docks.get(pid)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 
 class WelcomePage(QWidget):
@@ -24,7 +24,7 @@ class WelcomePage(QWidget):
             "QLabel { color: #e8e8e8; }"
             "QLabel#hint { color: #9a9aa0; }"
             "QPushButton { padding: 8px 18px; font-size: 14px; }"
-            "QPushButton#demoButton { padding: 12px 14px; font-size: 13px; text-align: left; min-width: 190px; }"
+            "QPushButton#demoButton { padding: 10px 12px; font-size: 13px; text-align: left; }"
         )
         title = QLabel("<h1>anomaly_gui</h1>")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -96,7 +96,12 @@ class WelcomePage(QWidget):
         layout.addSpacing(24)
         layout.addLayout(recent_row)
         layout.addStretch(3)
+        # the page sits in the viewer's stack: its size must not push the docks aside once a project is open
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
         self.set_recent([])
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        return QSize(200, 150)
 
     def set_recent(self, paths: list[str]) -> None:
         """Recent project files (double-click or Enter opens one); hidden when there are none."""
