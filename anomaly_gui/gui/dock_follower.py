@@ -69,6 +69,13 @@ class DockFollower(QObject):
         s.setValue(f"layout/{self.key}", self.window.saveState(LAYOUT_VERSION))
         s.sync()
 
+    def welcome_layout(self) -> None:
+        """No project yet (a first start): only the dataset browser beside the welcome page; the feature
+        docks come with the first project, chosen by its kind of imagery (all stay in View ▸ Panels)."""
+        for pid, dock in self.window.docks.items():
+            dock.setVisible(pid == "browser")
+        QTimer.singleShot(0, self.tidy_tab_bars)
+
     def apply_default(self) -> None:
         """The profile's docks shown, the others hidden, the main docks raised and sized."""
         docks = self.window.docks

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 
 class WelcomePage(QWidget):
@@ -51,20 +51,25 @@ class WelcomePage(QWidget):
         from anomaly_gui.gui.demo import DEMOS
 
         self.demo_title = QLabel("Try a demo: each opens the bundled sample data as its own project and trains a "
-                                 "small model on first open (under a minute on a CPU)")
+                                 "small model on first open (about a minute on a CPU)")
         self.demo_title.setObjectName("hint")
         self.demo_title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.demo_title.setWordWrap(True)
         self.demo_buttons: dict[str, QPushButton] = {}
-        demos = QHBoxLayout()
-        demos.addStretch(1)
-        for domain, spec in DEMOS.items():
+        grid = QGridLayout()  # two by two: fits beside the docks on a laptop screen
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(10)
+        for k, (domain, spec) in enumerate(DEMOS.items()):
             b = QPushButton(f"{spec.title}\n{spec.short}")
             b.setObjectName("demoButton")
             b.setToolTip(spec.blurb)
+            b.setMinimumWidth(b.fontMetrics().horizontalAdvance(spec.short) + 40)
             b.clicked.connect(lambda _c=False, d=domain: self.demoRequested.emit(d))
             self.demo_buttons[domain] = b
-            demos.addWidget(b)
+            grid.addWidget(b, k // 2, k % 2)
+        demos = QHBoxLayout()
+        demos.addStretch(1)
+        demos.addLayout(grid)
         demos.addStretch(1)
         self.recent_title = QLabel("Recent projects")
         self.recent_title.setObjectName("hint")
