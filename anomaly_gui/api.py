@@ -66,8 +66,6 @@ def resolve_items(source: Source, split: str = "train") -> list[DatasetItem]:
 
     Plain folders: images below a sub-folder named good/normal/ok are normal, other sub-folders anomalous,
     images directly in the folder unlabelled (None)."""
-    from anomaly_gui.engines.image_data import list_images
-
     if isinstance(source, DatasetItem):
         return [source]
     if isinstance(source, (list, tuple)):
@@ -89,11 +87,22 @@ def resolve_items(source: Source, split: str = "train") -> list[DatasetItem]:
             raise DataError(path, f"MVTec layout without a {split} part")
         return chosen
     items = []
-    for img in list_images(path):
+    for img in _input_images(path):
         parent = img.parent
         label = None if parent == path else (not _is_normal_label(parent.name))
         items.append(DatasetItem(path=str(img), label=parent.name if parent != path else "", is_anomalous=label))
     return items
+
+
+def _input_images(folder: Path) -> list[Path]:
+    """The images below `folder` (natural order), without ground-truth masks and written overlays."""
+    from anomaly_gui.core.formats.common import list_images
+
+    out = [p for p in list_images(folder, recursive=True)
+           if "ground_truth" not in p.parts and not p.stem.endswith(("_mask", "_overlay"))]
+    if not out:
+        raise DataError(folder, "no images found")
+    return out
 
 
 def _unique_names(paths: Sequence[str]) -> list[str]:
@@ -157,7 +166,7 @@ class AnomalyDetector:
         if not ok:
             raise DataError(Path(str(val_dir or train_dir)), "no readable validation image")
         maps = [r.map for _, r in ok]
-        sizes = [tuple(r.extra.get("image_size") or (r.map.shape[1], r.map.shape[0])) for _, r in ok]
+        sizes = [tuple(r.image_size or (r.map.shape[1], r.map.shape[0])) for _, r in ok]
         labels = [it.is_anomalous if val_dir is not None else False for it, _ in ok]
         choice = pick_threshold(maps, labels, self.min_area, sizes)
         rng = pp.global_range(maps, 0.0, 0.999)
@@ -194,9 +203,9 @@ class AnomalyDetector:
         results = []
         for (item, r), name in zip(scored, names):
             if r.map is None:
-                results.append(ImageResult(item.path, None, None, error=r.extra.get("error", "not scored")))
+                results.append(ImageResult(item.path, None, None, error=r.error or "not scored"))
                 continue
-            size = tuple(r.extra.get("image_size") or (r.map.shape[1], r.map.shape[0]))
+            size = tuple(r.image_size or (r.map.shape[1], r.map.shape[0]))
             post = pp.postprocess(r.map, thr, area, image_size=size)
             res = ImageResult(item.path, r.score, post.anomalous, [g.to_dict() for g in post.regions])
             if out_dir is not None:

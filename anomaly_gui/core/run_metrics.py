@@ -56,7 +56,7 @@ def threshold_from_values(values: np.ndarray, labels: np.ndarray) -> tuple[float
 
 def choose_threshold(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str]:
     """The run's threshold for `min_area` from its validation items (its training items when it has none)."""
-    from anomaly_gui.core.runs import run_split
+    from anomaly_gui.core.run_files import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)
@@ -88,7 +88,7 @@ def evaluate_run(project: Project, run_id: int, threshold: float, min_area: floa
     counts as an empty mask; an anomalous item without a mask is left out); confusion counts at
     (threshold, min_area); the same counts against the analyst's verdicts when there are any.
     """
-    from anomaly_gui.core.runs import run_split
+    from anomaly_gui.core.run_files import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)

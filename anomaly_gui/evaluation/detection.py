@@ -75,25 +75,3 @@ def evaluate_detection(dataset: Path, engine: str, test: Path | None = None, dev
         "n_test": len(test_items), "engine": engine, "device": str(eng.device),
         "per_class": res.per_class, "classes": eng.stats.get("classes", []),
     }
-
-
-def run_map(project: Any, run_id: int) -> dict[str, Any]:
-    """mAP of a finished detection run on the project's test items (their imported/user boxes against the
-    run's model boxes); merged into the run's metrics with the model's classes. Empty without test items."""
-    from anomaly_gui.core.detection_export import run_classes
-
-    tests = project.items(split="test", with_annotations=True)
-    tests = [it for it in tests if it.kind in ("image", "frame")]
-    values: dict[str, Any] = {}
-    classes = run_classes(project, run_id)
-    if classes:
-        values["classes"] = sorted(classes)
-    if tests:
-        own = {int(it.id): project.annotations(int(it.id), source="model", run_id=run_id) for it in tests}
-        preds = [own[int(it.id)] for it in tests]
-        res = map_from_items(tests, preds)
-        values.update({"map50": res.map50, "map50_95": res.map50_95, "n_test": len(tests), "map_per_class": res.per_class})
-    if values:
-        run = project.run(run_id)
-        project.update_run(run_id, metrics={**run.metrics, **values})
-    return values

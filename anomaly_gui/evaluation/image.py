@@ -77,7 +77,7 @@ def evaluate_image(dataset: Path, engine: str, test: Path | None = None, device:
     ok = [(it, r) for it, r in zip(test_items, results) if r.score is not None]
     for it, r in zip(test_items, results):
         if r.score is None:
-            log.warning("%s: not scored (%s)", it.path, r.extra.get("error"))
+            log.warning("%s: not scored (%s)", it.path, r.error)
     labels = [int(bool(it.is_anomalous)) for it, _ in ok]
     scores = [float(r.score) for _, r in ok]
     f1, thr = f1_max(labels, scores)

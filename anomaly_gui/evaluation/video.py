@@ -84,7 +84,7 @@ def evaluate_video(dataset: Path, engine: str, test: Path | None = None, device:
 def measure(eng: Any, test_items: list[DatasetItem]) -> dict[str, Any]:
     """Score `test_items` with a fitted video engine and compute every figure the labels and masks allow."""
     from anomaly_gui.core.metrics.video import equal_error_rate, frame_auc, pixel_auroc, ucsd_pixel_auc
-    from anomaly_gui.engines.video_common.postprocess import resize_map
+    from anomaly_gui.core.postprocess import resize_map
 
     clips = clips_from_items(test_items)
     t1 = time.perf_counter()

@@ -1,7 +1,7 @@
 """The Train panel: pick an engine that fits the project's items, set its parameters, train in a worker.
 
 Engines are offered per task of the project's items (`engines.base.list_engines(task)`); the parameter form
-is built from the engine's `Params` (`gui.param_form`); training runs `core.runs.train_run` through
+is built from the engine's `Params` (`gui.param_form`); training runs `pipeline.train_run` through
 `gui.workers.start_job` (never on the GUI thread) with progress, time left, Cancel and a live loss curve fed
 by the job's `logged` entries. The last parameters used per engine are kept in the project's settings.
 """
@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
                                QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
-from anomaly_gui.core.runs import TASK_KINDS, train_run
+from anomaly_gui.pipeline import TASK_KINDS, train_run
 from anomaly_gui.engines.base import Engine, RunContext, Task, list_engines
 from anomaly_gui.engines.device import available_devices
 from anomaly_gui.gui.panels import register_panel
@@ -33,7 +33,7 @@ def project_tasks(project: Any) -> list[Task]:
     """Tasks whose item kinds the project holds (all tasks when it holds nothing yet)."""
     if project is None:
         return list(Task)
-    kinds = {r[0] for r in project.db.execute("SELECT DISTINCT kind FROM items")}
+    kinds = project.item_kinds()
     tasks = [t for t in Task if set(TASK_KINDS.get(t.value, ())) & kinds]
     return tasks or list(Task)
 
@@ -42,16 +42,13 @@ def unmet_needs(project: Any, engine_cls: type[Engine]) -> str:
     """Why the project cannot train this engine yet ('' when it can): the engine's `needs` checked on the data."""
     if project is None:
         return ""
-    db = project.db
     checks = {
-        "normal_images": ("SELECT 1 FROM items WHERE (split='train' OR NOT EXISTS (SELECT 1 FROM items WHERE split "
-                          "IN ('train', 'val', 'test'))) AND (is_anomalous IS NULL OR is_anomalous=0) LIMIT 1",
-                          "no normal training items (split 'train')"),
-        "frames": ("SELECT 1 FROM items WHERE kind IN ('frame', 'video') LIMIT 1", "no video frames"),
-        "boxes": ("SELECT 1 FROM annotations WHERE kind='box' AND source!='model' LIMIT 1", "no box annotations"),
-        "classes": ("SELECT 1 FROM annotations WHERE label!='' AND source!='model' LIMIT 1", "no labelled annotations"),
+        "normal_images": (project.has_normal_training_items, "no normal training items (split 'train')"),
+        "frames": (lambda: bool({"frame", "video"} & project.item_kinds()), "no video frames"),
+        "boxes": (lambda: project.has_annotations(kind="box"), "no box annotations"),
+        "classes": (lambda: project.has_annotations(labelled=True), "no labelled annotations"),
     }
-    missing = [checks[n][1] for n in sorted(engine_cls.needs) if n in checks and db.execute(checks[n][0]).fetchone() is None]
+    missing = [checks[n][1] for n in sorted(engine_cls.needs) if n in checks and not checks[n][0]()]
     return "; ".join(missing)
 
 

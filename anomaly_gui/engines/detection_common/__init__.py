@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -193,10 +193,3 @@ def split_train_val(items: Sequence[DatasetItem]) -> tuple[list[DatasetItem], li
         return train, val
     assign = original_split([str(it.path) for it in train], test_fraction=0.0)
     return [it for it in train if assign[str(it.path)] == "train"], [it for it in train if assign[str(it.path)] == "val"]
-
-
-def describe_problems(problems: Sequence[Any], limit: int = 20) -> str:
-    lines = [str(p) for p in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(f"... and {len(problems) - limit} more")
-    return "\n".join(lines)
