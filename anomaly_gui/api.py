@@ -66,6 +66,8 @@ def resolve_items(source: Source, split: str = "train") -> list[DatasetItem]:
 
     Plain folders: images below a sub-folder named good/normal/ok are normal, other sub-folders anomalous,
     images directly in the folder unlabelled (None)."""
+    from anomaly_gui.core.formats.common import input_images
+
     if isinstance(source, DatasetItem):
         return [source]
     if isinstance(source, (list, tuple)):
@@ -87,22 +89,11 @@ def resolve_items(source: Source, split: str = "train") -> list[DatasetItem]:
             raise DataError(path, f"MVTec layout without a {split} part")
         return chosen
     items = []
-    for img in _input_images(path):
+    for img in input_images(path):
         parent = img.parent
         label = None if parent == path else (not _is_normal_label(parent.name))
         items.append(DatasetItem(path=str(img), label=parent.name if parent != path else "", is_anomalous=label))
     return items
-
-
-def _input_images(folder: Path) -> list[Path]:
-    """The images below `folder` (natural order), without ground-truth masks and written overlays."""
-    from anomaly_gui.core.formats.common import list_images
-
-    out = [p for p in list_images(folder, recursive=True)
-           if "ground_truth" not in p.parts and not p.stem.endswith(("_mask", "_overlay"))]
-    if not out:
-        raise DataError(folder, "no images found")
-    return out
 
 
 def _unique_names(paths: Sequence[str]) -> list[str]:
