@@ -116,3 +116,56 @@ def test_embedding_run_metrics_equal_report_and_evaluate(tmp_path, monkeypatch, 
     assert stored["n_train"] == cli["n_train"] == 12 and stored["n_test"] == cli["n_test"] == 9
     _same(["image_auroc", "f1_max"], stored, report)
     _same(["novelty_auroc", "f1_max"], stored, cli)
+
+
+def _ucsd_subset(root: Path, src: Path) -> Path:
+    """A UCSD-layout set from real Ped2 training frames: Train001/Train002 (24 frames each) to fit on; test
+    clips Test001 (a bright square crosses frames 16-30, the anomaly) and Test002 (normal), both from
+    Train003; frame labels in Test/frame_gt.json."""
+    from anomaly_gui.core.imageio import read_image
+
+    for clip in ("Train001", "Train002"):
+        frames = sorted((src / "Train" / clip).iterdir())[:24]
+        for f in frames:
+            dst = root / "Train" / clip / f.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dst)
+    frames = sorted((src / "Train" / "Train003").iterdir())
+    for clip, part, square in (("Test001", frames[:30], True), ("Test002", frames[40:70], False)):
+        for k, f in enumerate(part):
+            img = read_image(f)[:, :, 0].copy() if read_image(f).ndim == 3 else read_image(f).copy()
+            if square and k >= 15:
+                x = 20 + 6 * (k - 15)
+                img[60:90, x:x + 30] = 255
+            write_image(root / "Test" / clip / f"{k + 1:03d}.png", img)
+    (root / "Test" / "frame_gt.json").write_text(json.dumps({"anomalous_frames": {"Test001": [[16, 30]], "Test002": []}}))
+    return root
+
+
+def test_video_run_metrics_equal_report_and_evaluate(tmp_path, capsys):
+    """`evaluate` fits on the Train clips and tests the Test clips; the project holds the same clips plus a
+    validation clip (its split 'val') for its threshold."""
+    import torch
+
+    from tests.conftest import shared_dataset
+
+    torch.set_num_threads(1)
+    ped2 = shared_dataset("ucsd_ped2")
+    root = _ucsd_subset(tmp_path / "ucsd", ped2)
+    val_root = tmp_path / "val"
+    for f in sorted((ped2 / "Train" / "Train003").iterdir())[80:104]:
+        dst = val_root / "Train" / "Val001" / f.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dst)
+    params = {"width": 48, "height": 32, "batch_size": 8, "epochs": 2, "lr": 0.003}
+    with open_project(tmp_path / "p.agproj") as project:
+        project.add_items(import_dataset(root).items)
+        project.set_split(project.add_items(import_dataset(val_root).items), "val")
+        run = project.run(_gui_run(project, "frame_ae", params))
+        stored = run.metrics
+        report = _report_metrics(project, run.id)
+    cli = _cli_evaluate(capsys, root, "frame_ae", params)
+    assert stored["n_train"] == 48 and stored["n_val"] == 24 and stored["n_test"] == cli["n_test"] == 60
+    assert stored["frame_auc"] > 0.8
+    _same(["frame_auc"], stored, cli)
+    _same(["image_auroc"], stored, report)

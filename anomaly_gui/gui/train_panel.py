@@ -15,13 +15,16 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
                                QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
-from anomaly_gui.pipeline import TASK_KINDS, train_run
 from anomaly_gui.engines.base import Engine, RunContext, Task, list_engines
 from anomaly_gui.engines.device import available_devices
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.param_form import ParamForm
 from anomaly_gui.gui.state import AppState
 from anomaly_gui.gui.workers import Job, JobBusyError, start_job
+from anomaly_gui.pipeline import TASK_KINDS, policy_for, run_summary, train_run
+
+SUMMARY_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO", "f1_max": "F1-max",
+                 "map50": "mAP@0.5", "frame_auc": "frame AUC", "novelty_auroc": "novelty AUROC"}
 
 log = logging.getLogger(__name__)
 
@@ -304,14 +307,24 @@ class TrainPanel(QWidget):
         summary = ""
         if project is not None:
             run = project.run(run_id)
-            auroc = run.metrics.get("image_auroc")
-            summary = f" — image AUROC {auroc:.3f}" if isinstance(auroc, float) else ""
+            figures = {k: v for k, v in run_summary(run).items() if k != "threshold" and isinstance(v, float)}
+            if {"frame_auc", "novelty_auroc"} & set(figures):
+                figures.pop("image_auroc", None)  # the same number under the task's own name
+            summary = "".join(f" — {SUMMARY_NAMES.get(k, k)} {v:.3f}" for k, v in list(figures.items())[:2])
+            self._raise_dock(policy_for(run.task).review_dock)
         self._set_status(f"Run #{run_id} done{summary}.")
         self.state.message.emit(f"Run #{run_id} done{summary}")
         self.state.runsChanged.emit()
         self.state.scoresChanged.emit(int(run_id))
         self.state.set_current_run(int(run_id))
         self.runFinished.emit(int(run_id))
+
+    def _raise_dock(self, panel_id: str) -> None:
+        """Bring the dock that shows runs of this task to the front (Review, Detection, Cluster view, video)."""
+        dock = getattr(self.window_, "docks", {}).get(panel_id)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
 
     def _on_failed(self, message: str) -> None:
         self.last_error = message

@@ -18,7 +18,7 @@ import numpy as np
 
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.formats.base import DatasetItem
-from anomaly_gui.core.project import Project, Run, iter_chunks
+from anomaly_gui.core.project import Project, Run
 from anomaly_gui.core.protocol import Cancelled, ClipScores, RunContext, SequenceEngine, params_to_dict
 from anomaly_gui.core.video_io import Clip
 from anomaly_gui.core.run_files import model_path, write_split
@@ -132,7 +132,7 @@ def score_run(
     sink = ResultSink(project, run_id, engine.name)
     done = 0
     t0 = time.perf_counter()
-    for batch in iter_chunks(items, max(1, int(batch_size))):
+    for batch in policy_for(engine.task).batches(items, batch_size):
         ctx.check()
         results = engine.score(list(batch), ctx)
         if len(results) != len(batch):
@@ -191,7 +191,8 @@ def rename_run(project: Project, run_id: int, name: str) -> None:
     project.update_run(run_id, name=name.strip())
 
 
-SUMMARY_KEYS = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "map50", "frame_auc", "novelty_auroc")
+#: the task's headline figure first (mAP, frame AUC, novelty AUROC), then the image-level ones
+SUMMARY_KEYS = ("map50", "frame_auc", "novelty_auroc", "image_auroc", "pixel_auroc", "aupro", "f1_max")
 
 
 def run_summary(run: Run) -> dict[str, Any]:

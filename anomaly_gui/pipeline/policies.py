@@ -6,14 +6,14 @@ A policy supplies the task-specific steps of the one lifecycle in `pipeline.life
 - `scoring_items`: which items are scored after the fit;
 - `calibrate`: the run's threshold and how it was chosen (image score / map vs a detector's confidence);
 - `evaluate`: the metrics stored for the run (image/pixel metrics, mAP, novelty AUROC);
-- `review_dock`: the dock that shows runs of this task.
+- `review_dock`: the id of the dock that shows runs of this task (the GUI raises it when a run ends).
 
 Storing results is the same for every task (`ResultSink`): whatever a typed `ScoreResult` carries goes
 where the app reads it (scores + raw maps, model boxes, embeddings).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -142,6 +142,11 @@ class TaskPolicy:
         used = {it.id for it in train} | {it.id for it in val}
         return list(val) + [it for it in task_items(project, engine_cls.task) if it.id not in used]
 
+    def batches(self, items: Sequence[DatasetItem], batch_size: int) -> Iterator[list[DatasetItem]]:
+        """The scoring batches: `batch_size` items at a time."""
+        for i in range(0, len(items), max(1, int(batch_size))):
+            yield list(items[i:i + max(1, int(batch_size))])
+
     def calibrate(self, project: Project, run_id: int, min_area: float) -> tuple[float, str]:
         from anomaly_gui.core.run_metrics import choose_threshold
 
@@ -157,7 +162,21 @@ class VideoPolicy(TaskPolicy):
     """Frames in sequence: frame scores + raw maps, decided and measured like images; shown in the video player."""
 
     task = Task.VIDEO
-    review_dock = "video"
+    review_dock = "video_player"
+
+    def batches(self, items: Sequence[DatasetItem], batch_size: int) -> Iterator[list[DatasetItem]]:
+        """One clip at a time, whole: frame scores are normalised over their clip and windows span frames."""
+        clips: dict[tuple[str, str], list[DatasetItem]] = {}
+        for it in items:
+            clips.setdefault((it.group, it.path if it.kind == "video" else ""), []).append(it)
+        for clip in clips.values():
+            yield sorted(clip, key=lambda it: it.frame_index or 0)
+
+    def evaluate(self, project: Project, run_id: int, threshold: float, min_area: float) -> dict[str, Any]:
+        out = super().evaluate(project, run_id, threshold, min_area)
+        if out.get("image_auroc") is not None:  # frames of the test clips pooled: the frame-level AUC
+            out["frame_auc"] = out["image_auroc"]
+        return out
 
 
 class DetectionPolicy(TaskPolicy):
@@ -208,7 +227,7 @@ class EmbeddingPolicy(TaskPolicy):
     the metrics are measured on the items the model was neither fitted nor validated on."""
 
     task = Task.EMBEDDING
-    review_dock = "cluster"
+    review_dock = "cluster_view"
     split_if_unsplit = True
 
     def scoring_items(self, project: Project, engine_cls: type[EngineProtocol], train: Sequence[DatasetItem],

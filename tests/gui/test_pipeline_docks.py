@@ -58,7 +58,9 @@ def test_detection_run_from_train_panel_shows_map_and_confidence_in_detection_do
     assert run.status == "done" and run.task == "detection"
     assert run.threshold == pytest.approx(0.5) and run.metrics["threshold_method"] == "default confidence cut-off"
     assert run.metrics["map50"] > 0.9 and run.metrics["n_test"] == 3 and run.metrics["classes"] == ["ship"]
+    assert "mAP@0.5" in win.panels["train"].status.text()
     panel = win.panels["detection"]
+    assert win.docks["detection"].isVisible()  # the dock that shows detection runs is raised
     qtbot.waitUntil(lambda: panel.run_id == run_id, timeout=5000)
     assert panel.run_combo.currentData() == run_id and "mAP50" in panel.run_combo.currentText()
     assert panel.conf_slider.value() == 50
@@ -80,6 +82,7 @@ def test_embedding_run_from_train_panel_shows_its_map_in_cluster_view(qtbot, mak
     run = project.run(run_id)
     assert run.status == "done" and run.task == "embedding"
     assert run.metrics["novelty_auroc"] == pytest.approx(1.0)  # the bright unknown species is far from both known
+    assert "novelty AUROC 1.000" in win.panels["train"].status.text()
     n = project.count_items()
     qtbot.waitUntil(lambda: cluster.cmap is not None, timeout=30000)
     assert cluster.source.currentData() == run_id

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from anomaly_gui.core.postprocess import regions, resize_map  # noqa: F401  (moved to the core; re-exported this release)
+
 
 def regularity(errors: np.ndarray) -> np.ndarray:
     """s(t) = 1 - (e(t) - min e) / (max e - min e), over one clip; all ones for a constant clip."""
