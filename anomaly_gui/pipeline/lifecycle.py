@@ -84,7 +84,7 @@ def train_run(
         engine.fit(fit_items, _logging_ctx(project, run.id, ctx))
         ctx.check()
         engine.save(model_path(project, run.id))
-        merge_metrics(project, run.id, {"fit_seconds": round(time.perf_counter() - t0, 3)})
+        merge_metrics(project, run.id, {"fit_seconds": round(time.perf_counter() - t0, 3), **policy.fit_metrics(engine)})
         if score:
             project.update_run(run.id, status="scoring")
             score_run(project, run.id, policy.scoring_items(project, engine_cls, train, val), ctx, engine=engine)

@@ -142,6 +142,10 @@ class TaskPolicy:
         used = {it.id for it in train} | {it.id for it in val}
         return list(val) + [it for it in task_items(project, engine_cls.task) if it.id not in used]
 
+    def fit_metrics(self, engine: EngineProtocol) -> dict[str, Any]:
+        """Figures the engine learnt in its fit that the run keeps with its metrics."""
+        return {}
+
     def batches(self, items: Sequence[DatasetItem], batch_size: int) -> Iterator[list[DatasetItem]]:
         """The scoring batches: `batch_size` items at a time."""
         for i in range(0, len(items), max(1, int(batch_size))):
@@ -229,6 +233,10 @@ class EmbeddingPolicy(TaskPolicy):
     task = Task.EMBEDDING
     review_dock = "cluster_view"
     split_if_unsplit = True
+
+    def fit_metrics(self, engine: EngineProtocol) -> dict[str, Any]:
+        """Which encoder the engine kept (pretrained / fine-tuned) and the validation figure that chose it."""
+        return {k: engine.stats[k] for k in ("encoder", "pseudo_novelty_auroc") if engine.stats.get(k) is not None}
 
     def scoring_items(self, project: Project, engine_cls: type[EngineProtocol], train: Sequence[DatasetItem],
                       val: Sequence[DatasetItem]) -> list[DatasetItem]:
