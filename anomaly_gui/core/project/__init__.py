@@ -3,9 +3,9 @@
 `schema` (tables, migrations), `store` (connection, transactions, settings, listeners), `items`,
 `annotations` (+ label classes), `verdicts`, `runs` (+ score caches), `zones`; `Project` combines them.
 """
-from anomaly_gui.core.project.project import Project, iter_chunks, open_project
+from anomaly_gui.core.project.project import Project, open_project
 from anomaly_gui.core.project.records import VERDICTS, Run, Score, Verdict
 from anomaly_gui.core.project.schema import MIGRATIONS, PROJECT_SUFFIX, SCHEMA_VERSION
 
 __all__ = ["MIGRATIONS", "PROJECT_SUFFIX", "SCHEMA_VERSION", "VERDICTS", "Project", "Run", "Score", "Verdict",
-           "iter_chunks", "open_project"]
+           "open_project"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Sequence
 
 from anomaly_gui.core.project.annotations import AnnotationStore
 from anomaly_gui.core.project.items import ItemStore
@@ -25,8 +24,3 @@ def open_project(path: str | Path) -> Project:
     if p.suffix == "":
         p = p.with_suffix(PROJECT_SUFFIX)
     return Project(p)
-
-
-def iter_chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
