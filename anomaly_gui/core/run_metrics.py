@@ -55,26 +55,35 @@ def threshold_from_values(values: np.ndarray, labels: np.ndarray) -> tuple[float
 
 
 def choose_threshold(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str]:
-    """The run's threshold for `min_area` from its validation items (its training items when it has none)."""
+    """The run's threshold for `min_area` from its validation items; never from test items.
+
+    Without validation items (a single training item) the training items themselves are used (the model
+    has seen them, so the threshold is low, and the method says so)."""
+    t, how, _ = choose_threshold_with_source(project, run_id, min_area)
+    return t, how
+
+
+def choose_threshold_with_source(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str, str]:
+    """(threshold, method, source) where source is "validation" or "training" (see `choose_threshold`)."""
     from anomaly_gui.core.runs import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)
     ids = [i for i in split["val"] if i in scored]
     source = "validation"
+    if not ids:  # a run from before split files: the items of split 'val' it scored
+        ids = [i for i in scored if i not in split["train"] and project.item(i).split == "val"]
     if not ids:
-        ids = [i for i in scored if project.item(i).split == "val"]
+        ids = [i for i in split["train"] if i in scored]
+        source = "training"
     if not ids:
-        ids = list(scored)
-        source = "all scored items"
-    if not ids:
-        raise ValueError(f"run {run_id} has no scores to choose a threshold from")
+        raise ValueError(f"run {run_id} has no scored validation or training items to choose a threshold from")
     items = {it.id: it for it in project.items(ids=ids)}
     labels = np.asarray([_label(items[i].is_anomalous) for i in ids])
-    if source != "validation":
-        labels = np.where(labels == 1, 1, 0)
     t, how = threshold_from_values(critical_values(project, run_id, ids, min_area), labels)
-    return t, how if source == "validation" else f"{how} ({source})"
+    if source == "training":
+        how = how.replace("validation", "training") + " (no validation items: scored after fitting on them)"
+    return t, how, source
 
 
 def _label(flag: bool | None) -> int:
@@ -115,8 +124,10 @@ def evaluate_run(project: Project, run_id: int, threshold: float, min_area: floa
 
 
 def pixel_metrics(project: Project, run_id: int, items: Sequence[Any]) -> dict[str, Any]:
-    """pixel_auroc and aupro over items with a usable mask (normal items: an empty mask)."""
+    """pixel_auroc and aupro over items with a usable mask (normal items: an empty mask), maps at most
+    `PIXEL_MAX_SIDE` on a side; masks shrunk keeping every defect pixel (`PIXEL_GT_RULE`)."""
     from anomaly_gui.core.imageio import read_image
+    from anomaly_gui.core.metrics.segmentation import PIXEL_GT_RULE, align_mask, aupro, pixel_auroc
     from anomaly_gui.core.postprocess import resize_map
 
     maps, masks = [], []
@@ -129,66 +140,10 @@ def pixel_metrics(project: Project, run_id: int, items: Sequence[Any]) -> dict[s
         h, w = m.shape
         f = min(1.0, PIXEL_MAX_SIDE / max(h, w))
         size = (max(1, round(w * f)), max(1, round(h * f)))
-        if it.mask_path:
-            gt = read_image(it.mask_path)
-            gt = gt[..., 0] if gt.ndim == 3 else gt
-            gt_small = resize_map((gt > 0).astype(np.float32), size) >= 0.5
-        else:
-            gt_small = np.zeros((size[1], size[0]), bool)
+        gt_small = align_mask(read_image(it.mask_path), (size[1], size[0])) if it.mask_path else np.zeros((size[1], size[0]), bool)
         maps.append(resize_map(m, size))
         masks.append(gt_small)
     if not masks or not any(mk.any() for mk in masks):
         return {}
-    return {"pixel_auroc": pixel_auroc(masks, maps), "aupro": aupro(masks, maps)}
-
-
-def pixel_auroc(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], max_pixels: int = 4_000_000) -> float | None:
-    """ROC AUC over all pixels pooled (sub-sampled evenly above `max_pixels`)."""
-    y = np.concatenate([np.asarray(m, bool).ravel() for m in masks])
-    s = np.concatenate([np.asarray(m, np.float32).ravel() for m in maps])
-    step = max(1, y.size // max_pixels)
-    return auroc(y[::step], s[::step])
-
-
-def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: float = 0.3) -> float | None:
-    """Area under the per-region-overlap curve up to `fpr_limit` false-positive rate, normalised to [0, 1].
-
-    PRO at a threshold is the mean over ground-truth regions (8-connected components) of the fraction of
-    the region above the threshold; FPR counts normal pixels above it (MVTec AD's AUPRO).
-    """
-    import cv2
-
-    weights, normal, scores = [], [], []
-    n_regions = 0
-    labelled = []
-    for mk, mp in zip(masks, maps):
-        n, lab = cv2.connectedComponents(np.asarray(mk, np.uint8), connectivity=8)
-        labelled.append((n, lab, np.asarray(mp, np.float32)))
-        n_regions += n - 1
-    if n_regions == 0:
-        return None
-    for n, lab, mp in labelled:
-        lab = lab.ravel()
-        sizes = np.bincount(lab, minlength=n).astype(np.float64)
-        w = np.where(lab > 0, 1.0 / (sizes[lab] * n_regions), 0.0)
-        weights.append(w)
-        normal.append(lab == 0)
-        scores.append(mp.ravel())
-    s = np.concatenate(scores)
-    order = np.argsort(-s, kind="stable")
-    s = s[order]
-    w = np.concatenate(weights)[order]
-    nrm = np.concatenate(normal)[order]
-    n_normal = max(int(nrm.sum()), 1)
-    pro = np.cumsum(w)
-    fpr = np.cumsum(nrm) / n_normal
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # one point per distinct threshold
-    fpr, pro = np.r_[0.0, fpr[last]], np.r_[0.0, pro[last]]
-    keep = fpr <= fpr_limit
-    x, y = fpr[keep], pro[keep]
-    k = int(keep.sum())
-    if k < len(fpr):  # close the curve exactly at the limit
-        x0, x1, y0, y1 = fpr[k - 1], fpr[k], pro[k - 1], pro[k]
-        y_lim = y0 + (y1 - y0) * (fpr_limit - x0) / max(x1 - x0, 1e-12)
-        x, y = np.r_[x, fpr_limit], np.r_[y, y_lim]
-    return float(np.trapezoid(y, x) / fpr_limit)
+    return {"pixel_auroc": pixel_auroc(maps, masks, max_pixels=4_000_000), "aupro": aupro(maps, masks),
+            "pixel_gt": PIXEL_GT_RULE}

@@ -150,19 +150,6 @@ def require_images(items: Sequence[object], minimum: int, engine: str) -> None:
         raise ValueError(f"{engine} needs at least {minimum} normal training image(s); got {len(items)}")
 
 
-def split_normal(items: Sequence[DatasetItem], val_fraction: float = 0.2, seed: int = 0,
-                 min_train: int = 1) -> tuple[list[DatasetItem], list[DatasetItem]]:
-    """A random split of normal images into (train, validation); validation may be empty for tiny sets."""
-    items = list(items)
-    n_val = int(round(len(items) * val_fraction))
-    n_val = min(n_val, max(0, len(items) - min_train))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(items))
-    val = [items[i] for i in sorted(order[:n_val])]
-    train = [items[i] for i in sorted(order[n_val:])]
-    return train, val
-
-
 def upsample_map(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(N, 1, h, w) -> (N, 1, H, W) bilinear, `size` = (H, W)."""
     if tuple(m.shape[-2:]) == tuple(size):

@@ -1,9 +1,11 @@
 """Evaluators behind `anomaly-gui evaluate`, one per engine task, registered with `@register_evaluator`.
 
 An evaluator is `fn(dataset: Path, engine: str, test: Path | None, device: str, params: dict,
-save_model: Path | None) -> dict` returning the snake_case keys of the CLI contract
-(image_auroc, pixel_auroc, aupro, f1_max, threshold, frame_auc, map50, map50_95, novelty_auroc,
-fit_seconds, items_per_second, n_train, n_test, engine, device).
+save_model: Path | None, allow_overlap: bool = False) -> dict` returning the snake_case keys of the CLI
+contract (image_auroc, pixel_auroc, aupro, f1_max, threshold, frame_auc, map50, map50_95, novelty_auroc,
+fit_seconds, items_per_second, n_train, n_test, engine, device), plus in every one `threshold_source`
+(how the threshold was chosen, never on test labels), `n_overlap` (test files byte-identical to training
+files: refused unless `allow_overlap`) and `warnings` (each item or count left out of a metric, by name).
 Modules of this package are imported on first use (no list to edit).
 """
 from __future__ import annotations
