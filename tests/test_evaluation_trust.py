@@ -166,6 +166,13 @@ def test_gui_run_with_three_training_images_never_reads_test_items_for_its_thres
     split = run_split(proj, run_id)
     assert set(seen) <= set(split["val"]) | set(split["train"])
     assert "test" not in run.metrics["threshold_source"]
+    # a single training item: the threshold comes from it, and the run log says so
+    proj.set_split([int(it.id) for it in proj.items(split="train")][1:], "")
+    seen.clear()
+    run_id = train_run(proj, "c2_meandiff", {}, device="cpu")
+    assert seen and not set(seen) & test_ids
+    assert proj.run(run_id).metrics["threshold_source"] == "training"
+    assert any("chosen on the training items" in e.get("warning", "") for e in proj.run(run_id).log)
     proj.close()
 
 
@@ -413,3 +420,20 @@ def test_video_output_labels_both_frame_aucs():
     assert out["frame_auc_raw"] == pytest.approx(13 / 15)  # a clip's offset hurts the deployable figure
     assert "per-clip" in out["frame_auc_normalisation"] and "test clip" in out["frame_auc_normalisation"]
     assert math.isfinite(out["frame_auc_raw"])
+
+
+# -- one evaluate_run: the GUI's stored metrics and the report's are the same numbers ----------------------
+def test_report_prints_the_run_metrics_of_the_gui(tmp_path, tiny):
+    from anomaly_gui.core.project import open_project
+    from anomaly_gui.core.report.data import run_evaluation
+    from anomaly_gui.core.runs import train_run
+
+    proj = open_project(tmp_path / "p.agproj")
+    proj.add_items(make_images(tmp_path / "d", n_train=6, n_good=5, n_bad=5))
+    run_id = train_run(proj, "c2_meandiff", {}, device="cpu")
+    stored = proj.run(run_id).metrics
+    ev = run_evaluation(proj, run_id, truth="dataset")
+    for key in ("image_auroc", "f1_max", "pixel_auroc", "aupro"):
+        assert ev.metrics[key] == pytest.approx(stored[key], abs=1e-12), key
+    assert ev.metrics["n_items"] == stored["n_test"]
+    proj.close()

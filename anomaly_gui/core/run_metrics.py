@@ -65,7 +65,7 @@ def choose_threshold(project: Project, run_id: int, min_area: float = 0.0) -> tu
 
 def choose_threshold_with_source(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str, str]:
     """(threshold, method, source) where source is "validation" or "training" (see `choose_threshold`)."""
-    from anomaly_gui.core.runs import run_split
+    from anomaly_gui.core.splits import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)
@@ -90,36 +90,81 @@ def _label(flag: bool | None) -> int:
     return -1 if flag is None else int(bool(flag))
 
 
-def evaluate_run(project: Project, run_id: int, threshold: float, min_area: float = 0.0) -> dict[str, Any]:
-    """Metrics on the run's test items (scored items it was neither fitted nor validated on).
-
-    image_auroc and f1_max from the image scores; pixel_auroc and aupro where masks exist (a normal item
-    counts as an empty mask; an anomalous item without a mask is left out); confusion counts at
-    (threshold, min_area); the same counts against the analyst's verdicts when there are any.
-    """
-    from anomaly_gui.core.runs import run_split
+def test_item_ids(project: Project, run_id: int) -> list[int]:
+    """The run's test items: those it scored but was neither fitted nor validated on. A run without a split
+    record (older projects) measures its items of split `test`, or all it scored when there are none."""
+    from anomaly_gui.core.splits import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)
     fitted = set(split["train"]) | set(split["val"])
-    items = [it for it in project.items(ids=list(scored)) if it.id not in fitted]
-    out: dict[str, Any] = {"n_test": len(items)}
-    known = [it for it in items if it.is_anomalous is not None and scored[int(it.id)].score is not None]
+    if fitted:
+        return [i for i in scored if i not in fitted]
+    tests = [int(it.id) for it in project.items(ids=list(scored)) if it.split == "test"]
+    return tests or list(scored)
+
+
+def image_metrics(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """image_auroc, f1_max (with its threshold: an oracle figure, never used to decide) and average
+    precision of image scores; empty without both classes."""
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(labels, np.int64)
+    s = np.asarray(scores, np.float64)
+    if not len(y) or not 0 < y.sum() < len(y):
+        return {}
+    f1, f1_thr = f1_max(y, s)
+    return {"image_auroc": auroc(y, s), "f1_max": f1, "f1_max_threshold": f1_thr,
+            "average_precision": float(average_precision_score(y, s))}
+
+
+def evaluate_run(project: Project, run_id: int, threshold: float | None, min_area: float = 0.0,
+                 truth: dict[int, bool | None] | None = None) -> dict[str, Any]:
+    """The metrics of a run, on its test items (`test_item_ids`); the GUI, the report and the CLI's
+    equality test read these. One implementation: everything that prints a run's figure calls it.
+
+    Ground truth is the dataset's labels, or `truth` ({item id: anomalous?}, e.g. the analyst's labels).
+    Items without a label, or with a non-finite score, are left out and counted (`n_unlabelled`,
+    `n_not_scored`). image_auroc / f1_max / average_precision from the image scores; pixel_auroc and
+    aupro where masks exist (a normal item counts as an empty mask; an anomalous item without a mask is
+    left out); confusion counts at (threshold, min_area); the same against the analyst's verdicts.
+    """
+    scored = project.scores(run_id)
+    ids = test_item_ids(project, run_id)
+    items = project.items(ids=ids)
+    label = (lambda it: truth.get(int(it.id))) if truth is not None else (lambda it: it.is_anomalous)  # noqa: E731
+    finite = [it for it in items if scored[int(it.id)].score is not None and np.isfinite(scored[int(it.id)].score)]
+    known = [it for it in finite if label(it) is not None]
+    out: dict[str, Any] = {"n_test": len(items), "n_measured": len(known), "n_unlabelled": len(finite) - len(known),
+                           "n_not_scored": len(items) - len(finite)}
     if known:
-        y = np.asarray([int(bool(it.is_anomalous)) for it in known])
+        y = np.asarray([int(bool(label(it))) for it in known])
         s = np.asarray([float(scored[int(it.id)].score) for it in known])
-        out["image_auroc"] = auroc(y, s)
-        out["f1_max"] = f1_max(y, s)[0]
-        crit = critical_values(project, run_id, [int(it.id) for it in known], min_area)
-        out["confusion"] = confusion(y, np.nan_to_num(crit, nan=-np.inf) >= threshold)
+        out.update(image_metrics(y, s))
+        if threshold is not None:
+            crit = critical_values(project, run_id, [int(it.id) for it in known], min_area)
+            out["confusion"] = confusion(y, np.nan_to_num(crit, nan=-np.inf) >= threshold)
     verdicts = project.verdicts()
     judged = [it for it in items if verdicts.get(int(it.id)) and verdicts[int(it.id)].verdict in ("normal", "anomalous")]
-    if judged:
+    if judged and threshold is not None:
         y = np.asarray([verdicts[int(it.id)].verdict == "anomalous" for it in judged])
         crit = critical_values(project, run_id, [int(it.id) for it in judged], min_area)
         out["confusion_vs_analyst"] = confusion(y, np.nan_to_num(crit, nan=-np.inf) >= threshold)
-    pix = pixel_metrics(project, run_id, [it for it in known if scored[int(it.id)].map_path])
-    out.update(pix)
+    if truth is None:
+        out.update(pixel_metrics(project, run_id, [it for it in known if scored[int(it.id)].map_path]))
+    return out
+
+
+def metric_warnings(metrics: dict[str, Any], threshold_source: str) -> list[str]:
+    """The named warnings of a run's figures (for its log): what was left out, and a threshold that could
+    not come from validation items."""
+    out = []
+    if metrics.get("n_unlabelled"):
+        out.append(f"{metrics['n_unlabelled']} unlabelled test item(s) scored but left out of every metric")
+    if metrics.get("n_not_scored"):
+        out.append(f"{metrics['n_not_scored']} test item(s) without a finite score left out of every metric")
+    if threshold_source == "training":
+        out.append("no validation items: the threshold was chosen on the training items (seen in fitting, so low)")
     return out
 
 

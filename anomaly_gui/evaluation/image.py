@@ -21,8 +21,8 @@ from anomaly_gui.core.imageio import read_image
 from anomaly_gui.core.metrics import auroc, confusion, f1_max
 from anomaly_gui.core.metrics.segmentation import PIXEL_GT_RULE, align_mask, aupro, pixel_auroc
 from anomaly_gui.core.splits import train_val_split
-from anomaly_gui.engines.base import RunContext, Task, get_engine
-from anomaly_gui.evaluation import register_evaluator
+from anomaly_gui.engines.base import Task, get_engine
+from anomaly_gui.evaluation import logging_context, register_evaluator
 from anomaly_gui.evaluation.checks import check_overlap
 
 log = logging.getLogger(__name__)
@@ -36,18 +36,6 @@ def read_dataset(root: Path) -> list[DatasetItem]:
     if not res.items:
         raise DataError(root, "no images")
     return res.items
-
-
-def _logging_ctx(prefix: str) -> RunContext:
-    last = [0.0]
-
-    def progress(done: int, total: int, msg: str) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 5 or done >= total:
-            last[0] = now
-            log.info("%s %s", prefix, msg)
-
-    return RunContext(progress=progress, log=lambda e: log.info("%s %s", prefix, e))
 
 
 def ground_truth(item: DatasetItem, shape: tuple[int, int]) -> np.ndarray | None:
@@ -80,12 +68,12 @@ def evaluate_image(dataset: Path, engine: str, test: Path | None = None, device:
              len(test_items), eng.device)
 
     t0 = time.perf_counter()
-    eng.fit(train, _logging_ctx("fit"))
+    eng.fit(train, logging_context(log, "fit"))
     _sync(eng)
     fit_s = time.perf_counter() - t0
     thr, source = _validation_threshold(eng, val, train)
     t1 = time.perf_counter()
-    results = eng.score(test_items, _logging_ctx("score"))
+    results = eng.score(test_items, logging_context(log, "score"))
     _sync(eng)
     score_s = time.perf_counter() - t1
 
@@ -146,7 +134,7 @@ def _validation_threshold(eng: Any, val: list[DatasetItem], train: list[DatasetI
     from anomaly_gui.core.run_metrics import threshold_from_values
 
     calib, where = (val, "validation") if val else (train, "training images (no validation image to hold out)")
-    res = eng.score(calib, _logging_ctx("validation"))
+    res = eng.score(calib, logging_context(log, "validation"))
     values = np.array([np.nan if r.score is None else float(r.score) for r in res])
     labels = np.array([-1 if it.is_anomalous is None else int(bool(it.is_anomalous)) for it in calib])
     t, how = threshold_from_values(values, labels)

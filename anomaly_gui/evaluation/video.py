@@ -20,8 +20,8 @@ from anomaly_gui.core.video_io import (
     read_mask,
     scan_ucsd,
 )
-from anomaly_gui.engines.base import RunContext, Task, get_engine
-from anomaly_gui.evaluation import register_evaluator
+from anomaly_gui.engines.base import Task, get_engine
+from anomaly_gui.evaluation import logging_context, register_evaluator
 from anomaly_gui.evaluation.checks import check_overlap
 
 log = logging.getLogger(__name__)
@@ -60,18 +60,6 @@ def _read_with_format(root: Path, split: str, problems: list[str] | None = None)
     return items
 
 
-def _progress_to_log(prefix: str) -> RunContext:
-    last = [0.0]
-
-    def progress(done: int, total: int, msg: str) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 5 or done >= total:
-            last[0] = now
-            log.info("%s %d/%d %s", prefix, done, total, msg)
-
-    return RunContext(progress=progress, log=lambda e: log.info("%s %s", prefix, e))
-
-
 @register_evaluator(Task.VIDEO)
 def evaluate_video(dataset: Path, engine: str, test: Path | None = None, device: str = "auto",
                    params: dict[str, Any] | None = None, save_model: Path | None = None,
@@ -83,7 +71,7 @@ def evaluate_video(dataset: Path, engine: str, test: Path | None = None, device:
     n_overlap = check_overlap(train, test_items, allow_overlap, warnings, test or dataset)
     eng = get_engine(engine)(params=params or {}, device=device)
     t0 = time.perf_counter()
-    eng.fit(train, _progress_to_log("fit"))
+    eng.fit(train, logging_context(log, "fit"))
     fit_seconds = time.perf_counter() - t0
     if save_model:
         eng.save(save_model)
@@ -119,7 +107,7 @@ def measure(eng: Any, test_items: list[DatasetItem], warnings: list[str] | None 
     warnings = [] if warnings is None else warnings
     clips = clips_from_items(test_items)
     t1 = time.perf_counter()
-    results = [eng.score_clip(c, _progress_to_log("score")) for c in clips]
+    results = [eng.score_clip(c, logging_context(log, "score")) for c in clips]
     score_seconds = time.perf_counter() - t1
     n_test = int(sum(len(r.scores) for r in results))
     raw_thr = eng.stats.get("raw_threshold")
