@@ -13,6 +13,7 @@ reads all of it back (scores, maps, threshold, min area, metrics) without recomp
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -23,12 +24,12 @@ import numpy as np
 from anomaly_gui.core.errors import AnomalyGuiError, DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.project import Project, Run, iter_chunks
-from anomaly_gui.core.splits import RUN_SPLIT_FILE as SPLIT_FILE, run_split, write_run_split  # noqa: F401 (re-exported)
 from anomaly_gui.engines.base import Cancelled, Engine, RunContext, ScoreResult, Task, get_engine, params_to_dict
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.agm"
+SPLIT_FILE = "split.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 EMBEDDING_IDS_FILE = "embedding_ids.npy"
 DEFAULT_VAL_FRACTION = 0.2
@@ -98,6 +99,18 @@ def split_train_val(
     return train_val_split(train, val_fraction if len(train) >= MIN_HOLDOUT_TRAIN else 0.0, seed)
 
 
+def run_split(project: Project, run_id: int) -> dict[str, list[int]]:
+    """{"train": [...], "val": [...]} item ids a run was fitted / validated on."""
+    path = project.run_dir(run_id) / SPLIT_FILE
+    if not path.is_file():
+        return {"train": [], "val": []}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"damaged run split file ({exc})") from exc
+    return {"train": [int(i) for i in data.get("train", [])], "val": [int(i) for i in data.get("val", [])]}
+
+
 # -- training ---------------------------------------------------------------------------------
 def _logging_ctx(project: Project, run_id: int, ctx: RunContext) -> RunContext:
     """A context whose log entries also go into the run's log (and on to the caller's live curve)."""
@@ -142,7 +155,7 @@ def train_run(
                        f"(the project has {project.count_items()} item(s))")
     run = project.create_run(engine_name, engine_cls.task.value, params_to_dict(engine.params), name=name)
     rdir = project.run_dir(run.id)
-    write_run_split(project, run.id, train, val)
+    (rdir / SPLIT_FILE).write_text(json.dumps({"train": [it.id for it in train], "val": [it.id for it in val]}))
     project.update_run(run.id, status="running", model_dir=str(rdir),
                        metrics={"n_train": len(train), "n_val": len(val), "device": str(engine.device)})
     try:

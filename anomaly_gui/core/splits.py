@@ -14,7 +14,6 @@ ships a validation split keeps it.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -130,27 +129,3 @@ def apply_original_split(project: Any, overwrite: bool = False, **kw: Any) -> di
     project.set_setting("split.recipe", recipe)
     return {k: len(v) for k, v in groups.items()}
 
-
-#: the file in a run's folder that lists the item ids it was fitted and validated on
-RUN_SPLIT_FILE = "split.json"
-
-
-def write_run_split(project: Any, run_id: int, train: Sequence[Any], val: Sequence[Any]) -> None:
-    """Record which items a run is fitted (`train`) and validated (`val`) on."""
-    path = project.run_dir(run_id) / RUN_SPLIT_FILE
-    path.write_text(json.dumps({"train": [int(it.id) for it in train], "val": [int(it.id) for it in val]}))
-
-
-def run_split(project: Any, run_id: int) -> dict[str, list[int]]:
-    """{"train": [...], "val": [...]} item ids a run was fitted / validated on (empty lists for a run
-    without a split file)."""
-    from anomaly_gui.core.errors import DataError
-
-    path = project.run_dir(run_id) / RUN_SPLIT_FILE
-    if not path.is_file():
-        return {"train": [], "val": []}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"damaged run split file ({exc})") from exc
-    return {"train": [int(i) for i in data.get("train", [])], "val": [int(i) for i in data.get("val", [])]}
