@@ -134,6 +134,10 @@ def _cut_flags(boxes: np.ndarray, t: Tile, width: int, height: int) -> np.ndarra
     return left | top | right | bottom
 
 
+#: public name: batch scoring merges tiles that were detected on other workers
+cut_flags = _cut_flags
+
+
 def merge_boxes(
     boxes: np.ndarray, scores: np.ndarray, labels: Sequence[str], tile_ids: np.ndarray, cut: np.ndarray,
     iou: float = 0.5, merge_ios: float = 0.6,

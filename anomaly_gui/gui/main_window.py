@@ -32,6 +32,7 @@ from anomaly_gui.core.project import PROJECT_SUFFIX, open_project
 from anomaly_gui.gui import settings as app_settings_mod
 from anomaly_gui.gui.browser import DatasetBrowser
 from anomaly_gui.gui.dialogs import AboutDialog, ShortcutsDialog, WelcomePage
+from anomaly_gui.gui.batch_import import BatchImporter
 from anomaly_gui.gui.import_dialog import ImportRunner
 from anomaly_gui.gui.panels import discover_panels
 from anomaly_gui.gui.state import AppState
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         self._setup_panels()
         self._setup_status_bar()
         self.importer = ImportRunner(self.state, self)
+        self.batch_importer = BatchImporter(self.state, self)
         self.importer.finished.connect(self._on_import_finished)
         self.state.projectChanged.connect(self._on_project_changed)
         self.state.itemsChanged.connect(self._update_counts)
@@ -133,6 +135,8 @@ class MainWindow(QMainWindow):
         self._add_action("File", "import_folder", "&Import dataset folder…", self.choose_import_folder, "Ctrl+I",
                          "MVTec AD, VOC, YOLO, COCO, camera traps, frame folders or plain image folders")
         self._add_action("File", "import_video", "Import &video file…", self.choose_import_video)
+        self._add_action("File", "import_batch", "Import &batch results…", lambda: self.batch_importer.choose(),
+                         tip="Load the Parquet output of `anomaly-gui score` into the project as a run")
         self._add_action("File", "open_sample", "Open &sample data", self.open_sample_data)
         self.menus["File"].addSeparator()
         self._add_action("File", "quit", "&Quit", self.close, std.Quit)
