@@ -12,7 +12,7 @@ from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.engines.backbones import backbone_names, get_spec
 from anomaly_gui.engines.base import RunContext, Task, param, register_engine
 from anomaly_gui.engines.image_data import ImageEngine, as_items, autocast, iter_batches, require_images
-from anomaly_gui.engines.patchcore.model import PatchCoreModel, chunked_coreset, random_projection
+from anomaly_gui.engines.patchcore.model import PatchCoreExport, PatchCoreModel, chunked_coreset, random_projection
 
 
 @dataclass
@@ -116,6 +116,13 @@ class PatchCoreEngine(ImageEngine):
     def _score_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.model is not None
         return self.model(x)
+
+    def export_module(self) -> torch.nn.Module:
+        """A traceable module with this model's scores and maps, for `engines.deploy.export_model`."""
+        if self.model is None:
+            raise RuntimeError("nothing to export: PatchCore is not fitted")
+        size = int(self.params.image_size)
+        return PatchCoreExport(self.model, (size, size))
 
     def state_tensors(self) -> dict[str, Any]:
         if self.model is None:

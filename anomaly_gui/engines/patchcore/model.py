@@ -286,3 +286,48 @@ class PatchCoreModel(nn.Module):
         d_support = torch.cdist(m_test.unsqueeze(1), self.memory_bank[support]).squeeze(1)  # (n, k)
         weights = 1.0 - torch.softmax(d_support, dim=1)[:, 0]
         return weights * s_star
+
+
+class PatchCoreExport(nn.Module):
+    """`PatchCoreModel.forward` without Python control flow, for ONNX / OpenVINO: images (N, 3, H, W) in
+    [0, 1] -> (scores (N,), maps (N, H, W)). The bank search is one (N, h*w, M) distance block per batch
+    (25 MB an image for a 6,144-patch bank at 256 px), the map smoothing two constant matrices."""
+
+    def __init__(self, model: PatchCoreModel, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.embedder = Embedder(model.extractor)
+        self.register_buffer("bank", model.memory_bank.detach().clone().float())
+        self.register_buffer("bank_sq", (self.bank**2).sum(1))
+        self.k = min(model.num_neighbors, self.bank.shape[0])
+        self.reweight = model.score_mode != "max" and self.bank.shape[0] >= 2
+        H, W = image_size
+        with torch.no_grad():
+            e = self.embedder(torch.zeros(1, 3, H, W, device=self.bank.device))
+        h, w = e.shape[-2:]
+        mode = "reflect" if int(round(4 * model.sigma)) < min(H, W) else "replicate"
+        from anomaly_gui.engines.image_data import _upsample_blur_operator
+
+        self.register_buffer("a_v", _upsample_blur_operator(h, H, float(model.sigma), mode).clone())
+        self.register_buffer("a_h", _upsample_blur_operator(w, W, float(model.sigma), mode).clone())
+
+    def _sq_dist(self, q: torch.Tensor) -> torch.Tensor:
+        return (q**2).sum(-1, keepdim=True) + self.bank_sq - 2.0 * q @ self.bank.t()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        e = self.embedder(x)
+        n, d, h, w = e.shape
+        flat = e.permute(0, 2, 3, 1).reshape(n, h * w, d)
+        d2, nn_idx = self._sq_dist(flat).min(-1)  # (n, h*w)
+        patch = d2.clamp_min(0).sqrt()
+        s_star, p_star = patch.max(1)
+        maps = self.a_v @ patch.view(n, h, w) @ self.a_h.t()
+        if not self.reweight:
+            return s_star, maps
+        m_test = torch.gather(flat, 1, p_star.view(n, 1, 1).expand(n, 1, d)).squeeze(1)  # (n, d)
+        m_star = self.bank[torch.gather(nn_idx, 1, p_star.view(n, 1)).squeeze(1)]  # (n, d)
+        support = self._sq_dist(m_star).topk(self.k, dim=1, largest=False).indices  # (n, k)
+        d_support = ((m_test.unsqueeze(1) - self.bank[support]) ** 2).sum(-1).sqrt()
+        weights = 1.0 - torch.softmax(d_support, dim=1)[:, 0]
+        return weights * s_star, maps
