@@ -90,6 +90,10 @@ def test_engines_registered_for_embedding_task():
     assert get_engine("triplet_ocsvm")().params.loss == "triplet"
     with pytest.raises(ValueError, match="unknown loss"):
         get_engine("simclr_ocsvm")(loss="hinge", device="cpu")
+    with pytest.raises(ValueError, match="unknown scorer"):
+        get_engine("simclr_ocsvm")(scorer="lof", device="cpu")
+    defaults = get_engine("simclr_ocsvm")(device="cpu").params
+    assert (defaults.scorer, defaults.encoder, defaults.pretrained) == ("knn", "auto", True)
     from anomaly_gui.core.errors import WeightsUnavailableError
 
     eng = get_engine("simclr_ocsvm")(device="cpu", weights_path="/nowhere/mobilenet_v2.pth", epochs=0)
@@ -108,7 +112,8 @@ KNOWN = ("jaguar", "cougar", "deer", "wolf")
 @pytest.fixture(scope="module")
 def fitted(camtrap_items, tmp_path_factory):
     train = [it for it in camtrap_items if it.label in KNOWN]
-    eng = get_engine("triplet_ocsvm")(device="cpu", image_size=64, epochs=3, batch_size=8, trainable_blocks=2, lr=1e-3)
+    eng = get_engine("triplet_ocsvm")(device="cpu", image_size=64, epochs=3, batch_size=8, trainable_blocks=2, lr=1e-3,
+                                      encoder="finetuned", scorer="ocsvm", flip_average=False)
     eng.fit(train)
     return eng, train
 
@@ -120,6 +125,7 @@ def test_training_on_real_photos_losses_finite_and_decreasing(fitted):
     assert losses[-1] < losses[0]
     assert eng.stats["species"] == sorted(KNOWN)
     assert eng.stats["n_crops"] == len(train)
+    assert eng.stats["encoder"] == "finetuned" and eng.stats["scorer"] == "ocsvm"
 
 
 def test_unknown_species_flagged_and_model_round_trip(fitted, camtrap_items, tmp_path):
@@ -143,7 +149,7 @@ def test_unknown_species_flagged_and_model_round_trip(fitted, camtrap_items, tmp
 
     rows = [i for i, it in enumerate(train) if it.label == "jaguar"]
     emb = np.stack([r.embedding for r in back.score([train[i] for i in rows])])
-    ref = OneClassSVM(kernel="rbf", nu=back.params.nu, gamma=back.stats["gamma"]).fit(emb)
+    ref = OneClassSVM(kernel="rbf", nu=back.params.nu, gamma=back.scorer.gamma).fit(emb)
     np.testing.assert_allclose(back.models["jaguar"].decision(emb), ref.decision_function(emb), rtol=1e-4, atol=1e-5)
 
 

@@ -98,8 +98,9 @@ def score_batch(
     maps for jobs up to `MAPS_AUTO_LIMIT` units. `on_summary` sees each batch's summary (tests, GUI).
     """
     shards.require_pyarrow()
-    if not Path(source).exists():
-        raise DataError(Path(source), "input not found")
+    source = Path(source).absolute()  # workers (other processes, other nodes) read by absolute path
+    if not source.exists():
+        raise DataError(source, "input not found")
     model = Path(model).resolve()
     out = Path(out_dir).resolve()
     # in process the planner is the engine that scores; for Ray it only plans (workers load their own)
@@ -110,7 +111,7 @@ def score_batch(
         save_maps = len(units) <= MAPS_AUTO_LIMIT
     job = {"model": str(model), "model_sha1": shards.file_sha1(model), "engine": planner.name,
            "task": Task(planner.task).value, "params": params_to_dict(planner.params), "threshold": thr,
-           "min_area": area, "input": str(Path(source).resolve()), "save_maps": bool(save_maps),
+           "min_area": area, "input": str(source), "save_maps": bool(save_maps),
            "tiling": tiling_of(planner), "stats": _plain_stats(planner.stats)}
     shards.check_job_file(out, job)
     done = shards.done_units(out)

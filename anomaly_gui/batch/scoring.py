@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -100,6 +101,7 @@ class UnitScorer:
 
     # -- entry point ---------------------------------------------------------------------------------
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        t_start = time.time()
         units = _rows(batch)
         results: list[dict[str, Any]] = []
         tiles: list[dict[str, Any]] = []
@@ -136,7 +138,9 @@ class UnitScorer:
                 "rows": np.array([per_unit[k][0] for k in keys], np.int64),
                 "anomalous": np.array([per_unit[k][1] for k in keys], np.int64),
                 "errors": np.array([per_unit[k][2] for k in keys], np.int64),
-                "worker_pid": np.full(len(keys), os.getpid(), np.int64)}
+                "worker_pid": np.full(len(keys), os.getpid(), np.int64),
+                # wall-clock span of this call (benchmarks: Ray's gaps between the batches of one worker)
+                "t_start": np.full(len(keys), t_start), "t_end": np.full(len(keys), time.time())}
 
     # -- images ----------------------------------------------------------------------------------------
     def _score_images(self, units: list[Unit], results: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -243,7 +243,7 @@ def score_run(
     embs: list[np.ndarray] = []
     done = 0
     t0 = time.perf_counter()
-    for batch in iter_chunks(items, max(1, int(batch_size))):
+    for batch in score_batches(items, engine, batch_size):
         ctx.check()
         results = engine.score(list(batch), ctx)
         if len(results) != len(batch):
@@ -257,6 +257,18 @@ def score_run(
     if total:
         _merge_metrics(project, run_id, {"n_scored": total, "items_per_second": round(total / max(seconds, 1e-9), 3)})
     return total
+
+
+def score_batches(items: Sequence[DatasetItem], engine: Engine, batch_size: int) -> Iterator[Sequence[DatasetItem]]:
+    """Batches to score: `batch_size` items, except for video, where a batch is a whole clip (a sequence
+    engine needs every frame of a clip at once: its windows and its per-clip normalisation)."""
+    if engine.task != Task.VIDEO:
+        yield from iter_chunks(items, max(1, int(batch_size)))
+        return
+    clips: dict[str, list[DatasetItem]] = {}
+    for it in items:
+        clips.setdefault(it.group if it.kind == "frame" else f"\0{it.id}", []).append(it)
+    yield from clips.values()
 
 
 def _store_batch(project: Project, run_id: int, batch: list[DatasetItem], results: list[ScoreResult],

@@ -21,7 +21,8 @@ import numpy as np
 
 from anomaly_gui.core.crops import species_from_filename
 from anomaly_gui.core.errors import DataError
-from anomaly_gui.core.formats.base import DatasetItem, import_dataset
+from anomaly_gui.core.formats.base import DatasetItem, get_format, import_dataset
+from anomaly_gui.core.formats.camtrap import species_key
 from anomaly_gui.core.imageio import is_image_file
 from anomaly_gui.core.metrics import auroc, f1_max
 from anomaly_gui.engines.base import RunContext, Stopwatch, Task, get_engine
@@ -32,26 +33,48 @@ _FILE_KEYS = ("file", "filename", "filepath", "file_name", "path", "image")
 _LABEL_KEYS = ("species", "label", "class", "category")
 
 
-def load_species_items(path: str | Path) -> list[DatasetItem]:
+def load_species_items(path: str | Path, fmt: str | None = None) -> list[DatasetItem]:
     """Labelled items from a dataset folder (camera traps, species sub-folders, COCO Camera Traps) or a
     labels file (CSV with file + species columns, or JSON {file: species} / [{file, species}])."""
+    return load_species_dataset(path, fmt)[0]
+
+
+def load_species_dataset(path: str | Path, fmt: str | None = None) -> tuple[list[DatasetItem], str]:
+    """(items, name of the reader used). Species names are normalised (`species_key`: `Cat` == `cat`)
+    whichever reader matched; `fmt` asks for a reader (used when it recognises `path`)."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "not found")
     if path.is_file() and path.suffix.lower() in (".csv", ".json"):
         simple = _read_labels_file(path)
         if simple is not None:
-            return simple
-    try:
-        items = import_dataset(path).items
-    except DataError:
-        items = []
+            return simple, "labels_file"
+    items, reader = [], "species_folders"
+    for use in ([fmt] if fmt and fmt in list_formats_names() else []) + [None]:
+        try:
+            if use is not None and not get_format(use).detect(path):
+                continue
+            result = import_dataset(path, use)
+        except DataError:
+            continue
+        items, reader = result.items, result.format
+        if any(species_key(it.label) for it in items if it.kind == "image"):
+            break  # the other side's reader when it gives species here, else the detected one
     if path.is_dir() and (not items or not any(it.label for it in items)):
-        items = [DatasetItem(str(p), label=p.parent.name.lower()) for p in sorted(path.rglob("*")) if is_image_file(p) and p.parent != path]
-    items = [it for it in items if it.kind == "image" and it.label]
+        items = [DatasetItem(str(p), label=p.parent.name) for p in sorted(path.rglob("*")) if is_image_file(p) and p.parent != path]
+        reader = "species_folders"
+    items = [it for it in items if it.kind == "image" and species_key(it.label)]
+    for it in items:
+        it.label = species_key(it.label)
     if not items:
         raise DataError(path, "no labelled images (expected species sub-folders, camera-trap file names or a labels CSV/JSON)")
-    return items
+    return items, reader
+
+
+def list_formats_names() -> list[str]:
+    from anomaly_gui.core.formats.base import list_formats
+
+    return [r.name for r in list_formats()]
 
 
 def _read_labels_file(path: Path) -> list[DatasetItem] | None:
@@ -87,7 +110,7 @@ def _read_labels_file(path: Path) -> list[DatasetItem] | None:
         p = p if p.is_absolute() else path.parent / p
         if not p.is_file():
             raise DataError(path, f"record {k + 1}: image {p} not found")
-        out.append(DatasetItem(str(p), label=lab.lower()))
+        out.append(DatasetItem(str(p), label=species_key(lab)))
     return out
 
 
@@ -119,12 +142,13 @@ def split_known_novel(items: list[DatasetItem], holdout: float = 0.3, min_known:
 @register_evaluator(Task.EMBEDDING)
 def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, device: str = "auto",
                        params: dict[str, Any] | None = None, save_model: Path | None = None) -> dict[str, Any]:
-    items = load_species_items(dataset)
+    items, train_reader = load_species_dataset(dataset)
+    test_reader = train_reader
     if test is None:
         train, test_items, novel = split_known_novel(items, seed=int((params or {}).get("seed", 0)))
     else:
         train = items
-        test_items = load_species_items(test)
+        test_items, test_reader = load_species_dataset(test, fmt=train_reader)  # the same reader when it fits
         known = {it.label for it in train}
         novel = [int(it.label not in known) for it in test_items]
     engine_cls = get_engine(engine)
@@ -164,6 +188,10 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
         "n_unreadable": int((~ok).sum()),
         "engine": engine,
         "device": str(eng.device),
+        "train_reader": train_reader,
+        "test_reader": test_reader,
+        "encoder": eng.stats.get("encoder"),
+        "pseudo_novelty_auroc": eng.stats.get("pseudo_novelty_auroc"),
     }
 
 

@@ -67,7 +67,9 @@ def embed_project_job(ctx: RunContext, project: Project, engine_name: str, param
         model_path = engine.save(project.run_dir(run.id) / "model.agm")
         metrics = {"n_train": len(train), "n_items": len(items), "n_embedded": len(ok),
                    "n_anomalies": int(sum(bool(r.extra.get("is_anomaly")) for r in results)),
-                   "fit_seconds": engine.stats.get("fit_seconds")}
+                   "fit_seconds": engine.stats.get("fit_seconds"),
+                   # which encoder the engine kept (pretrained / fine-tuned) and its validation figure
+                   "encoder": engine.stats.get("encoder"), "pseudo_novelty_auroc": engine.stats.get("pseudo_novelty_auroc")}
         project.update_run(run.id, status="done", finished=time.time(), metrics=metrics, model_dir=str(model_path),
                            threshold=float(engine.stats.get("threshold", 0.0)))
     except BaseException:

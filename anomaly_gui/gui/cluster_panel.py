@@ -184,13 +184,12 @@ class ClusterPanel(QWidget):
         """Embed the project (new run) or load the chosen run, then map it, in workers."""
         proj = self.state.project
         src = self.source.currentData()
+        follower = getattr(self.window_, "dock_follower", None)
+        if follower is not None:
+            follower.give_room(self.panel_id)  # the map an analyst came for is never a 150-px strip
         try:
             if proj is not None and src == _EMBED_NEW:
-                params = {"epochs": int(self.epochs.value())}
-                self.job = start_job(cluster_jobs.embed_project_job, proj, self.engine_box.currentData(), params,
-                                     title="Embedding items", kind="embedding")
-                self.job.result.connect(lambda out: self._on_embedded(*out))
-                self._connect_job(self.job)
+                self.compute_embeddings(self.engine_box.currentData(), {"epochs": int(self.epochs.value())})
             elif proj is not None and src is not None:
                 self.set_embedding_set(cluster_jobs.load_run_embeddings(proj, int(src)), paths=None)
                 self.start_map()
@@ -198,6 +197,23 @@ class ClusterPanel(QWidget):
                 self.start_map()
         except (AnomalyGuiError, JobBusyError) as exc:
             self.status.setText(str(exc))
+
+    def compute_embeddings(self, engine: str, params: dict[str, Any]) -> Any:
+        """Fit `engine` with `params` on the project's items in a worker (a new run), then map them.
+
+        Returns the embedding job (None when another embedding job runs: the status says so)."""
+        proj = self.state.project
+        if proj is None:
+            return None
+        try:
+            self.job = start_job(cluster_jobs.embed_project_job, proj, engine, dict(params),
+                                 title="Embedding items", kind="embedding")
+        except JobBusyError as exc:
+            self.status.setText(str(exc))
+            return None
+        self.job.result.connect(lambda out: self._on_embedded(*out))
+        self._connect_job(self.job)
+        return self.job
 
     def _on_embedded(self, run_id: int, es: EmbeddingSet) -> None:
         self.refresh_sources()

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLin
 from anomaly_gui.core.runs import TASK_KINDS, train_run
 from anomaly_gui.engines.base import Engine, RunContext, Task, list_engines
 from anomaly_gui.engines.device import available_devices
+from anomaly_gui.gui.engine_availability import install_hint
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.param_form import ParamForm
 from anomaly_gui.gui.state import AppState
@@ -205,7 +206,7 @@ class TrainPanel(QWidget):
             for cls in list_engines(task):
                 label = cls.title or cls.name
                 self.engine_combo.addItem(f"{label}  [{task.value}]" if len(tasks) > 1 else label, cls.name)
-                why = unmet_needs(self.state.project, cls)
+                why = install_hint(cls) or unmet_needs(self.state.project, cls)
                 row = self.engine_combo.count() - 1
                 if why:  # shown but not selectable, with the reason
                     model.item(row).setEnabled(False)
@@ -254,7 +255,7 @@ class TrainPanel(QWidget):
         if cls is None:
             self._set_status("No engine selected.", error=True)
             return
-        why = unmet_needs(project, cls)
+        why = install_hint(cls) or unmet_needs(project, cls)
         if why:
             self._set_status(f"{cls.title or cls.name} cannot be trained on this project: {why}.", error=True)
             return

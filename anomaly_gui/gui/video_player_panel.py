@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QStyle,
+    QMenu,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -84,6 +85,9 @@ class VideoPlayerPanel(QWidget):
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._tick)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        from anomaly_gui.gui.player_keys import PlayerKeys
+
+        self.keys = PlayerKeys.install(self)  # Space / arrows wherever focus is, unless a text field has it
         state.currentItemChanged.connect(self._on_current_item)
         state.projectChanged.connect(lambda _p: self.close_clip())
         self._update_enabled()
@@ -103,6 +107,11 @@ class VideoPlayerPanel(QWidget):
     def _build(self) -> None:
         top = QHBoxLayout()
         self.open_btn = self._button("Open clip…", "Open a video file or a folder of frames", self.open_dialog)
+        open_menu = QMenu(self.open_btn)
+        open_menu.addAction("Video file…", self.open_file_dialog)
+        open_menu.addAction("Folder of frames (UCSD, ShanghaiTech clip)…", self.open_folder_dialog)
+        self.open_btn.setMenu(open_menu)
+        self.open_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.model_btn = self._button("Load model…", "Load a trained video model (.agm)", self.load_model_dialog)
         self.score_btn = self._button("Score clip", "Score every frame of the clip with the loaded model", self.score_clip)
         self.export_video_btn = self._button("Export video…", "Write the clip with its overlay as mp4", self.export_video_dialog)
@@ -185,7 +194,8 @@ class VideoPlayerPanel(QWidget):
 
     def actions(self) -> list[QAction]:
         out = []
-        for text, slot in (("Open video or frame folder…", self.open_dialog), ("Load video model…", self.load_model_dialog),
+        for text, slot in (("Open video file…", self.open_file_dialog), ("Open folder of frames…", self.open_folder_dialog),
+                           ("Load video model…", self.load_model_dialog),
                            ("Score clip", self.score_clip), ("Export annotated video…", self.export_video_dialog),
                            ("Export frame scores (CSV)…", self.export_csv_dialog)):
             a = QAction(text, self)
@@ -436,18 +446,38 @@ class VideoPlayerPanel(QWidget):
         else:
             self.load_clip(clips_from_items([item])[0], int(item.frame_index or 0))
 
-    def open_path(self, path: str | Path) -> None:
+    def open_path(self, path: str | Path) -> bool:
+        """Open a video file or a folder of frames; a folder of clip folders (a UCSD Test/ folder) opens
+        its first clip. Errors name the file and leave the current clip as it was."""
+        path = Path(path)
+        if path.is_dir():
+            from anomaly_gui.core.imageio import is_image_file
+
+            if not any(is_image_file(p) for p in path.iterdir()):
+                clips = sorted(d for d in path.iterdir() if d.is_dir() and any(is_image_file(p) for p in d.iterdir()))
+                if clips:
+                    self.state.message.emit(f"{path.name} holds {len(clips)} clip folders; opened {clips[0].name}")
+                    path = clips[0]
         try:
             src = open_source(path)
         except AnomalyGuiError as exc:
             QMessageBox.warning(self, "Cannot open clip", str(exc))
-            return
-        self.load_clip(Clip(name=Path(path).stem if Path(path).is_file() else Path(path).name, source=src))
+            return False
+        self.load_clip(Clip(name=path.stem if path.is_file() else path.name, source=src))
+        return True
 
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open video", "", "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg);;All files (*)")
-        if not path:
-            path = QFileDialog.getExistingDirectory(self, "Or open a folder of frames")
+        """The Open clip button's menu: a video file or a folder of frames."""
+        self.open_btn.showMenu()
+
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open video file", "",
+                                              "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg *.mpeg *.wmv *.webm);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames (one clip)")
         if path:
             self.open_path(path)
 

@@ -55,6 +55,12 @@ class COCOCameraTrapsReader:
         return read_coco(Path(root), self.name, progress, camtrap=True)
 
 
+def species_key(name: str) -> str:
+    """The one spelling of a species name whichever reader produced it: case-folded, surrounding space
+    removed, inner runs of spaces/underscores made one space (`Cat`, ` cat ` -> `cat`; `Red_Fox` -> `red fox`)."""
+    return " ".join(re.split(r"[\s_]+", str(name).strip())).casefold().strip()
+
+
 def species_from_name(path: Path) -> str:
     """The species word a camera-trap file name ends with, or ''."""
     words = _WORD_RE.findall(path.stem)
@@ -97,7 +103,7 @@ def _is_manifest(path: Path) -> bool:
 
 def _species_dirs(root: Path) -> list[Path]:
     dirs = [d for d in subdirs(root) if has_images(d)]
-    named = [d for d in dirs if d.name.lower() in SPECIES]
+    named = [d for d in dirs if species_key(d.name) in SPECIES]
     return named if named and len(named) * 2 >= len(dirs) else []
 
 
@@ -135,11 +141,11 @@ class CameraTrapFolderReader:
             size = probe_size(img, result.problems)
             if size is None:
                 continue
-            species = next((str(r["species"]) for r in rows if r.get("species")), "") or species_from_name(img)
+            species = next((species_key(r["species"]) for r in rows if r.get("species")), "") or species_from_name(img)
             if not species:
                 parent = img.parent
-                if parent.resolve() in species_dirs or parent.name.lower() in SPECIES:
-                    species = parent.name.lower()
+                if parent.resolve() in species_dirs or species_key(parent.name) in SPECIES:
+                    species = species_key(parent.name)
             anns = self._boxes(rows, species, size, img, result.problems)
             parts = img.relative_to(base).parts[:-1]
             split = next((SPLIT_NAMES[p.lower()] for p in parts if p.lower() in SPLIT_NAMES), "")
@@ -174,7 +180,7 @@ class CameraTrapFolderReader:
                     if img is None:
                         missing.append(name)
                         continue
-                    rec: dict[str, Any] = {"species": (row.get(scol) or "").strip().lower() if scol else ""}
+                    rec: dict[str, Any] = {"species": species_key(row.get(scol) or "") if scol else ""}
                     try:
                         vals = [row.get(cols[c], "") for c in _BOX_COLS]
                         rec["box"] = None if all(not (v or "").strip() for v in vals) else [float(v) for v in vals]
@@ -225,7 +231,7 @@ def _read_megadetector_json(man: Path, out: dict[Path, list[dict[str, Any]]], pr
         problems.append(DataError(man, f"malformed MegaDetector JSON ({exc})"))
         return
     det_cats = {str(k): str(v) for k, v in (data.get("detection_categories") or MEGADETECTOR_CATEGORIES).items()}
-    cls_cats = {str(k): str(v).lower() for k, v in (data.get("classification_categories") or {}).items()}
+    cls_cats = {str(k): species_key(v) for k, v in (data.get("classification_categories") or {}).items()}
     missing: list[str] = []
     for n, im in enumerate(images):
         name = str(im.get("file") or "") if isinstance(im, dict) else ""

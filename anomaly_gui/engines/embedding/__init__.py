@@ -1,7 +1,9 @@
-"""Wildlife embeddings: contrastive CNN encoder + one-class SVM per species (Task.EMBEDDING).
+"""Wildlife novelty (Task.EMBEDDING): ImageNet MobileNetV2 embeddings, per-species scorer (k-NN distance by
+default, Mahalanobis or one-class SVM), contrastive fine-tuning kept only when it validates.
 
-Two registered variants that differ by their default loss: SimCLR NT-Xent and the original
-triplet-margin design (anchor, positive = augmentation, negative = another image).
+Two registered variants that differ by their fine-tuning loss: SimCLR NT-Xent and the original
+triplet-margin design (anchor, positive = augmentation, negative = another image). The names keep
+`_ocsvm` for saved projects and scripts; the scorer is a parameter.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from anomaly_gui.engines.embedding.engine import LOSSES, EmbeddingEngine, Embedd
 @register_engine
 class SimCLROneClass(EmbeddingEngine):
     name = "simclr_ocsvm"
-    title = "SimCLR embeddings + one-class SVM per species"
-    description = "Contrastive (NT-Xent) MobileNetV2 embeddings of animal crops; an animal outside its species' one-class SVM, or of a species no model knows, is an anomaly."
+    title = "Animal embeddings + per-species novelty (SimCLR fine-tuning when it helps)"
+    description = ("ImageNet MobileNetV2 embeddings of animal crops, NT-Xent fine-tuning kept only when pseudo-novelty validation "
+                   "improves; an animal far from its species (k-NN, Mahalanobis or one-class SVM), or of a species no model knows, is an anomaly.")
 
 
 @dataclass
@@ -26,8 +29,9 @@ class TripletParams(EmbeddingParams):
 @register_engine
 class TripletOneClass(EmbeddingEngine):
     name = "triplet_ocsvm"
-    title = "Triplet embeddings + one-class SVM per species"
-    description = "The original design: triplet-margin MobileNetV2 embeddings (positive = augmentation, negative = another image) and a one-class SVM per species."
+    title = "Animal embeddings + per-species novelty (triplet fine-tuning when it helps)"
+    description = ("The original design's triplet-margin fine-tuning (positive = augmentation, negative = another species), kept only "
+                   "when pseudo-novelty validation improves; per-species k-NN, Mahalanobis or one-class SVM scores.")
     Params = TripletParams
 
 

@@ -1,12 +1,16 @@
-"""Contrastive embedding + one-class SVM per species: the wildlife novelty engine.
+"""Wildlife novelty engine: pretrained embeddings, optional contrastive fine-tuning, per-species scorers.
 
-fit: crops (boxes or whole images) -> CNN encoder trained on augmented views (NT-Xent or triplet
-margin) with a class-balanced sampler -> embeddings -> one OneClassSVM per species.
-score: an animal is anomalous when it lies outside its species' model, or (species unknown to every
-model, or no label used) outside all of them. Score = -(normalised decision), so 0 is the boundary.
+fit: crops (boxes or whole images) -> ImageNet MobileNetV2 global features -> per-species scorer
+(k-NN distance by default; Mahalanobis or one-class SVM as options) with calibrated per-species scales.
+Contrastive fine-tuning (NT-Xent or triplet margin) is tried when `epochs` > 0 and kept only when it
+improves pseudo-novelty AUROC on training species alone (some species held out of tuning play the
+unseen animal; `validation.py`); the run records which encoder was chosen and both figures.
+score: an animal is anomalous when it lies far from its species (normalised distance above the
+threshold calibrated on the training photos), or (species unknown, or labels not used) far from all.
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,39 +23,50 @@ import torch.nn.functional as F
 from anomaly_gui.core.crops import GENERIC_LABELS, CropSpec, crop_specs, load_crops
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
+from anomaly_gui.core.formats.camtrap import species_key
 from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Task, param
 from anomaly_gui.engines.embedding.network import (EmbeddingNet, augment, find_mobilenet_weights, nt_xent_loss,
                                                    other_index, triplet_loss)
-from anomaly_gui.engines.embedding.oneclass import OneClassModel, fit_oneclass, models_from_tensors, models_to_tensors
+from anomaly_gui.engines.embedding.scoring import SCORERS, make_scorer, scorer_from_tensors
+from anomaly_gui.engines.embedding.validation import finetune_split, pseudo_novelty_auroc, split_auroc
 
 LOSSES = ("ntxent", "triplet")
+ENCODERS = ("auto", "pretrained", "finetuned")
+COLOURS = ("auto", "rgb", "gray")
 
 
 @dataclass
 class EmbeddingParams:
+    scorer: str = param("knn", "Per-species novelty score: k-NN distance, Mahalanobis distance or one-class SVM", choices=list(SCORERS))
+    k: int = param(1, "Neighbours for the k-NN distance (the k-th nearest photo of the species)", minimum=1, maximum=50)
+    encoder: str = param("auto", "Encoder: auto keeps fine-tuning only when pseudo-novelty validation improves; pretrained never fine-tunes",
+                         choices=list(ENCODERS))
     loss: str = param("ntxent", "Contrastive loss: SimCLR NT-Xent or triplet margin (positive = augmentation)", choices=list(LOSSES))
-    image_size: int = param(96, "Crop size fed to the encoder (pixels)", minimum=32, maximum=512, step=16)
-    projection_dim: int = param(128, "Size of the projection head output", minimum=8, maximum=1024)
-    temperature: float = param(0.5, "NT-Xent temperature", minimum=0.01, maximum=5.0, step=0.05)
-    margin: float = param(0.5, "Triplet margin (on unit-length embeddings)", minimum=0.0, maximum=2.0, step=0.05)
-    lr: float = param(3e-4, "Learning rate (Adam)", minimum=1e-6, maximum=1e-1)
-    epochs: int = param(10, "Contrastive training epochs (0 = pretrained features only)", minimum=0, maximum=500)
+    image_size: int = param(224, "Crop size fed to the encoder (pixels)", minimum=32, maximum=512, step=16)
+    colour: str = param("auto", "Colour handling: gray makes day and night (IR) photos alike; auto = gray when training has IR photos",
+                        choices=list(COLOURS))
+    flip_average: bool = param(False, "Average the embeddings of each crop and its mirror image")
+    projection_dim: int = param(128, "Size of the projection head output", minimum=8, maximum=1024, advanced=True)
+    temperature: float = param(0.5, "NT-Xent temperature", minimum=0.01, maximum=5.0, step=0.05, advanced=True)
+    margin: float = param(0.5, "Triplet margin (on unit-length embeddings)", minimum=0.0, maximum=2.0, step=0.05, advanced=True)
+    lr: float = param(1e-4, "Learning rate (Adam) of the fine-tuning", minimum=1e-6, maximum=1e-1)
+    epochs: int = param(0, "Contrastive fine-tuning epochs (0 = ImageNet features only: fast, and on small data as good)", minimum=0, maximum=500)
     batch_size: int = param(32, "Crops per batch (two views each)", minimum=2, maximum=1024)
     pretrained: bool = param(True, "Start from ImageNet MobileNetV2 weights (offline file)")
     weights_path: str = param("", "MobileNetV2 weights file or folder (empty = default places)", advanced=True)
-    trainable_blocks: int = param(4, "Backbone blocks trained (from the top; -1 = all)", minimum=-1, maximum=19, advanced=True)
+    trainable_blocks: int = param(2, "Backbone blocks fine-tuned (from the top; -1 = all)", minimum=-1, maximum=19, advanced=True)
     balanced_sampler: bool = param(True, "Sample species equally often (against class imbalance)")
     pad: float = param(0.1, "Padding around boxes (fraction of box size per side)", minimum=0.0, maximum=1.0, step=0.05)
     min_box_score: float = param(0.2, "Ignore detections below this confidence", minimum=0.0, maximum=1.0, step=0.05)
-    embed_space: str = param("backbone", "Embeddings for the one-class models: pooled backbone features or projection", choices=["backbone", "projection"], advanced=True)
-    nu: float = param(0.1, "One-class SVM nu (expected outlier fraction in training)", minimum=0.001, maximum=1.0, step=0.01)
-    gamma: float = param(0.0, "RBF gamma (0 = 1 / (dim * variance), shared by all species)", minimum=0.0, advanced=True)
-    use_labels: bool = param(True, "Score an animal against its labelled species' model (off: against the nearest model)")
+    embed_space: str = param("backbone", "Embeddings for the scorer: pooled backbone features or projection", choices=["backbone", "projection"], advanced=True)
+    nu: float = param(0.1, "One-class SVM nu (expected outlier fraction in training)", minimum=0.001, maximum=1.0, step=0.01, advanced=True)
+    gamma: float = param(0.0, "One-class SVM RBF gamma (0 = 1 / (dim * variance), shared by all species)", minimum=0.0, advanced=True)
+    use_labels: bool = param(True, "Score an animal against its labelled species (off: against the nearest species)")
     seed: int = param(0, "Random seed", advanced=True)
 
 
 class EmbeddingEngine(Engine):
-    """Base of the registered variants (they differ by the default loss)."""
+    """Base of the registered variants (they differ by the default fine-tuning loss)."""
 
     task = Task.EMBEDDING
     Params = EmbeddingParams
@@ -59,10 +74,13 @@ class EmbeddingEngine(Engine):
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
-        if self.params.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.params.loss!r}; known: {', '.join(LOSSES)}")
-        self.net = EmbeddingNet(self.params.projection_dim).to(self.device)
-        self.models: dict[str, OneClassModel] = {}
+        p = self.params
+        for name, value, known in (("loss", p.loss, LOSSES), ("scorer", p.scorer, SCORERS), ("encoder", p.encoder, ENCODERS),
+                                   ("colour", p.colour, COLOURS)):
+            if value not in known:
+                raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+        self.net = EmbeddingNet(p.projection_dim).to(self.device)
+        self.scorer: Any = None
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -77,21 +95,102 @@ class EmbeddingEngine(Engine):
         crops, kept, problems = load_crops(specs, p.image_size, p.pad, progress=ctx.progress, check=ctx.check)
         if not kept:
             raise DataError(items[0].path if items else ".", f"no readable crop among {len(specs)} ({problems[:1]})")
-        labels = [specs[k].label for k in kept]
-        losses = self._train(crops, labels, ctx, gen) if p.epochs > 0 and len(kept) >= 2 else []
-        emb = self.embed_array(crops, ctx)
+        labels = [species_key(specs[k].label) for k in kept]
+        crops, emb0, colour = self._choose_colour(crops, labels, ctx)
+        self.stats = {"gray": colour["colour"] == "gray"}
+        emb, choice = self._choose_encoder(crops, emb0, labels, ctx, gen)
+        choice.update(colour)
+        self.scorer = self._new_scorer().fit(emb, labels)
+        train_d = self.scorer.distances(emb)
+        own = train_d[np.arange(len(labels)), [self.scorer.species.index(lab) for lab in labels]]
         counts = Counter(labels)
-        gamma = p.gamma if p.gamma > 0 else _shared_gamma(emb)
-        self.models = {}
-        for name in sorted(counts):
-            rows = np.array([i for i, lab in enumerate(labels) if lab == name])
-            self.models[name] = fit_oneclass(emb[rows], nu=p.nu, gamma=gamma)
-        self.stats = {
-            "species": sorted(self.models), "counts": dict(counts), "n_crops": len(kept), "n_items": len(items),
-            "losses": losses, "gamma": gamma, "threshold": 0.0, "fit_seconds": time.perf_counter() - t0,
+        self.stats.update({
+            "species": self.scorer.species, "counts": dict(counts), "n_crops": len(kept), "n_items": len(items),
+            "scorer": p.scorer, **choice,
+            # in-sample distances are optimistic for k-NN (a photo is its own neighbour): the threshold
+            # comes from leave-one-out distances there, so 1.0 is a typical same-species distance
+            "threshold": self._threshold(emb, labels, own), "fit_seconds": time.perf_counter() - t0,
             "problems": [str(e) for e in problems[:20]],
-        }
+        })
         self.fitted = True
+
+    def _new_scorer(self) -> Any:
+        p = self.params
+        return make_scorer(p.scorer, k=p.k, nu=p.nu, gamma=p.gamma)
+
+    def _threshold(self, emb: np.ndarray, labels: list[str], own: np.ndarray) -> float:
+        if self.params.scorer == "ocsvm":
+            return 1.0  # the one-class SVM's own boundary
+        loo = []
+        for s in sorted(set(labels)):
+            rows = [i for i, lab in enumerate(labels) if lab == s]
+            if len(rows) < 2:
+                continue
+            for r in rows:
+                rest = [i for i in rows if i != r]
+                sc = self._new_scorer().fit(emb[rest], [s] * len(rest))
+                sc.scales = self.scorer.scales  # the calibrated scales of the full model
+                loo.append(float(sc.distances(emb[[r]])[0, 0]))
+        return float(np.quantile(loo, 0.95)) if loo else 1.5
+
+    def _choose_colour(self, crops: np.ndarray, labels: list[str], ctx: RunContext) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """(crops as the encoder sees them, their embeddings, the choice). `auto`: grey when pseudo-novelty
+        validation on the training species prefers it (night IR and day photos alike), else when over a
+        tenth of the photos are infrared; `rgb`/`gray` as asked."""
+        p = self.params
+        gray = _to_gray(crops)
+        if p.colour != "auto":
+            use = gray if p.colour == "gray" else crops
+            return use, self.embed_array(use, ctx), {"colour": p.colour, "colour_reason": "asked"}
+        emb_rgb, emb_gray = self.embed_array(crops, ctx), self.embed_array(gray, ctx)
+        a_rgb = pseudo_novelty_auroc(emb_rgb, labels, self._new_scorer, seed=p.seed)
+        a_gray = pseudo_novelty_auroc(emb_gray, labels, self._new_scorer, seed=p.seed)
+        if a_rgb is not None and a_gray is not None:
+            pick = "gray" if a_gray > a_rgb + 0.005 else "rgb"
+            why = f"pseudo-novelty AUROC rgb {a_rgb:.3f}, gray {a_gray:.3f}"
+        else:
+            pick = "gray" if _ir_fraction(crops) >= 0.1 else "rgb"
+            why = "one species: grey when over a tenth of the photos are infrared"
+        return (gray, emb_gray, {"colour": pick, "colour_reason": why}) if pick == "gray" else \
+            (crops, emb_rgb, {"colour": pick, "colour_reason": why})
+
+    def _choose_encoder(self, crops: np.ndarray, emb0: np.ndarray, labels: list[str], ctx: RunContext,
+                        gen: torch.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        """Pretrained embeddings, or fine-tuned ones when asked / when validation says they are better."""
+        p = self.params
+        info: dict[str, Any] = {"pseudo_novelty_auroc": pseudo_novelty_auroc(emb0, labels, self._new_scorer, seed=p.seed),
+                                "losses": []}
+        base = "pretrained" if p.pretrained else "untrained"
+        if p.epochs <= 0 or p.encoder == "pretrained" or len(labels) < 2:
+            return emb0, {**info, "encoder": base, "encoder_reason": "no fine-tuning asked"}
+        if p.encoder == "finetuned":
+            info["losses"] = self._train(crops, labels, ctx, gen)
+            emb = self.embed_array(crops, ctx)
+            return emb, {**info, "encoder": "finetuned", "encoder_reason": "fine-tuning asked",
+                         "pseudo_novelty_auroc": pseudo_novelty_auroc(emb, labels, self._new_scorer, seed=p.seed)}
+        tune, normal, novel = finetune_split(labels, seed=p.seed)
+        if not normal or not novel:
+            return emb0, {**info, "encoder": base, "encoder_reason": "too few species/photos to validate fine-tuning"}
+        start = copy.deepcopy(self.net.state_dict())
+        a0 = split_auroc(emb0, labels, tune, normal, novel, self._new_scorer)
+        self._train(crops[tune], [labels[i] for i in tune], ctx, gen)
+        a1 = split_auroc(self.embed_array(crops, ctx), labels, tune, normal, novel, self._new_scorer)
+        self.net.load_state_dict(start)
+        check = {"finetune_check": {"pretrained": a0, "finetuned": a1,
+                                    "pseudo_novel_species": sorted({labels[i] for i in novel})}}
+        if a1 is None or a0 is None or a1 <= a0 + 0.01:
+            return emb0, {**info, **check, "encoder": base,
+                          "encoder_reason": "fine-tuning did not improve pseudo-novelty AUROC on training species"}
+        losses = self._train(crops, labels, ctx, gen)
+        emb = self.embed_array(crops, ctx)
+        loso = pseudo_novelty_auroc(emb, labels, self._new_scorer, seed=p.seed)
+        if loso is not None and info["pseudo_novelty_auroc"] is not None and loso < info["pseudo_novelty_auroc"]:
+            # tuned on every species, leave-one-species-out favours it; worse even so: keep the pretrained one
+            self.net.load_state_dict(start)
+            return emb0, {**info, **check, "encoder": base, "finetuned_pseudo_novelty_auroc": loso,
+                          "encoder_reason": "fine-tuned on all species, leave-one-species-out AUROC fell"}
+        return emb, {**info, **check, "encoder": "finetuned", "encoder_reason": "fine-tuning improved pseudo-novelty AUROC",
+                     "pseudo_novelty_auroc": loso, "pretrained_pseudo_novelty_auroc": info["pseudo_novelty_auroc"], "losses": losses}
 
     def _train(self, crops: np.ndarray, labels: list[str], ctx: RunContext, gen: torch.Generator) -> list[float]:
         p = self.params
@@ -125,47 +224,58 @@ class EmbeddingEngine(Engine):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
-                ctx.progress(epoch * steps + step + 1, p.epochs * steps, f"epoch {epoch + 1}/{p.epochs}")
+                ctx.progress(epoch * steps + step + 1, p.epochs * steps, f"fine-tuning epoch {epoch + 1}/{p.epochs}")
             losses.append(total / steps)
             ctx.log({"epoch": epoch + 1, "loss": losses[-1]})
         self.net.eval()
         return losses
 
     # -- embeddings and scores ---------------------------------------------------------------
+    def _colour(self, crops: np.ndarray) -> np.ndarray:
+        return _to_gray(crops) if self.stats.get("gray") else crops
+
     @torch.no_grad()
     def embed_array(self, crops: np.ndarray, ctx: RunContext | None = None, batch: int = 64) -> np.ndarray:
-        """(n, h, w, 3) uint8 crops -> (n, d) float32 unit-length embeddings."""
+        """(n, h, w, 3) uint8 crops (colour already handled) -> (n, d) float32 unit-length embeddings."""
         self.net.eval()
         out = []
         for i in range(0, len(crops), batch):
             if ctx is not None:
                 ctx.check()
             x = torch.from_numpy(crops[i:i + batch]).permute(0, 3, 1, 2).to(self.device).float() / 255.0
-            h, z = self.net(x)
-            e = h if self.params.embed_space == "backbone" else z
+            e = self._embed(x)
+            if self.params.flip_average:
+                e = F.normalize(e, dim=1) + F.normalize(self._embed(x.flip(3)), dim=1)
             out.append(F.normalize(e, dim=1).cpu().numpy())
         return np.concatenate(out, 0).astype(np.float32) if out else np.zeros((0, 1), np.float32)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        h, z = self.net(x)
+        return h if self.params.embed_space == "backbone" else z
 
     def embed_specs(self, specs: Sequence[CropSpec], ctx: RunContext | None = None) -> tuple[np.ndarray, list[int], list[DataError]]:
         ctx = ctx or RunContext()
         crops, kept, problems = load_crops(specs, self.params.image_size, self.params.pad, check=ctx.check)
-        return self.embed_array(crops, ctx), kept, problems
+        return self.embed_array(self._colour(crops), ctx), kept, problems
 
     def crop_scores(self, emb: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
-        """Per crop: score, nearest species, whether its species is known to a model."""
-        if not self.models:
+        """Per crop: score (normalised distance: about 1 = typical of the species), nearest species,
+        whether its species is known."""
+        if self.scorer is None:
             raise RuntimeError("the engine is not fitted: no species model")
-        names = sorted(self.models)
-        dec = np.stack([self.models[s].normalised(emb) for s in names], axis=1) if len(emb) else np.zeros((0, len(names)))
+        names = self.scorer.species
+        dist = self.scorer.distances(emb) if len(emb) else np.zeros((0, len(names)))
+        thr = float(self.stats.get("threshold", 1.0))
         out = []
-        for i, lab in enumerate(labels):
-            best = int(np.argmax(dec[i]))
-            given = bool(lab) and lab.lower() not in GENERIC_LABELS and self.params.use_labels
-            known = given and lab in self.models
-            score = -float(dec[i, names.index(lab)]) if known else -float(dec[i, best])
+        for i, raw in enumerate(labels):
+            lab = species_key(raw)
+            best = int(np.argmin(dist[i]))
+            given = bool(lab) and lab not in GENERIC_LABELS and self.params.use_labels
+            known = given and lab in names
+            score = float(dist[i, names.index(lab)]) if known else float(dist[i, best])
             unknown = given and not known
             out.append({"score": score, "species": lab, "nearest_species": names[best], "unknown_species": unknown,
-                        "is_anomaly": bool(score > self.stats.get("threshold", 0.0) or unknown)})
+                        "is_anomaly": bool(score > thr or unknown)})
         return out
 
     def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
@@ -197,22 +307,39 @@ class EmbeddingEngine(Engine):
 
     # -- persistence -------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Any]:
+        if self.scorer is None:
+            raise RuntimeError("nothing to save: the engine is not fitted")
         tensors: dict[str, Any] = {f"net.{k}": v for k, v in self.net.state_dict().items()}
-        svm, names = models_to_tensors(self.models)
-        self.stats["species"] = names
-        tensors.update(svm)
+        tensors.update(self.scorer.to_tensors())
+        self.stats["species"] = self.scorer.species
         return tensors
 
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
         net = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         self.net.load_state_dict(net)
         self.net.to(self.device).eval()
-        self.models = models_from_tensors(tensors, list(self.stats.get("species", [])))
+        name = self.stats.get("scorer") or ("ocsvm" if "ocsvm.0.params" in tensors else self.params.scorer)
+        self.scorer = scorer_from_tensors(name, tensors, list(self.stats.get("species", [])))
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """The per-species one-class SVMs (ocsvm scorer only; empty otherwise)."""
+        return dict(getattr(self.scorer, "models", {}) or {})
 
 
-def _shared_gamma(emb: np.ndarray) -> float:
-    var = float(emb.var()) if emb.shape[0] > 1 else 0.0
-    return 1.0 / (emb.shape[1] * var) if var > 1e-12 else 1.0 / max(emb.shape[1], 1)
+def _to_gray(crops: np.ndarray) -> np.ndarray:
+    """RGB uint8 crops as grey replicated in 3 channels (how night infrared shots look)."""
+    g = (crops.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().clip(0, 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=-1)
+
+
+def _ir_fraction(crops: np.ndarray) -> float:
+    """Fraction of crops that are (near) grey: night infrared shots stored as RGB."""
+    if not len(crops):
+        return 0.0
+    c = crops.reshape(len(crops), -1, 3).astype(np.int16)
+    spread = (c.max(2) - c.min(2)).mean(1)
+    return float((spread < 6).mean())
 
 
 def _item_of(specs: Sequence[CropSpec], err: DataError) -> int:

@@ -51,7 +51,10 @@ class PatchCoreEngine(ImageEngine):
     Params = PatchCoreParams
     title = "PatchCore"
     description = ("Pretrained mid-level patch features in a coreset memory bank; the anomaly map is the distance "
-                   "of each patch to its nearest normal patch. Accurate, no training loop, needs a few normal images.")
+                   "of each patch to its nearest normal patch. Accurate, no training loop, needs a few normal images. "
+                   "Offered first: best measured image AUROC (0.84 on MVTec screw at 256 px vs 0.48 self-similarity, "
+                   "0.47 autoencoder; fit 217 s on a loaded 2-core CPU, docs/decisions/0003).")
+    rank = 0
     needs = frozenset({"normal_images"})
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any) -> None:

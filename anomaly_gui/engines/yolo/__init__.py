@@ -99,7 +99,10 @@ def write_yolo_dataset(root: Path, splits: dict[str, TrainingSet], classes: Sequ
 class YoloEngine(DetectionEngine):
     name = "yolo"
     title = "YOLO (ultralytics)"
+    #: Python packages the engine imports; the GUI greys the engine with the install command when one is missing
+    requires = ("ultralytics",)
     description = "Ultralytics YOLOv8/11 detector, trained from its yaml offline or fine-tuned from your .pt."
+    rank = 1
     Params = YoloParams
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):

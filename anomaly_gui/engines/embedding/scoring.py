@@ -1,0 +1,211 @@
+"""Per-species novelty scorers on embeddings, with calibrated per-species scales.
+
+Each scorer maps embeddings to a (n, n_species) matrix of *normalised* distances: 1.0 is a typical
+distance of the species' own training photos, so one threshold works across species.
+
+- `knn` (default): cosine distance to the k-th nearest training embedding of the species; the scale is
+  the species' leave-one-out k-NN distance, shrunk towards the median of all species (few photos
+  give a noisy scale).
+- `mahalanobis`: distance to the species mean under one shared, shrunk covariance (Lee et al. 2018),
+  computed in a PCA space of the training embeddings; scale as above from the training distances.
+- `ocsvm`: the seed's RBF one-class SVM per species; score = -decision / spread of training decisions,
+  shifted so that 1.0 is the boundary.
+
+All state is plain arrays (saved in safetensors, never pickled).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from anomaly_gui.engines.embedding.oneclass import OneClassModel, fit_oneclass, models_from_tensors, models_to_tensors
+
+SCORERS = ("knn", "mahalanobis", "ocsvm")
+_SHRINK = 2.0  # pseudo-count of the median scale in a species' calibrated scale
+
+
+def species_groups(labels: Sequence[str]) -> dict[str, np.ndarray]:
+    names = sorted(set(labels))
+    return {s: np.array([i for i, lab in enumerate(labels) if lab == s]) for s in names}
+
+
+def _calibrated(own: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+    """Per-species scale shrunk towards the median of all species, in log space (spreads differ by orders
+    of magnitude); a species with one photo takes the median."""
+    logs = {s: float(np.log(v)) for s, v in own.items() if np.isfinite(v) and v > 0}
+    med = float(np.median(list(logs.values()))) if logs else 0.0
+    out = {}
+    for s, n in counts.items():
+        m = n - 1 if s in logs else 0  # leave-one-out values come from n-1 neighbours
+        out[s] = float(np.exp((m * logs.get(s, 0.0) + _SHRINK * med) / (m + _SHRINK)))
+    return {s: max(v, 1e-9) for s, v in out.items()}
+
+
+class KNNScorer:
+    name = "knn"
+
+    def __init__(self, k: int = 1):
+        self.k = max(1, int(k))
+        self.banks: dict[str, np.ndarray] = {}
+        self.scales: dict[str, float] = {}
+
+    def fit(self, emb: np.ndarray, labels: Sequence[str]) -> "KNNScorer":
+        groups = species_groups(labels)
+        self.banks = {s: np.asarray(emb[rows], np.float32) for s, rows in groups.items()}
+        own: dict[str, float] = {}
+        for s, bank in self.banks.items():
+            if len(bank) < 2:
+                continue
+            d = _cosine_dist(bank, bank)
+            np.fill_diagonal(d, np.inf)
+            own[s] = float(np.mean(_kth(d, min(self.k, len(bank) - 1))))
+        self.scales = _calibrated(own, {s: len(b) for s, b in self.banks.items()})
+        return self
+
+    @property
+    def species(self) -> list[str]:
+        return sorted(self.banks)
+
+    def distances(self, emb: np.ndarray) -> np.ndarray:
+        cols = [_kth(_cosine_dist(emb, self.banks[s]), min(self.k, len(self.banks[s]))) / self.scales[s] for s in self.species]
+        return np.stack(cols, 1) if cols else np.zeros((len(emb), 0))
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        out = {f"knn.{i}.bank": self.banks[s] for i, s in enumerate(self.species)}
+        out["knn.scales"] = np.array([self.scales[s] for s in self.species], np.float64)
+        out["knn.k"] = np.array([self.k], np.int64)
+        return out
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, Any], species: list[str]) -> "KNNScorer":
+        sc = cls(int(_np(t["knn.k"])[0]))
+        scales = _np(t["knn.scales"])
+        sc.banks = {s: _np(t[f"knn.{i}.bank"]).astype(np.float32) for i, s in enumerate(species)}
+        sc.scales = {s: float(scales[i]) for i, s in enumerate(species)}
+        return sc
+
+
+class MahalanobisScorer:
+    name = "mahalanobis"
+
+    def __init__(self, max_dim: int = 64, shrinkage: float = 0.5):
+        self.max_dim, self.shrinkage = max_dim, shrinkage
+        self.means: dict[str, np.ndarray] = {}
+        self.scales: dict[str, float] = {}
+        self.center = np.zeros(1)
+        self.proj = np.zeros((1, 1))  # embedding -> whitened PCA space
+
+    def fit(self, emb: np.ndarray, labels: Sequence[str]) -> "MahalanobisScorer":
+        x = np.asarray(emb, np.float64)
+        groups = species_groups(labels)
+        self.center = x.mean(0)
+        xc = x - self.center
+        _, sv, vt = np.linalg.svd(xc, full_matrices=False)
+        keep = max(1, min(self.max_dim, int((sv > 1e-6 * max(sv[0], 1e-12)).sum())))
+        basis = vt[:keep].T  # (d, keep)
+        z = xc @ basis
+        resid = np.concatenate([z[rows] - z[rows].mean(0) for rows in groups.values()], 0)
+        cov = resid.T @ resid / max(len(resid) - len(groups), 1) if len(resid) > len(groups) else np.eye(keep)
+        cov = (1 - self.shrinkage) * cov + self.shrinkage * np.eye(keep) * max(float(np.trace(cov)) / keep, 1e-9)
+        evals, evecs = np.linalg.eigh(cov)
+        self.proj = basis @ (evecs / np.sqrt(np.maximum(evals, 1e-12)))
+        w = xc @ self.proj
+        self.means = {s: w[rows].mean(0) for s, rows in groups.items()}
+        own = {}
+        for s, rows in groups.items():
+            if len(rows) >= 2:  # leave-one-out: distance of each photo to the mean of the others
+                n = len(rows)
+                loo = (w[rows].sum(0)[None] - w[rows]) / (n - 1)
+                own[s] = float(np.mean(np.linalg.norm(w[rows] - loo, axis=1)))
+        self.scales = _calibrated(own, {s: len(r) for s, r in groups.items()})
+        return self
+
+    @property
+    def species(self) -> list[str]:
+        return sorted(self.means)
+
+    def distances(self, emb: np.ndarray) -> np.ndarray:
+        w = (np.asarray(emb, np.float64) - self.center) @ self.proj
+        cols = [np.linalg.norm(w - self.means[s][None], axis=1) / self.scales[s] for s in self.species]
+        return np.stack(cols, 1) if cols else np.zeros((len(emb), 0))
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        return {"maha.means": np.stack([self.means[s] for s in self.species]), "maha.center": self.center,
+                "maha.proj": self.proj, "maha.scales": np.array([self.scales[s] for s in self.species], np.float64)}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, Any], species: list[str]) -> "MahalanobisScorer":
+        sc = cls()
+        means, scales = _np(t["maha.means"]), _np(t["maha.scales"])
+        sc.center, sc.proj = _np(t["maha.center"]).astype(np.float64), _np(t["maha.proj"]).astype(np.float64)
+        sc.means = {s: means[i].astype(np.float64) for i, s in enumerate(species)}
+        sc.scales = {s: float(scales[i]) for i, s in enumerate(species)}
+        return sc
+
+
+class OCSVMScorer:
+    name = "ocsvm"
+
+    def __init__(self, nu: float = 0.1, gamma: float = 0.0):
+        self.nu, self.gamma = nu, gamma
+        self.models: dict[str, OneClassModel] = {}
+
+    def fit(self, emb: np.ndarray, labels: Sequence[str]) -> "OCSVMScorer":
+        gamma = self.gamma if self.gamma > 0 else shared_gamma(emb)
+        self.gamma = gamma
+        self.models = {s: fit_oneclass(emb[rows], nu=self.nu, gamma=gamma) for s, rows in species_groups(labels).items()}
+        return self
+
+    @property
+    def species(self) -> list[str]:
+        return sorted(self.models)
+
+    def distances(self, emb: np.ndarray) -> np.ndarray:
+        cols = [1.0 - self.models[s].normalised(emb) for s in self.species]  # 1.0 = on the boundary
+        return np.stack(cols, 1) if cols else np.zeros((len(emb), 0))
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        return models_to_tensors(self.models)[0]
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, Any], species: list[str]) -> "OCSVMScorer":
+        sc = cls()
+        sc.models = models_from_tensors(t, species)
+        sc.gamma = next(iter(sc.models.values())).gamma if sc.models else 0.0
+        return sc
+
+
+def make_scorer(name: str = "knn", k: int = 1, nu: float = 0.1, gamma: float = 0.0) -> KNNScorer | MahalanobisScorer | OCSVMScorer:
+    if name == "knn":
+        return KNNScorer(k)
+    if name == "mahalanobis":
+        return MahalanobisScorer()
+    if name == "ocsvm":
+        return OCSVMScorer(nu, gamma)
+    raise ValueError(f"unknown scorer {name!r}; known: {', '.join(SCORERS)}")
+
+
+def scorer_from_tensors(name: str, tensors: dict[str, Any], species: list[str]) -> KNNScorer | MahalanobisScorer | OCSVMScorer:
+    cls = {"knn": KNNScorer, "mahalanobis": MahalanobisScorer, "ocsvm": OCSVMScorer}[name]
+    return cls.from_tensors(tensors, species)
+
+
+def shared_gamma(emb: np.ndarray) -> float:
+    var = float(emb.var()) if emb.shape[0] > 1 else 0.0
+    return 1.0 / (emb.shape[1] * var) if var > 1e-12 else 1.0 / max(emb.shape[1], 1)
+
+
+def _cosine_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1 - cosine similarity of unit-length rows."""
+    return np.maximum(1.0 - np.asarray(a, np.float32) @ np.asarray(b, np.float32).T, 0.0).astype(np.float64)
+
+
+def _kth(d: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the k-th smallest value (k >= 1)."""
+    k = max(1, min(k, d.shape[1]))
+    return np.partition(d, k - 1, axis=1)[:, k - 1]
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)

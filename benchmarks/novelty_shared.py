@@ -1,0 +1,66 @@
+"""Novelty AUROC of the embedding engines on the shared camera-trap photos (run from the project root).
+
+    python benchmarks/novelty_shared.py --engine simclr_ocsvm [--param key=value ...]
+
+Two measurements, each through `anomaly-gui evaluate ... --json` (so the figures are the CLI's):
+- `camera_traps`: the evaluator's own protocol on ../shared/data/camera_traps (species with 2+ photos
+  known, 30 % of their photos held out as normal; every other species novel).
+- `serengeti`: ../shared/data/serengeti_guide laid out as a user would (`train/<species>/`,
+  `test/<species>/`; symlinks in a temporary folder): every third species (sorted names, from the
+  third) is unseen; known species train on photos 1-2 and test on photo 3; unseen species test on all 3.
+Nothing here was tuned on the test photos: defaults were chosen by pseudo-novelty validation on the
+training species (see docs/decisions/0012-*.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DATA = Path(os.environ.get("ANOMALY_GUI_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+def serengeti_layout(dest: Path) -> tuple[Path, Path]:
+    src = DATA / "serengeti_guide"
+    species = sorted(d.name for d in src.iterdir() if d.is_dir())
+    unseen = set(species[2::3])
+    for s in species:
+        for photo in sorted((src / s).glob("*.jpg")):
+            side = "test" if s in unseen or photo.stem == "3" else "train"
+            (dest / side / s).mkdir(parents=True, exist_ok=True)
+            (dest / side / s / photo.name).symlink_to(photo)
+    return dest / "train", dest / "test"
+
+
+def evaluate(dataset: Path, test: Path | None, engine: str, params: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "anomaly_gui", "evaluate", str(dataset), "--engine", engine, "--json", "--device", "cpu"]
+    cmd += ["--test", str(test)] if test else []
+    for p in params:
+        cmd += ["--param", p]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engine", default="simclr_ocsvm")
+    ap.add_argument("--param", action="append", default=[])
+    ap.add_argument("--only", choices=["camera_traps", "serengeti"], default=None)
+    args = ap.parse_args()
+    keys = ("novelty_auroc", "pseudo_novelty_auroc", "encoder", "fit_seconds", "n_train", "n_test", "n_novel", "train_reader", "test_reader")
+    if args.only in (None, "camera_traps"):
+        res = evaluate(DATA / "camera_traps", None, args.engine, args.param)
+        print("camera_traps", json.dumps({k: res.get(k) for k in keys}), flush=True)
+    if args.only in (None, "serengeti"):
+        with tempfile.TemporaryDirectory() as tmp:
+            train, test = serengeti_layout(Path(tmp))
+            res = evaluate(train, test, args.engine, args.param)
+        print("serengeti", json.dumps({k: res.get(k) for k in keys}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
