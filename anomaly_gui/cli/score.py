@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{summary['results']} items scored ({summary['scored_now']} now, {summary['skipped']} already written), "
-              f"{summary['anomalies']} anomalous, {summary['errors']} errors, {summary['items_per_second']} items/s "
-              f"-> {summary['out_dir']}")
+        print(f"{summary['results']} results, {summary['anomalies']} anomalous, {summary['errors']} unreadable "
+              f"({summary['scored_now']} scored now at {summary['items_per_second']} items/s, {summary['skipped']} "
+              f"already written) -> {summary['out_dir']}")
     return 0
