@@ -55,7 +55,10 @@ def connect(address: str, num_cpus: int | None = None) -> bool:
         except ConnectionError:
             ray.init(num_cpus=num_cpus, runtime_env=env, **kwargs)
     else:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise BatchError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
     return True
 
 

@@ -313,6 +313,9 @@ class TrainPanel(QWidget):
                 figures.pop("image_auroc", None)  # the same number under the task's own name
             summary = "".join(f" — {SUMMARY_NAMES.get(k, k)} {v:.3f}" for k, v in list(figures.items())[:2])
             self._raise_dock(policy_for(run.task).review_dock)
+            warnings = [e["warning"] for e in run.log if e.get("warning")]
+            if warnings:
+                summary += " — " + "; ".join(warnings)
         self._set_status(f"Run #{run_id} done{summary}.")
         self.state.message.emit(f"Run #{run_id} done{summary}")
         self.state.runsChanged.emit()

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-import numpy as np
-
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.project import Project
 from anomaly_gui.core.protocol import TASK_KINDS, EngineProtocol, Task
 
 DEFAULT_VAL_FRACTION = 0.2
-MIN_HOLDOUT_TRAIN = 5  # below this many training items no validation images are held out
+MIN_HOLDOUT_TRAIN = 2  # below this many training items no validation items are held out
 
 TrainFilter = Callable[[DatasetItem], bool] | Iterable[int] | None
 
@@ -51,24 +49,13 @@ def split_train_val(
     project: Project, engine_cls: type[EngineProtocol], train_filter: TrainFilter = None,
     val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
 ) -> tuple[list[DatasetItem], list[DatasetItem]]:
-    """(training items, validation items).
+    """(training items, validation items) by `core.splits.train_val_split`: the project's split `val` when
+    it has one, else a seeded part of the training items held out by group (clip, sequence, scene); one
+    clip is cut in time. With a single training item there is nothing to hold out (see `train_run`)."""
+    from anomaly_gui.core.splits import train_val_split
 
-    Validation is the project's split `val` when it has one; otherwise a seeded random `val_fraction` of the
-    normal training items is held out, unless there are too few to spare. Sequences (video) are held out by
-    clip so no window straddles train and validation.
-    """
     train = training_items(project, engine_cls, train_filter)
     val = [it for it in task_items(project, engine_cls.task) if it.split == "val"]
-    if val or val_fraction <= 0 or len(train) < MIN_HOLDOUT_TRAIN:
+    if val:
         return train, val
-    groups = sorted({it.group for it in train}) if engine_cls.task == Task.VIDEO else []
-    rng = np.random.default_rng(seed)
-    if len(groups) >= 2:
-        n_val = max(1, int(round(len(groups) * val_fraction)))
-        held = {groups[i] for i in rng.permutation(len(groups))[:n_val]}
-        return [it for it in train if it.group not in held], [it for it in train if it.group in held]
-    if groups:
-        return train, []
-    n_val = max(1, int(round(len(train) * val_fraction)))
-    held_idx = set(rng.permutation(len(train))[:n_val].tolist())
-    return ([it for k, it in enumerate(train) if k not in held_idx], [it for k, it in enumerate(train) if k in held_idx])
+    return train_val_split(train, val_fraction if len(train) >= MIN_HOLDOUT_TRAIN else 0.0, seed)

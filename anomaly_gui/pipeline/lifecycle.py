@@ -87,7 +87,11 @@ def train_run(
         merge_metrics(project, run.id, {"fit_seconds": round(time.perf_counter() - t0, 3), **policy.fit_metrics(engine)})
         if score:
             project.update_run(run.id, status="scoring")
-            score_run(project, run.id, policy.scoring_items(project, engine_cls, train, val), ctx, engine=engine)
+            todo = policy.scoring_items(project, engine_cls, train, val)
+            if not val and policy.holds_out_validation:  # nothing held out (a single training item): the
+                seen = {it.id for it in todo}                 # threshold comes from it, never from test
+                todo = [it for it in train if it.id not in seen] + todo
+            score_run(project, run.id, todo, ctx, engine=engine)
             finalize_run(project, run.id)
         else:
             project.update_run(run.id, status="done", finished=time.time())
@@ -179,10 +183,12 @@ def finalize_run(project: Project, run_id: int, min_area: float | None = None) -
     run = project.run(run_id)
     policy = policy_for(run.task)
     area = float(run.min_area if min_area is None else min_area)
-    threshold, how = policy.calibrate(project, run_id, area)
+    threshold, how, source = policy.calibrate(project, run_id, area)
     project.update_run(run_id, threshold=threshold, min_area=area)
     metrics = policy.evaluate(project, run_id, threshold, area)
-    merge_metrics(project, run_id, {**metrics, "threshold_method": how})
+    merge_metrics(project, run_id, {**metrics, "threshold_method": how, "threshold_source": source})
+    for warning in policy.warnings(metrics, source):
+        project.append_run_log(run_id, {"warning": warning, "time": time.time()})
     project.update_run(run_id, status="done", finished=time.time())
     return project.run(run_id)
 

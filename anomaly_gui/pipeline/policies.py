@@ -151,15 +151,22 @@ class TaskPolicy:
         for i in range(0, len(items), max(1, int(batch_size))):
             yield list(items[i:i + max(1, int(batch_size))])
 
-    def calibrate(self, project: Project, run_id: int, min_area: float) -> tuple[float, str]:
-        from anomaly_gui.core.run_metrics import choose_threshold
+    def calibrate(self, project: Project, run_id: int, min_area: float) -> tuple[float, str, str]:
+        """(threshold, how it was chosen, on which items: validation / training)."""
+        from anomaly_gui.core.run_metrics import choose_threshold_with_source
 
-        return choose_threshold(project, run_id, min_area)
+        return choose_threshold_with_source(project, run_id, min_area)
 
     def evaluate(self, project: Project, run_id: int, threshold: float, min_area: float) -> dict[str, Any]:
         from anomaly_gui.core.run_metrics import evaluate_run
 
         return evaluate_run(project, run_id, threshold, min_area)
+
+    def warnings(self, metrics: dict[str, Any], threshold_source: str) -> list[str]:
+        """What the run's log should say about its figures (items left out, a threshold not from validation)."""
+        from anomaly_gui.core.run_metrics import metric_warnings
+
+        return metric_warnings(metrics, threshold_source)
 
 
 class VideoPolicy(TaskPolicy):
@@ -201,8 +208,8 @@ class DetectionPolicy(TaskPolicy):
                       val: Sequence[DatasetItem]) -> list[DatasetItem]:
         return [it for it in task_items(project, self.task) if it.split != "train"]
 
-    def calibrate(self, project: Project, run_id: int, min_area: float) -> tuple[float, str]:
-        return DEFAULT_CONFIDENCE, "default confidence cut-off"
+    def calibrate(self, project: Project, run_id: int, min_area: float) -> tuple[float, str, str]:
+        return DEFAULT_CONFIDENCE, "default confidence cut-off", "default"
 
     def evaluate(self, project: Project, run_id: int, threshold: float, min_area: float) -> dict[str, Any]:
         return detection_metrics(project, run_id)
@@ -244,7 +251,7 @@ class EmbeddingPolicy(TaskPolicy):
         seen = {it.id for it in first}
         return first + [it for it in task_items(project, self.task) if it.id not in seen]
 
-    def calibrate(self, project: Project, run_id: int, min_area: float) -> tuple[float, str]:
+    def calibrate(self, project: Project, run_id: int, min_area: float) -> tuple[float, str, str]:
         """As for images; when no validation item is labelled (camera traps usually are not), the held-out
         training crops count as normal, since the one-class model learns them as normal."""
         try:
@@ -257,7 +264,7 @@ class EmbeddingPolicy(TaskPolicy):
             ids = split["val"] or split["train"]
             values = critical_values(project, run_id, ids, min_area)
             t, how = threshold_from_values(values, np.zeros(len(ids), np.int64))
-            return t, f"{how} (unlabelled held-out training items taken as normal)"
+            return t, f"{how} (unlabelled crops taken as normal)", "validation" if split["val"] else "training"
 
     def evaluate(self, project: Project, run_id: int, threshold: float, min_area: float) -> dict[str, Any]:
         out = super().evaluate(project, run_id, threshold, min_area)
