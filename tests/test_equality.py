@@ -40,9 +40,9 @@ def _cli_evaluate(capsys, root: Path, engine: str, params: dict, test: Path | No
 
 
 def _report_metrics(project, run_id: int) -> dict:
-    from anomaly_gui.core.report.data import evaluate_run
+    from anomaly_gui.core.report.data import run_evaluation
 
-    return evaluate_run(project, run_id, truth="dataset").metrics
+    return run_evaluation(project, run_id, truth="dataset").metrics
 
 
 def _same(keys, *sources: dict, tol: float = 1e-9) -> None:
