@@ -138,7 +138,7 @@ class AnomalyDetector:
     # -- training ----------------------------------------------------------------------------------------
     def train(self, train_dir: Source, val_dir: Source | None = None, ctx: RunContext | None = None) -> dict[str, Any]:
         """Fit on normal images and choose the threshold on validation images; returns a summary."""
-        from anomaly_gui.engines.image_data import split_normal
+        from anomaly_gui.core.splits import train_val_split
 
         ctx = ctx or RunContext()
         items = [it for it in resolve_items(train_dir, "train") if it.is_anomalous is not True]
@@ -147,7 +147,7 @@ class AnomalyDetector:
         if val_dir is not None:
             train, val = items, resolve_items(val_dir, "val")
         else:
-            train, val = split_normal(items, self.val_fraction, self.seed, min_train=1)
+            train, val = train_val_split(items, self.val_fraction, self.seed)
         t0 = time.perf_counter()
         self.engine.fit(train, ctx)
         fit_s = time.perf_counter() - t0

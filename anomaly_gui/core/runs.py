@@ -33,7 +33,7 @@ SPLIT_FILE = "split.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 EMBEDDING_IDS_FILE = "embedding_ids.npy"
 DEFAULT_VAL_FRACTION = 0.2
-MIN_HOLDOUT_TRAIN = 5  # below this many training items no validation images are held out
+MIN_HOLDOUT_TRAIN = 2  # below this many training items no validation items are held out
 
 TrainFilter = Callable[[DatasetItem], bool] | Iterable[int] | None
 
@@ -87,27 +87,16 @@ def split_train_val(
     project: Project, engine_cls: type[Engine], train_filter: TrainFilter = None,
     val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
 ) -> tuple[list[DatasetItem], list[DatasetItem]]:
-    """(training items, validation items).
+    """(training items, validation items) by `core.splits.train_val_split`: the project's split `val` when
+    it has one, else a seeded part of the training items held out by group (clip, sequence, scene); one
+    clip is cut in time. With a single training item there is nothing to hold out (see `finalize_run`)."""
+    from anomaly_gui.core.splits import train_val_split
 
-    Validation is the project's split `val` when it has one; otherwise (the original design) a seeded random
-    `val_fraction` of the normal training items is held out, unless there are too few to spare. Sequences
-    (video) are held out by clip so no window straddles train and validation.
-    """
     train = training_items(project, engine_cls, train_filter)
     val = [it for it in task_items(project, engine_cls.task) if it.split == "val"]
-    if val or val_fraction <= 0 or len(train) < MIN_HOLDOUT_TRAIN:
+    if val:
         return train, val
-    groups = sorted({it.group for it in train}) if engine_cls.task == Task.VIDEO else []
-    rng = np.random.default_rng(seed)
-    if len(groups) >= 2:
-        n_val = max(1, int(round(len(groups) * val_fraction)))
-        held = {groups[i] for i in rng.permutation(len(groups))[:n_val]}
-        return [it for it in train if it.group not in held], [it for it in train if it.group in held]
-    if groups:
-        return train, []
-    n_val = max(1, int(round(len(train) * val_fraction)))
-    held_idx = set(rng.permutation(len(train))[:n_val].tolist())
-    return ([it for k, it in enumerate(train) if k not in held_idx], [it for k, it in enumerate(train) if k in held_idx])
+    return train_val_split(train, val_fraction if len(train) >= MIN_HOLDOUT_TRAIN else 0.0, seed)
 
 
 def run_split(project: Project, run_id: int) -> dict[str, list[int]]:
@@ -183,6 +172,8 @@ def train_run(
             # validation, then every item the model did not learn from (test, unsplit, and train-split
             # items it was not given, e.g. anomalies for a normal-only engine)
             todo = val + [it for it in task_items(project, engine_cls.task) if it.id not in used]
+            if not val:  # nothing held out (a single training item): the threshold comes from it, never from test
+                todo = train + todo
             score_run(project, run.id, todo, ctx, engine=engine)
             finalize_run(project, run.id)
         else:
@@ -329,14 +320,16 @@ def _merge_metrics(project: Project, run_id: int, values: dict[str, Any]) -> Non
 
 def finalize_run(project: Project, run_id: int, min_area: float | None = None) -> Run:
     """Choose the threshold on the run's validation items, compute the metrics, mark the run done."""
-    from anomaly_gui.core.run_metrics import choose_threshold, evaluate_run
+    from anomaly_gui.core.run_metrics import choose_threshold_with_source, evaluate_run, metric_warnings
 
     run = project.run(run_id)
     area = float(run.min_area if min_area is None else min_area)
-    threshold, how = choose_threshold(project, run_id, area)
+    threshold, how, source = choose_threshold_with_source(project, run_id, area)
     project.update_run(run_id, threshold=threshold, min_area=area)
     metrics = evaluate_run(project, run_id, threshold, area)
-    _merge_metrics(project, run_id, {**metrics, "threshold_method": how})
+    _merge_metrics(project, run_id, {**metrics, "threshold_method": how, "threshold_source": source})
+    for warning in metric_warnings(metrics, source):
+        project.append_run_log(run_id, {"warning": warning, "time": time.time()})
     project.update_run(run_id, status="done", finished=time.time())
     return project.run(run_id)
 

@@ -134,6 +134,7 @@ class RunsPanel(QWidget):
             tip.append(f"error: {run.metrics['error']}")
         if run.metrics.get("threshold_method"):
             tip.append(f"threshold: {run.metrics['threshold_method']}")
+        tip += [f"warning: {e['warning']}" for e in run.log if e.get("warning")]
         for col in range(len(COLUMNS)):
             self.table.item(row, col).setToolTip("\n".join(tip))
 

@@ -310,6 +310,9 @@ class TrainPanel(QWidget):
             run = project.run(run_id)
             auroc = run.metrics.get("image_auroc")
             summary = f" — image AUROC {auroc:.3f}" if isinstance(auroc, float) else ""
+            warnings = [e["warning"] for e in run.log if e.get("warning")]
+            if warnings:
+                summary += " — " + "; ".join(warnings)
         self._set_status(f"Run #{run_id} done{summary}.")
         self.state.message.emit(f"Run #{run_id} done{summary}")
         self.state.runsChanged.emit()
