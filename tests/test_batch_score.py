@@ -194,13 +194,13 @@ def _gone(pid: int, wait: float = 10.0) -> bool:
 
 # -- Ray -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ray_session(app_run):
+def ray_session(mobilenet_weights):
     """One local Ray (2 CPUs) for the module's Ray tests; stopped at the end."""
     ray = pytest.importorskip("ray")
     from anomaly_gui.batch.on_ray import connect
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ANOMALY_GUI_WEIGHTS", str(app_run["weights"]))
+        mp.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
         mp.setenv("ANOMALY_GUI_OFFLINE", "1")
         started = connect("local", num_cpus=2)
     yield ray
@@ -209,7 +209,7 @@ def ray_session(app_run):
 
 
 @pytest.mark.slow
-def test_local_ray_with_two_workers_equals_in_process_and_app(app_run, ray_session, tmp_path):
+def test_local_ray_with_two_workers_equals_in_process_and_app(ray_session, app_run, tmp_path):
     out = tmp_path / "ray"
     summary = score_batch(app_run["folder"], app_run["model"], out, threshold=app_run["threshold"],
                           min_area=MIN_AREA, ray="local", workers=2, batch_size=2)
@@ -220,7 +220,7 @@ def test_local_ray_with_two_workers_equals_in_process_and_app(app_run, ray_sessi
 
 
 @pytest.mark.slow
-def test_killed_ray_worker_then_rerun_scores_every_item_exactly_once(app_run, ray_session, tmp_path):
+def test_killed_ray_worker_then_rerun_scores_every_item_exactly_once(ray_session, app_run, tmp_path):
     out = tmp_path / "killed"
     killed: list[int] = []
 
