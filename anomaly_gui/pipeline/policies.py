@@ -184,10 +184,39 @@ class VideoPolicy(TaskPolicy):
             yield sorted(clip, key=lambda it: it.frame_index or 0)
 
     def evaluate(self, project: Project, run_id: int, threshold: float, min_area: float) -> dict[str, Any]:
+        """As for images, plus the frame AUCs of `anomaly-gui evaluate`: `frame_auc` on the frame errors
+        normalised per clip (Hasan et al.), `frame_auc_raw` on the raw errors, test frames pooled."""
         out = super().evaluate(project, run_id, threshold, min_area)
-        if out.get("image_auroc") is not None:  # frames of the test clips pooled: the frame-level AUC
-            out["frame_auc"] = out["image_auroc"]
+        out.update(frame_aucs(project, run_id))
+        if out.get("frame_auc") is None and out.get("image_auroc") is not None:
+            out["frame_auc"] = out["image_auroc"]  # an engine without frame errors: its frame scores
         return out
+
+
+def frame_aucs(project: Project, run_id: int) -> dict[str, Any]:
+    """frame_auc / frame_auc_raw of a video run from its stored frame errors (empty when it has none)."""
+    from anomaly_gui.core.metrics.video import frame_auc
+    from anomaly_gui.core.run_metrics import test_item_ids
+    from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors
+
+    scored = project.scores(run_id)
+    clips: dict[str, list[DatasetItem]] = {}
+    for it in project.items(ids=test_item_ids(project, run_id)):
+        if it.kind == "frame" and "frame_error" in scored[int(it.id)].extra:  # type: ignore[arg-type]
+            clips.setdefault(it.group, []).append(it)
+    ys, norm, raw = [], [], []
+    for frames in clips.values():
+        frames.sort(key=lambda it: it.frame_index or 0)
+        errors = np.asarray([float(scored[int(it.id)].extra["frame_error"]) for it in frames])  # type: ignore[arg-type]
+        use = np.asarray([it.is_anomalous is not None for it in frames]) & np.isfinite(errors)
+        if not use.any():
+            continue
+        ys.append(np.asarray([bool(it.is_anomalous) for it in frames])[use])
+        norm.append(anomaly_from_errors(errors)[use])  # over the whole clip, as `evaluate` does
+        raw.append(errors[use])
+    if not ys:
+        return {}
+    return {"frame_auc": frame_auc(ys, norm), "frame_auc_raw": frame_auc(ys, raw)}
 
 
 class DetectionPolicy(TaskPolicy):
