@@ -275,7 +275,9 @@ class VideoPlayerPanel(QWidget):
         self.show_frame(self.index)
 
     def detected(self) -> np.ndarray | None:
-        return None if self.scores is None else self.scores >= self.threshold
+        # in float64: numpy casts the Python threshold to the scores' float32, where a threshold just above a
+        # raw error of ~100 (spacing 7.6e-6) would round back onto it
+        return None if self.scores is None else np.asarray(self.scores, np.float64) >= self.threshold
 
     def _load_project_scores(self) -> None:
         """Scores of the current run for the clip's project items, when the run has them."""

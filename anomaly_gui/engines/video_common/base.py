@@ -42,7 +42,8 @@ class VideoAEParams:
     batch_size: int = param(16, "windows per training step", minimum=1, maximum=512)
     lr: float = param(1e-3, "Adam learning rate", minimum=1e-6, maximum=1.0, advanced=True)
     box: int = param(4, "pixel map: |input - reconstruction| summed over a box of this size", minimum=1, maximum=64)
-    frame_error: str = param("sum", "frame error: sum of pixel errors (paper) or the largest box sum (local)",
+    frame_error: str = param("max_box", "frame error: the largest box sum (local; chosen on training clips, "
+                             "benchmarks/choose_video_defaults.py) or the sum of pixel errors (paper)",
                              choices=list(FRAME_ERRORS))
     score_box: int = param(0, "box for the frame score with max_box (0: same as box); object-sized boxes are less noisy",
                            minimum=0, maximum=128, advanced=True)
@@ -50,7 +51,8 @@ class VideoAEParams:
                           maximum=50.0, advanced=True)
     pixel_norm: str = param("divide", "divide pixel errors by their mean on the training clips (places that are always "
                             "hard to reconstruct count less)", choices=list(PIXEL_NORMS), advanced=True)
-    normalise: bool = param(True, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper)")
+    normalise: bool = param(False, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper); it uses the "
+                            "scored clip's own min and max, so it is off by default (a live camera has neither)")
     score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
     seed: int = param(0, "random seed", advanced=True)
 
