@@ -34,7 +34,7 @@ def app_run(tmp_path_factory, mobilenet_weights):
     verdicts are mixed at the chosen minimum area."""
     from anomaly_gui.core.formats.base import DatasetItem
     from anomaly_gui.core.project import open_project
-    from anomaly_gui.core.runs import model_path, score_run, train_run
+    from anomaly_gui.pipeline import model_path, score_run, train_run
     from anomaly_gui.gui.review_model import ReviewData
 
     screw = shared_dataset("mvtec_screw")

@@ -30,7 +30,7 @@ def plan_units(source: str | Path, engine: Engine, frames_per_unit: int = DEFAUL
     """The units INPUT expands to for this engine (DataError naming INPUT when there is nothing to score)."""
     from anomaly_gui.core.imageio import IMAGE_SUFFIXES
     from anomaly_gui.core.video_io import VIDEO_SUFFIXES
-    from anomaly_gui.engines.image_data import list_images
+    from anomaly_gui.core.formats.common import input_images
 
     path = Path(source)
     if not path.exists():
@@ -56,7 +56,7 @@ def plan_units(source: str | Path, engine: Engine, frames_per_unit: int = DEFAUL
     elif path.is_file():
         paths = [str(path)]
     else:
-        paths = [str(p) for p in list_images(path)]
+        paths = [str(p) for p in input_images(path)]
     tiling = tiling_of(engine)
     units = []
     for p in paths:
