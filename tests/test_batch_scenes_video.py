@@ -81,7 +81,7 @@ def test_video_frame_ranges_with_context_equal_the_whole_clip(tmp_path):
     frames = sorted(clip.iterdir())
     items = [DatasetItem(path=str(p), kind="frame", group="Test001", frame_index=k) for k, p in enumerate(frames)]
     whole = eng.score(items)
-    errors = np.array([r.extra["error"] for r in whole])
+    errors = np.array([r.extra["frame_error"] for r in whole])
     maps16 = [r.map.astype(np.float16).astype(np.float32) for r in whole]
     threshold = float(np.median([m.max() for m in maps16]))
     out = tmp_path / "out"

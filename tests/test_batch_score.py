@@ -34,7 +34,7 @@ def app_run(tmp_path_factory, mobilenet_weights):
     verdicts are mixed at the chosen minimum area."""
     from anomaly_gui.core.formats.base import DatasetItem
     from anomaly_gui.core.project import open_project
-    from anomaly_gui.core.runs import model_path, score_run, train_run
+    from anomaly_gui.pipeline import model_path, score_run, train_run
     from anomaly_gui.gui.review_model import ReviewData
 
     screw = shared_dataset("mvtec_screw")
@@ -192,7 +192,9 @@ def test_import_batch_results_as_a_run(app_run, tmp_path, monkeypatch):
         for p, (s, _) in app_run["expected"].items():
             assert got[p][0] == pytest.approx(s, rel=1e-4)
         # the model file came along: the run can score more items in the app
-        assert (proj.run_dir(imported.run_id) / "model.agm").is_file()
+        from anomaly_gui.core.runs import load_run_engine
+
+        assert load_run_engine(proj, imported.run_id, device="cpu").name == "patchcore"
     with open_project(tmp_path / "other.agproj") as proj, pytest.raises(Exception, match="job.json"):
         import_results(proj, tmp_path)
 

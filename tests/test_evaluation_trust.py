@@ -132,7 +132,7 @@ def test_mvtec_ad2_private_images_are_counted_as_unlabelled_not_normal(tmp_path,
 def test_gui_run_with_three_training_images_never_reads_test_items_for_its_threshold(tmp_path, tiny, monkeypatch):
     from anomaly_gui.core import run_metrics
     from anomaly_gui.core.project import open_project
-    from anomaly_gui.core.runs import run_split, train_run
+    from anomaly_gui.pipeline import run_split, train_run
 
     proj = open_project(tmp_path / "p.agproj")
     proj.add_items(make_images(tmp_path / "d", n_train=3))
@@ -426,7 +426,7 @@ def test_video_output_labels_both_frame_aucs():
 def test_report_prints_the_run_metrics_of_the_gui(tmp_path, tiny):
     from anomaly_gui.core.project import open_project
     from anomaly_gui.core.report.data import run_evaluation
-    from anomaly_gui.core.runs import train_run
+    from anomaly_gui.pipeline import train_run
 
     proj = open_project(tmp_path / "p.agproj")
     proj.add_items(make_images(tmp_path / "d", n_train=6, n_good=5, n_bad=5))

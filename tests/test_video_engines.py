@@ -99,7 +99,7 @@ def test_anomalous_part_of_a_clip_scores_higher(name, ped2_train, synthetic_clip
     eng.fit(ped2_train)
     res = eng.score(synthetic_clip)
     scores = np.array([r.score for r in res])
-    errors = np.array([r.extra["error"] for r in res])
+    errors = np.array([r.extra["frame_error"] for r in res])
     assert scores[15:].mean() > scores[:15].mean() + 0.3
     assert errors[16:].min() > np.median(errors[:14])
     # the map's peak falls on the square (model resolution 48x32: frame x/7.5, y/7.5)
@@ -141,8 +141,8 @@ def test_video_file_items_are_streamed_and_scored(ped2_train, tmp_path):
     eng.fit([video])
     assert eng.stats["n_train_frames"] == 16
     (res,) = eng.score([video])
-    assert len(res.extra["frame_scores"]) == 16 and res.score == max(res.extra["frame_scores"])
-    assert res.extra["peak_frame"] == int(np.argmax(res.extra["frame_scores"]))
+    assert len(res.frame_scores) == 16 and res.score == max(res.frame_scores)
+    assert res.extra["peak_frame"] == int(np.argmax(res.frame_scores))
 
 
 @pytest.fixture(scope="module")

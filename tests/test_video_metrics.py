@@ -12,11 +12,11 @@ from anomaly_gui.core.metrics.video import (
     ucsd_detected,
     ucsd_pixel_auc,
 )
+from anomaly_gui.core.postprocess import regions
 from anomaly_gui.core.metrics.segmentation import pixel_auroc
 from anomaly_gui.engines.video_common.postprocess import (
     anomaly_from_errors,
     box_sum,
-    regions,
     regularity,
 )
 

@@ -169,7 +169,7 @@ class UnitScorer:
             if isinstance(r, Exception):
                 errors.append(_err(u, _reason(r)))
             elif r.score is None and r.map is None and r.boxes is None and r.embedding is None:
-                errors.append(_err(u, str(r.extra.get("error") or "not scored")))
+                errors.append(_err(u, str(r.error or "not scored")))
             else:
                 results.append(self._finish(u, r))
 
@@ -179,7 +179,7 @@ class UnitScorer:
         cfg = self.cfg
         key = key or u["key"]
         extra = {k: v for k, v in r.extra.items() if _jsonable(v)}
-        size = r.extra.get("image_size") or (_header_size(u["path"]) if u["kind"] == "image" else None)
+        size = r.image_size or (_header_size(u["path"]) if u["kind"] == "image" else None)
         score = r.score
         map_path = None
         row: dict[str, Any] = {"verdict": False, "n_regions": 0, "largest_area": 0.0}

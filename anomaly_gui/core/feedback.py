@@ -153,7 +153,7 @@ def apply_feedback(project: Project, plan: FeedbackPlan) -> dict[str, Any]:
 
     Returns counts. Masks are written as PNGs under the project's cache (`feedback_masks/`).
     """
-    from anomaly_gui.core.export.common import item_size
+    from anomaly_gui.core.formats.common import item_size
     from anomaly_gui.core.export.masks import rasterize
     from anomaly_gui.core.imageio import write_image
 

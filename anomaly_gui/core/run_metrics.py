@@ -65,7 +65,7 @@ def choose_threshold(project: Project, run_id: int, min_area: float = 0.0) -> tu
 
 def choose_threshold_with_source(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str, str]:
     """(threshold, method, source) where source is "validation" or "training" (see `choose_threshold`)."""
-    from anomaly_gui.core.runs import run_split
+    from anomaly_gui.core.run_files import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)
@@ -93,7 +93,7 @@ def _label(flag: bool | None) -> int:
 def test_item_ids(project: Project, run_id: int) -> list[int]:
     """The run's test items: those it scored but was neither fitted nor validated on. A run without a split
     record (older projects) measures its items of split `test`, or all it scored when there are none."""
-    from anomaly_gui.core.runs import run_split
+    from anomaly_gui.core.run_files import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)

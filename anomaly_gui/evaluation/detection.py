@@ -101,24 +101,3 @@ def object_counts(items: list[DatasetItem]) -> dict[str, int]:
             "n_polygon_objects": sum(1 for a in anns if a.kind != "box" and not is_ignored(a)),
             "n_ignored": sum(1 for a in anns if is_ignored(a))}
 
-
-def run_map(project: Any, run_id: int) -> dict[str, Any]:
-    """mAP of a finished detection run on the project's test items (their imported/user boxes against the
-    run's model boxes); merged into the run's metrics with the model's classes. Empty without test items."""
-    from anomaly_gui.core.detection_export import run_classes
-
-    tests = project.items(split="test", with_annotations=True)
-    tests = [it for it in tests if it.kind in ("image", "frame")]
-    values: dict[str, Any] = {}
-    classes = run_classes(project, run_id)
-    if classes:
-        values["classes"] = sorted(classes)
-    if tests:
-        own = {int(it.id): project.annotations(int(it.id), source="model", run_id=run_id) for it in tests}
-        preds = [own[int(it.id)] for it in tests]
-        res = map_from_items(tests, preds)
-        values.update({"map50": res.map50, "map50_95": res.map50_95, "n_test": len(tests), "map_per_class": res.per_class})
-    if values:
-        run = project.run(run_id)
-        project.update_run(run_id, metrics={**run.metrics, **values})
-    return values

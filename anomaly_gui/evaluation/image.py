@@ -80,7 +80,7 @@ def evaluate_image(dataset: Path, engine: str, test: Path | None = None, device:
     ok, n_unlabelled = [], 0
     for it, r in zip(test_items, results):
         if r.score is None or not math.isfinite(float(r.score)):
-            why = r.extra.get("error") or f"non-finite score {r.score}"
+            why = r.error or f"non-finite score {r.score}"
             warnings.append(f"{it.path}: not scored ({why}); left out of every metric")
         elif it.is_anomalous is None:
             n_unlabelled += 1

@@ -102,7 +102,8 @@ def measure(eng: Any, test_items: list[DatasetItem], warnings: list[str] | None 
     frames whose error is not finite likewise (`warnings` names them)."""
     from anomaly_gui.core.metrics.segmentation import pixel_auroc
     from anomaly_gui.core.metrics.video import ucsd_pixel_auc
-    from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, resize_map
+    from anomaly_gui.core.postprocess import resize_map
+    from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors
 
     warnings = [] if warnings is None else warnings
     clips = clips_from_items(test_items)

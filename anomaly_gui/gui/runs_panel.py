@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMes
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from anomaly_gui.core.project import Run
-from anomaly_gui.core.runs import rename_run
+from anomaly_gui.pipeline import rename_run
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.state import AppState
 

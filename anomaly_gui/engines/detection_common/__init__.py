@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -185,10 +185,3 @@ def _scene_size(item: DatasetItem) -> tuple[int, int] | None:
 def make_box(x1: float, y1: float, x2: float, y2: float, label: str, score: float) -> Annotation:
     return Annotation(kind="box", label=label, score=float(score), source="model",
                       geometry={"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)})
-
-
-def describe_problems(problems: Sequence[Any], limit: int = 20) -> str:
-    lines = [str(p) for p in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(f"... and {len(problems) - limit} more")
-    return "\n".join(lines)

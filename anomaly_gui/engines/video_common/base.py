@@ -18,6 +18,7 @@ from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.video_io import Clip, clips_from_items
 from anomaly_gui.engines.base import (
+    ClipScores,
     Engine,
     RunContext,
     ScoreResult,
@@ -55,16 +56,6 @@ class VideoAEParams:
                             "scored clip's own min and max, so it is off by default (a live camera has neither)")
     score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
     seed: int = param(0, "random seed", advanced=True)
-
-
-@dataclass
-class ClipScores:
-    """Scores of one clip: raw frame errors, anomaly scores (normalised or raw) and raw pixel maps."""
-
-    name: str
-    errors: np.ndarray  # (T,) raw frame error e(t)
-    scores: np.ndarray  # (T,) anomaly score: 1 - regularity when normalised, else the raw error
-    maps: np.ndarray  # (T, h, w) float32 raw box-summed |x - x^| at model resolution
 
 
 def frame_errors(err: np.ndarray, maps: np.ndarray, params: VideoAEParams) -> np.ndarray:
@@ -241,7 +232,13 @@ class VideoAEEngine(Engine):
             raise DataError(name or "<clip>", f"clip has {len(frames)} frames, fewer than the {self.window} frames {self.name} stacks")
         errors, maps = self._clip_errors(frames, ctx)
         scores = anomaly_from_errors(errors) if self.params.normalise else errors.copy()
-        return ClipScores(name=name, errors=errors, scores=scores, maps=maps)
+        return ClipScores(name=name, errors=errors, scores=scores, maps=maps, default_threshold=self.default_threshold(),
+                          pixel_threshold=self.stats.get("pixel_threshold"))
+
+    def default_threshold(self) -> float | None:
+        """The cut-off for frame scores learnt from the normal training clips: 0.5 on normalised (regularity)
+        scores, else the 99th percentile of the training frame errors."""
+        return 0.5 if self.params.normalise else self.stats.get("raw_threshold")
 
     def score_clip(self, clip: Clip, ctx: RunContext | None = None) -> ClipScores:
         frames = self._load([clip], ctx or RunContext())[0]
@@ -260,12 +257,12 @@ class VideoAEEngine(Engine):
             cs = self.score_clip(clip, ctx)
             if clip.per_frame_items:
                 for it, s, e, m in zip(clip.items, cs.scores, cs.errors, cs.maps):
-                    by_path[id(it)] = ScoreResult(score=float(s), map=m, extra={"error": float(e), "clip": clip.name})
+                    by_path[id(it)] = ScoreResult(score=float(s), map=m, extra={"frame_error": float(e), "clip": clip.name})
             else:
                 k = int(np.argmax(cs.scores))
                 by_path[id(clip.items[0])] = ScoreResult(
-                    score=float(cs.scores[k]), map=cs.maps[k],
-                    extra={"frame_scores": cs.scores.tolist(), "frame_errors": cs.errors.tolist(), "peak_frame": k,
+                    score=float(cs.scores[k]), map=cs.maps[k], frame_scores=cs.scores.tolist(),
+                    extra={"frame_errors": cs.errors.tolist(), "peak_frame": k,
                            "clip": clip.name, "problems": [str(p) for p in clip.source.problems]})
             done += len(clip)
             ctx.progress(done, total, f"scored {clip.name}")

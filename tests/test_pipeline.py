@@ -1,4 +1,4 @@
-"""core/runs.py: train, score, threshold, metrics, reopen — Qt-free, on a tiny real engine and on mvtec_screw."""
+"""pipeline (the run lifecycle): train, score, threshold, metrics, reopen — Qt-free, on a tiny real engine and on mvtec_screw."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from anomaly_gui.core.project import open_project
 from anomaly_gui.core.metrics.segmentation import aupro, pixel_auroc
 from anomaly_gui.core.run_metrics import critical_values, threshold_from_values
-from anomaly_gui.core.runs import (RunError, finalize_run, load_run_engine, model_path, rename_run, run_split,
+from anomaly_gui.pipeline import (RunError, finalize_run, load_run_engine, model_path, rename_run, run_split,
                                    run_summary, score_run, split_train_val, train_run)
 from anomaly_gui.engines.base import Cancelled, RunContext
 
@@ -166,7 +166,7 @@ def test_pixel_metrics_against_sklearn_and_perfect_maps():
 
 def test_score_run_stores_boxes_and_embeddings(synth_project, monkeypatch):
     from anomaly_gui.core.formats.base import Annotation
-    from anomaly_gui.core.runs import load_embeddings
+    from anomaly_gui.pipeline import load_embeddings
     from anomaly_gui.engines.base import ScoreResult
 
     run_id = train_run(synth_project, "c2_meandiff", {}, device="cpu", score=False)
