@@ -32,7 +32,7 @@ def load_engine(model: Path, run_id: int | None):
         raise FileNotFoundError(f"{model}: file not found")
     if model.suffix.lower() == ".agproj":
         from anomaly_gui.core.project import open_project
-        from anomaly_gui.core.runs import load_run_engine
+        from anomaly_gui.pipeline import load_run_engine
 
         if run_id is None:
             raise ValueError(f"{model}: a project needs --run ID (the run whose model to export)")
@@ -75,9 +75,10 @@ def check(engine, path: Path, folder: Path, limit: int = 32) -> dict:
     import torch
 
     from anomaly_gui.engines.deploy import ExportedScorer
-    from anomaly_gui.engines.image_data import list_images, load_all
+    from anomaly_gui.core.formats.common import input_images
+    from anomaly_gui.engines.image_data import load_all
 
-    files = list_images(folder)[:limit]
+    files = input_images(folder)[:limit]
     x = load_all(files, engine.input_size(), engine.channels()).float() / 255.0
     s_ref, m_ref = engine.score_tensor(x)
     s_exp, m_exp = ExportedScorer(path).score_tensor(x)

@@ -43,7 +43,7 @@ def _model_and_settings(args: argparse.Namespace) -> tuple[Path, float | None, f
             raise ValueError("--run goes with a project file (.agproj) as --model")
         return args.model, args.threshold, args.min_area
     from anomaly_gui.cli.report import open_existing
-    from anomaly_gui.core.runs import model_path
+    from anomaly_gui.pipeline import model_path
 
     if args.run is None:
         raise ValueError("a project as --model needs --run ID")

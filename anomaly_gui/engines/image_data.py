@@ -22,7 +22,7 @@ import torch
 
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
-from anomaly_gui.core.imageio import IMAGE_SUFFIXES, read_image, to_gray8, to_rgb8
+from anomaly_gui.core.imageio import read_image, to_gray8, to_rgb8
 from anomaly_gui.engines.base import Engine, RunContext, ScoreResult
 
 log = logging.getLogger(__name__)
@@ -31,20 +31,6 @@ log = logging.getLogger(__name__)
 def as_items(items: Sequence[DatasetItem | str | Path]) -> list[DatasetItem]:
     """Accept DatasetItems or plain paths."""
     return [it if isinstance(it, DatasetItem) else DatasetItem(path=str(it)) for it in items]
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files of a folder, recursively, sorted; DataError when there are none."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise DataError(folder, "folder not found")
-    out = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                 and "ground_truth" not in p.parts and not p.stem.endswith(("_mask", "_overlay")))
-    if not out:
-        raise DataError(folder, "no images found")
-    return out
 
 
 def load_image(path: str | Path, size: int | tuple[int, int], channels: int = 3) -> tuple[np.ndarray, tuple[int, int]]:
@@ -59,11 +45,6 @@ def load_image(path: str | Path, size: int | tuple[int, int], channels: int = 3)
         if arr.ndim == 2:
             arr = arr[:, :, None]
     return np.ascontiguousarray(arr), (w0, h0)
-
-
-def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """HxWxC uint8 -> CxHxW float32 in [0, 1]."""
-    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
 class _ImageSet(torch.utils.data.Dataset):
@@ -189,19 +170,6 @@ def require_images(items: Sequence[object], minimum: int, engine: str) -> None:
         raise ValueError(f"{engine} needs at least {minimum} normal training image(s); got {len(items)}")
 
 
-def split_normal(items: Sequence[DatasetItem], val_fraction: float = 0.2, seed: int = 0,
-                 min_train: int = 1) -> tuple[list[DatasetItem], list[DatasetItem]]:
-    """A random split of normal images into (train, validation); validation may be empty for tiny sets."""
-    items = list(items)
-    n_val = int(round(len(items) * val_fraction))
-    n_val = min(n_val, max(0, len(items) - min_train))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(items))
-    val = [items[i] for i in sorted(order[:n_val])]
-    train = [items[i] for i in sorted(order[n_val:])]
-    return train, val
-
-
 def upsample_map(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(N, 1, h, w) -> (N, 1, H, W) bilinear, `size` = (H, W)."""
     if tuple(m.shape[-2:]) == tuple(size):
@@ -323,7 +291,7 @@ class ImageEngine(Engine):
 
     def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
         """Scores and raw maps (model resolution, float32) per item; an unreadable image gets score None
-        and its error in `extra["error"]`."""
+        and its error in `error`."""
         if not self.fitted:
             raise RuntimeError(f"{self.name}: train the model before scoring")
         ctx = ctx or RunContext()
@@ -335,10 +303,10 @@ class ImageEngine(Engine):
             maps_np = maps.cpu().numpy().astype(np.float32, copy=False)
             for j, i in enumerate(batch.indices):
                 if batch.errors[j]:
-                    out[i] = ScoreResult(score=None, extra={"error": batch.errors[j]})
+                    out[i] = ScoreResult(score=None, error=str(batch.errors[j]))
                 else:
                     out[i] = ScoreResult(score=float(scores_np[j]), map=maps_np[j],
-                                         extra={"image_size": batch.sizes[j]})
+                                         image_size=(int(batch.sizes[j][0]), int(batch.sizes[j][1])))
         return out
 
     def score_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,7 +48,7 @@ DEMOS: dict[str, DemoSpec] = {
     "sar": DemoSpec("sar", "sar", "SAR ships", "ship boxes · restricted zone",
                     "Speckled SAR chips with ships (YOLO + VOC labels): a RetinaNet trained for a few epochs, a "
                     "confidence slider, and a restricted zone whose ships are flagged.", "retinanet", "detection",
-                    "detection", {"epochs": 6}),
+                    "detection", {"epochs": 6, "image_size": 256}),
     "wildlife": DemoSpec("wildlife", "camera_traps", "Camera traps", "t-SNE map · unseen species",
                          "Camera-trap photos (COCO Camera Traps) of deer, fox and boar; the boar is kept out of "
                          "training, so the embedding map and the one-class models show it as an unseen species.",
@@ -56,7 +56,7 @@ DEMOS: dict[str, DemoSpec] = {
     "video": DemoSpec("video", "video", "Surveillance video", "clip playback · anomaly curve",
                       "Walkway clips in the UCSD layout (a cart, a runner): a stacked-frame autoencoder, per-frame "
                       "scores, and the clip playing with its anomaly curve.", "stacked_ae", "video", "video_player",
-                      {"epochs": 8}),
+                      {"epochs": 4}),
 }
 
 UNSEEN_SPECIES = "boar"  # held out of the wildlife demo's training
@@ -275,16 +275,18 @@ class DemoController(QObject):
         panel.tabs.setCurrentIndex(0)
         if run_id is not None and panel.run_combo.findData(int(run_id)) >= 0:
             panel.run_combo.setCurrentIndex(panel.run_combo.findData(int(run_id)))
-        # the scored chip with the most boxes at the slider's confidence, a flagged one first
+        # the scored chip with the most boxes at the slider's confidence, a flagged one first, then the one
+        # with the most labelled ships (what the analyst should see found)
         from anomaly_gui.core.detection_export import item_detections
 
-        best, best_key = None, (-1, -1)
-        for it in project.items():
+        best, best_key = None, (-1, -1, -1)
+        for it in project.items(with_annotations=True):
             if it.split == "train" or run_id is None:
                 continue
             dets = item_detections(project, int(it.id), int(run_id), panel.confidence, panel.rules_editor.rules,
                                    panel.known_classes)
-            key = (sum(d.flagged for d in dets), len(dets))
+            truth = sum(a.kind == "box" and a.source != "model" for a in it.annotations)
+            key = (sum(d.flagged for d in dets), len(dets), truth)
             if key > best_key:
                 best, best_key = int(it.id), key
         if best is not None:

@@ -16,6 +16,7 @@ from anomaly_gui.core.detection_export import ReviewedDetection, export_detectio
 from anomaly_gui.core.rules import load_rules
 from anomaly_gui.engines.base import RunContext, Task, list_engines
 from anomaly_gui.engines.device import available_devices
+from anomaly_gui.pipeline import DEFAULT_CONFIDENCE
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.param_form import ParamForm
 from anomaly_gui.gui.state import AppState
@@ -24,7 +25,6 @@ from anomaly_gui.gui.detection_curve import MapCurve
 from anomaly_gui.gui.zone_tool import RulesEditor, ZoneTool
 
 JOB_KIND = "detection-train"
-DEFAULT_CONFIDENCE = 0.5
 NORMAL = "#34c759"
 FLAGGED = "#ff3b30"
 LAYER = "detections"
@@ -32,30 +32,11 @@ FLAG_LAYER = "detections:flagged"
 
 
 def train_detection_job(ctx: RunContext, project: Any, engine: str, params: dict[str, Any], device: str) -> int:
-    """Worker body: split when the project has none, train and score a run, add mAP on the test items."""
-    import time
+    """Worker body: a detection run through the run pipeline (split when the project has none, fit, score,
+    confidence cut-off, mAP on the test items); the same path as a detection run from the Train panel."""
+    from anomaly_gui.pipeline import train_run
 
-    from anomaly_gui.core.runs import score_run, task_items, train_run
-    from anomaly_gui.core.splits import apply_original_split
-    from anomaly_gui.engines.base import Cancelled
-    from anomaly_gui.evaluation.detection import run_map
-
-    if not any(it.split in ("train", "val", "test") for it in project.items()):
-        counts = apply_original_split(project)
-        ctx.log({"message": f"original split applied: {counts}"})
-    run_id = train_run(project, engine, params, device=device, ctx=ctx, score=False)
-    # detectors are judged by confidence (the slider), not by an image-score threshold: score the
-    # validation and test items, then measure mAP on the test items
-    try:
-        project.update_run(run_id, status="scoring")
-        todo = [it for it in task_items(project, Task.DETECTION) if it.split != "train"]
-        score_run(project, run_id, todo, ctx, device=device)
-    except Cancelled:
-        project.update_run(run_id, status="cancelled", finished=time.time())
-        raise
-    project.update_run(run_id, status="done", threshold=DEFAULT_CONFIDENCE, finished=time.time())
-    run_map(project, run_id)
-    return run_id
+    return train_run(project, engine, params, device=device, ctx=ctx)
 
 
 def _scroll(page: QWidget) -> QScrollArea:
@@ -301,9 +282,12 @@ class DetectionPanel(QWidget):
         self.run_id = run_id
         self.known_classes = run_classes(self.state.project, run_id) if run_id is not None and self.state.project else None
         if run_id is not None and self.state.project is not None:
+            run = self.state.project.run(run_id)
             self.curve.clear_curves()
-            for e in self.state.project.run(run_id).log:
+            for e in run.log:
                 self.curve.add_entry(e)
+            if run.threshold is not None:  # the run's confidence cut-off (pipeline's detection policy)
+                self.conf_slider.setValue(int(round(float(run.threshold) * 100)))
         self.refresh()
 
     # -- review ------------------------------------------------------------------------------------
@@ -346,6 +330,9 @@ class DetectionPanel(QWidget):
             self.summary.setText("Select an image in the browser.")
         else:
             text = f"{len(self.detections)} detection(s) at confidence ≥ {self.confidence:.2f}"
+            m50 = self.state.project.run(self.run_id).metrics.get("map50") if self.state.project is not None else None
+            if isinstance(m50, (int, float)):
+                text = f"Run mAP@0.5 on the test items: {m50:.3f}. " + text
             self.summary.setText(text + (f" — <b style='color:{FLAGGED}'>{n_flag} anomal{'y' if n_flag == 1 else 'ies'}</b>" if n_flag else ""))
 
     def _draw(self) -> None:

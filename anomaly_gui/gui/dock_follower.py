@@ -69,6 +69,13 @@ class DockFollower(QObject):
         s.setValue(f"layout/{self.key}", self.window.saveState(LAYOUT_VERSION))
         s.sync()
 
+    def welcome_layout(self) -> None:
+        """No project yet (a first start): only the dataset browser beside the welcome page; the feature
+        docks come with the first project, chosen by its kind of imagery (all stay in View ▸ Panels)."""
+        for pid, dock in self.window.docks.items():
+            dock.setVisible(pid == "browser")
+        QTimer.singleShot(0, self.tidy_tab_bars)
+
     def apply_default(self) -> None:
         """The profile's docks shown, the others hidden, the main docks raised and sized."""
         docks = self.window.docks
@@ -82,7 +89,15 @@ class DockFollower(QObject):
         QTimer.singleShot(0, self.tidy_tab_bars)
 
     def apply_sizes(self) -> None:
-        docks, h = self.window.docks, max(self.window.height(), 600)
+        docks, h, w = self.window.docks, max(self.window.height(), 600), max(self.window.width(), 900)
+        # side docks wide enough for their sliders and plots (Qt shrinks them when docks are hidden / shown)
+        for area, width in ((Qt.DockWidgetArea.RightDockWidgetArea, max(440, int(0.3 * w))),
+                            (Qt.DockWidgetArea.LeftDockWidgetArea, max(320, int(0.22 * w)))):
+            shown = [d for d in docks.values() if d.isVisible() and not d.isFloating()
+                     and self.window.dockWidgetArea(d) == area]
+            main = [docks[p] for p in main_docks(self.profile) if p in docks and docks[p] in shown]
+            if shown and (main or shown)[0].width() < width - 20:
+                self.window.resizeDocks([(main or shown)[0]], [width], Qt.Orientation.Horizontal)
         for pid in main_docks(self.profile):
             frac = TALL_DOCKS.get(pid)
             dock = docks.get(pid)

@@ -17,6 +17,7 @@ KINDS = ("product", "detection", "wildlife", "video")
 PANEL_KINDS: dict[str, frozenset[str]] = {
     "review": frozenset({"product"}),
     "train": frozenset({"product", "video"}),
+    "metrics": frozenset({"product", "video"}),  # image AUROC / AUPRO / pixel figures of image and frame runs
     "labeling": frozenset({"product", "detection", "wildlife"}),
     "detection": frozenset({"detection"}),
     "video_player": frozenset({"video"}),

@@ -90,6 +90,8 @@ class MainWindow(QMainWindow):
         self._default_layout: QByteArray | None = self.saveState(LAYOUT_VERSION)
         self._import_queue: list[Path] = []
         self.restore_layout()
+        if not self._restored_state and self.state.project is None:
+            self.dock_follower.welcome_layout()  # a first start: the welcome page has the room
         self._on_project_changed(self.state.project)
 
     # -- setup -------------------------------------------------------------------------------------

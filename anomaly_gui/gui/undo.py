@@ -97,10 +97,10 @@ class LabelEditor(QObject):
 
     # -- helpers for commands -------------------------------------------------------------------------
     def annotation(self, ann_id: int) -> Annotation | None:
-        r = self.project.db.execute("SELECT item_id FROM annotations WHERE id=?", (self.current_id(ann_id),)).fetchone()
-        if r is None:
+        item_id = self.project.annotation_item(self.current_id(ann_id))
+        if item_id is None:
             return None
-        for a in self.project.annotations(int(r[0])):
+        for a in self.project.annotations(item_id):
             if a.id == self.current_id(ann_id):
                 return a
         return None

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.formats.base import Annotation
+from anomaly_gui.core.protocol import ClipScores
 from anomaly_gui.core.video_export import (
     FrameVerdicts,
     export_csv,
@@ -49,6 +50,7 @@ from anomaly_gui.gui.video_cache import FrameCache
 from anomaly_gui.gui.video_curve import ScoreCurve, segments
 from anomaly_gui.gui.viewer import ImageViewer
 from anomaly_gui.gui.workers import JobBusyError, start_job
+from anomaly_gui.pipeline import score_clip, store_clip_run
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -275,7 +277,9 @@ class VideoPlayerPanel(QWidget):
         self.show_frame(self.index)
 
     def detected(self) -> np.ndarray | None:
-        return None if self.scores is None else self.scores >= self.threshold
+        # in float64: numpy casts the Python threshold to the scores' float32, where a threshold just above a
+        # raw error of ~100 (spacing 7.6e-6) would round back onto it
+        return None if self.scores is None else np.asarray(self.scores, np.float64) >= self.threshold
 
     def _load_project_scores(self) -> None:
         """Scores of the current run for the clip's project items, when the run has them."""
@@ -506,7 +510,7 @@ class VideoPlayerPanel(QWidget):
         if self.clip is None or self.engine is None:
             return
         try:
-            self._job = start_job(lambda ctx, clip, eng=self.engine: eng.score_clip(clip, ctx), self.clip,
+            self._job = start_job(lambda ctx, clip, eng=self.engine: score_clip(eng, clip, ctx), self.clip,
                                   title="Score clip", kind="video-score")
         except JobBusyError as exc:
             self.status.setText(str(exc))
@@ -521,24 +525,18 @@ class VideoPlayerPanel(QWidget):
         self.status.setText(f"scoring failed: {msg}")
         QMessageBox.warning(self, "Scoring failed", msg)
 
-    def _on_scored(self, cs: Any) -> None:
-        st = self.engine.stats if self.engine is not None else {}
-        thr = 0.5 if self.engine.params.normalise else st.get("raw_threshold")
-        self.set_results(cs.scores, cs.maps, cs.errors, threshold=thr, pixel_threshold=st.get("pixel_threshold"))
-        self._store_run(cs, thr)
+    def _on_scored(self, cs: ClipScores) -> None:
+        self.set_results(cs.scores, cs.maps, cs.errors, threshold=cs.default_threshold, pixel_threshold=cs.pixel_threshold)
+        self._store_run(cs)
         self.status.setText(f"{self.clip.name if self.clip else ''}: scored {len(cs.scores)} frames with {self.engine.name}")
 
-    def _store_run(self, cs: Any, threshold: float | None) -> None:
+    def _store_run(self, cs: ClipScores) -> None:
         """Keep scores of project clips in the project (a run of task video), so they survive a restart."""
         proj, clip = self.state.project, self.clip
         if proj is None or clip is None or not clip.per_frame_items or clip.items[0].id is None:
             return
-        params = {**self.engine.describe()["params"], "pixel_threshold": float(self.pixel_thr.value())}
-        run = proj.create_run(self.engine.name, "video", params, name=f"{self.engine.name} on {clip.name}")
-        proj.save_scores(run.id, [int(it.id) for it in clip.items], cs.scores.tolist(), list(cs.maps),
-                         [{"error": float(e)} for e in cs.errors])
-        proj.update_run(run.id, status="done", finished=time.time(), threshold=threshold)
-        self.state.set_current_run(run.id)
+        run_id = store_clip_run(proj, self.engine, clip, cs, {"pixel_threshold": float(self.pixel_thr.value())})
+        self.state.set_current_run(run_id)
 
     def _verdicts(self) -> FrameVerdicts:
         assert self.scores is not None

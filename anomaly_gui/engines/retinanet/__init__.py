@@ -13,8 +13,9 @@ from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import Annotation, DatasetItem
 from anomaly_gui.core.imageio import read_image
 from anomaly_gui.engines.base import RunContext, param, register_engine
+from anomaly_gui.core.splits import train_val_split
 from anomaly_gui.engines.detection_common import (
-    INPUT_CHOICES, DetectionEngine, check_training_items, make_box, split_train_val,
+    INPUT_CHOICES, DetectionEngine, check_training_items, make_box,
 )
 from anomaly_gui.engines.retinanet.model import build_retinanet, find_backbone_weights
 
@@ -69,7 +70,7 @@ class RetinaNetEngine(DetectionEngine):
         p = self.params
         torch.manual_seed(p.seed)
         rng = np.random.default_rng(p.seed)
-        train_items, val_items = split_train_val(items)
+        train_items, val_items = train_val_split(items)
         data = check_training_items(train_items)
         if not data.items or not data.classes:
             raise DataError(items[0].path if items else ".", "no training image with boxes: nothing to learn")
