@@ -66,7 +66,7 @@ def resolve_items(source: Source, split: str = "train") -> list[DatasetItem]:
 
     Plain folders: images below a sub-folder named good/normal/ok are normal, other sub-folders anomalous,
     images directly in the folder unlabelled (None)."""
-    from anomaly_gui.engines.image_data import list_images
+    from anomaly_gui.core.formats.common import input_images
 
     if isinstance(source, DatasetItem):
         return [source]
@@ -89,7 +89,7 @@ def resolve_items(source: Source, split: str = "train") -> list[DatasetItem]:
             raise DataError(path, f"MVTec layout without a {split} part")
         return chosen
     items = []
-    for img in list_images(path):
+    for img in input_images(path):
         parent = img.parent
         label = None if parent == path else (not _is_normal_label(parent.name))
         items.append(DatasetItem(path=str(img), label=parent.name if parent != path else "", is_anomalous=label))
@@ -138,7 +138,7 @@ class AnomalyDetector:
     # -- training ----------------------------------------------------------------------------------------
     def train(self, train_dir: Source, val_dir: Source | None = None, ctx: RunContext | None = None) -> dict[str, Any]:
         """Fit on normal images and choose the threshold on validation images; returns a summary."""
-        from anomaly_gui.engines.image_data import split_normal
+        from anomaly_gui.core.splits import train_val_split
 
         ctx = ctx or RunContext()
         items = [it for it in resolve_items(train_dir, "train") if it.is_anomalous is not True]
@@ -147,7 +147,7 @@ class AnomalyDetector:
         if val_dir is not None:
             train, val = items, resolve_items(val_dir, "val")
         else:
-            train, val = split_normal(items, self.val_fraction, self.seed, min_train=1)
+            train, val = train_val_split(items, self.val_fraction, self.seed)
         t0 = time.perf_counter()
         self.engine.fit(train, ctx)
         fit_s = time.perf_counter() - t0
@@ -157,7 +157,7 @@ class AnomalyDetector:
         if not ok:
             raise DataError(Path(str(val_dir or train_dir)), "no readable validation image")
         maps = [r.map for _, r in ok]
-        sizes = [tuple(r.extra.get("image_size") or (r.map.shape[1], r.map.shape[0])) for _, r in ok]
+        sizes = [tuple(r.image_size or (r.map.shape[1], r.map.shape[0])) for _, r in ok]
         labels = [it.is_anomalous if val_dir is not None else False for it, _ in ok]
         choice = pick_threshold(maps, labels, self.min_area, sizes)
         rng = pp.global_range(maps, 0.0, 0.999)
@@ -194,9 +194,9 @@ class AnomalyDetector:
         results = []
         for (item, r), name in zip(scored, names):
             if r.map is None:
-                results.append(ImageResult(item.path, None, None, error=r.extra.get("error", "not scored")))
+                results.append(ImageResult(item.path, None, None, error=r.error or "not scored"))
                 continue
-            size = tuple(r.extra.get("image_size") or (r.map.shape[1], r.map.shape[0]))
+            size = tuple(r.image_size or (r.map.shape[1], r.map.shape[0]))
             post = pp.postprocess(r.map, thr, area, image_size=size)
             res = ImageResult(item.path, r.score, post.anomalous, [g.to_dict() for g in post.regions])
             if out_dir is not None:

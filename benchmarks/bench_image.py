@@ -91,7 +91,7 @@ def bench_engine(name: str, params: dict[str, Any], train, test, device: str, im
     labels = [int(bool(it.is_anomalous)) for it in test]
     thr = float(np.median(scores))
     for r in results:
-        pp.postprocess(r.map, thr, 100.0, r.extra["image_size"], with_regions=False)
+        pp.postprocess(r.map, thr, 100.0, r.image_size, with_regions=False)
     folder_s = time.perf_counter() - t1
     out: dict[str, Any] = {
         "image_auroc": auroc(labels, scores), "fit_seconds": round(fit_s, 2),

@@ -31,7 +31,7 @@ def make_project(root: Path, n: int, side: int):
     from anomaly_gui.core.formats.base import DatasetItem
     from anomaly_gui.core.imageio import write_image
     from anomaly_gui.core.project import open_project
-    from anomaly_gui.core.runs import SPLIT_FILE
+    from anomaly_gui.core.run_files import SPLIT_FILE
 
     rng = np.random.default_rng(0)
     proj = open_project(root / "bench.agproj")

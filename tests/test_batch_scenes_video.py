@@ -81,7 +81,7 @@ def test_video_frame_ranges_with_context_equal_the_whole_clip(tmp_path):
     frames = sorted(clip.iterdir())
     items = [DatasetItem(path=str(p), kind="frame", group="Test001", frame_index=k) for k, p in enumerate(frames)]
     whole = eng.score(items)
-    errors = np.array([r.extra["error"] for r in whole])
+    errors = np.array([r.extra["frame_error"] for r in whole])
     maps16 = [r.map.astype(np.float16).astype(np.float32) for r in whole]
     threshold = float(np.median([m.max() for m in maps16]))
     out = tmp_path / "out"
@@ -103,3 +103,25 @@ def test_video_frame_ranges_with_context_equal_the_whole_clip(tmp_path):
         for k, p in enumerate(frames):
             assert got[str(p)] == pytest.approx(whole[k].score, abs=1e-5)
         assert all(it.kind == "frame" and it.group == "Test001" for it in proj.items())
+    # a video file: frames keyed path#i; imported as one video item with its peak frame, as the app stores it
+    import cv2
+
+    avi = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 10, (360, 240))
+    for p in frames:
+        writer.write(cv2.imread(str(p)))
+    writer.release()
+    want = eng.score([DatasetItem(path=str(avi), kind="video")])[0]
+    out2 = tmp_path / "out_video"
+    summary = score_batch(avi, model, out2, threshold=threshold, frames_per_unit=16, device="cpu")
+    assert summary["units"] == 3 and summary["results"] == 36
+    rows = sorted(shards.latest_results(out2), key=lambda r: r["frame_index"])
+    assert [r["key"] for r in rows] == [f"{avi}#{k}" for k in range(36)]
+    assert np.allclose([r["score"] for r in rows], want.extra["frame_errors"], rtol=1e-4, atol=1e-6)
+    with open_project(tmp_path / "v.agproj") as proj:
+        imported = import_results(proj, out2)
+        (item,) = proj.items()
+        assert item.kind == "video" and item.path == str(avi)
+        score = proj.scores(imported.run_id)[item.id]
+        assert score.score == pytest.approx(want.score, abs=1e-5)
+        assert score.extra["peak_frame"] == want.extra["peak_frame"]

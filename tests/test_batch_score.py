@@ -34,7 +34,7 @@ def app_run(tmp_path_factory, mobilenet_weights):
     verdicts are mixed at the chosen minimum area."""
     from anomaly_gui.core.formats.base import DatasetItem
     from anomaly_gui.core.project import open_project
-    from anomaly_gui.core.runs import model_path, score_run, train_run
+    from anomaly_gui.pipeline import model_path, score_run, train_run
     from anomaly_gui.gui.review_model import ReviewData
 
     screw = shared_dataset("mvtec_screw")
@@ -124,6 +124,26 @@ def test_in_process_equals_the_app_run_resumes_and_lists_errors(app_run, tmp_pat
         score_batch(app_run["folder"], app_run["model"], out, threshold=app_run["threshold"] + 1, device="cpu")
 
 
+def test_a_retried_batch_reuses_what_its_first_attempt_wrote(app_run, tmp_path, monkeypatch):
+    """A Ray task retried after its worker died finds the batches it had finished: not scored twice."""
+    from anomaly_gui.batch.scoring import JobConfig, UnitScorer
+    from anomaly_gui.batch.units import image_unit
+    from anomaly_gui.engines.base import Engine
+
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(app_run["weights"]))
+    eng = Engine.load(app_run["model"], device="cpu")
+    cfg = JobConfig(model_path=str(app_run["model"]), out_dir=str(tmp_path), threshold=app_run["threshold"],
+                    min_area=MIN_AREA).to_dict()
+    units = [image_unit(p) for p in sorted(app_run["expected"])[:2]]
+    first = UnitScorer.with_engine(cfg, eng)(units)
+    monkeypatch.setattr(eng, "score", lambda *a, **k: pytest.fail("a finished batch was scored again"))
+    again = UnitScorer.with_engine(cfg, eng)(units)
+    for col in ("unit", "rows", "anomalous", "errors"):
+        assert list(again[col]) == list(first[col])
+    assert list(first["rows"]) == [1, 1] and len(shards.shard_files(tmp_path, shards.RESULTS)) == 1
+    assert sum(first["anomalous"]) == sum(app_run["expected"][u["path"]][1] for u in units)
+
+
 def test_cli_score_with_a_project_run_and_bad_input(app_run, tmp_path, monkeypatch, capsys):
     from anomaly_gui.cli import main
 
@@ -172,7 +192,9 @@ def test_import_batch_results_as_a_run(app_run, tmp_path, monkeypatch):
         for p, (s, _) in app_run["expected"].items():
             assert got[p][0] == pytest.approx(s, rel=1e-4)
         # the model file came along: the run can score more items in the app
-        assert (proj.run_dir(imported.run_id) / "model.agm").is_file()
+        from anomaly_gui.core.runs import load_run_engine
+
+        assert load_run_engine(proj, imported.run_id, device="cpu").name == "patchcore"
     with open_project(tmp_path / "other.agproj") as proj, pytest.raises(Exception, match="job.json"):
         import_results(proj, tmp_path)
 
@@ -194,13 +216,13 @@ def _gone(pid: int, wait: float = 10.0) -> bool:
 
 # -- Ray -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ray_session(app_run):
+def ray_session(mobilenet_weights):
     """One local Ray (2 CPUs) for the module's Ray tests; stopped at the end."""
     ray = pytest.importorskip("ray")
     from anomaly_gui.batch.on_ray import connect
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ANOMALY_GUI_WEIGHTS", str(app_run["weights"]))
+        mp.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
         mp.setenv("ANOMALY_GUI_OFFLINE", "1")
         started = connect("local", num_cpus=2)
     yield ray
@@ -209,7 +231,7 @@ def ray_session(app_run):
 
 
 @pytest.mark.slow
-def test_local_ray_with_two_workers_equals_in_process_and_app(app_run, ray_session, tmp_path):
+def test_local_ray_with_two_workers_equals_in_process_and_app(ray_session, app_run, tmp_path):
     out = tmp_path / "ray"
     summary = score_batch(app_run["folder"], app_run["model"], out, threshold=app_run["threshold"],
                           min_area=MIN_AREA, ray="local", workers=2, batch_size=2)
@@ -220,7 +242,7 @@ def test_local_ray_with_two_workers_equals_in_process_and_app(app_run, ray_sessi
 
 
 @pytest.mark.slow
-def test_killed_ray_worker_then_rerun_scores_every_item_exactly_once(app_run, ray_session, tmp_path):
+def test_killed_ray_worker_then_rerun_scores_every_item_exactly_once(ray_session, app_run, tmp_path):
     out = tmp_path / "killed"
     killed: list[int] = []
 

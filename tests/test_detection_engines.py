@@ -114,7 +114,10 @@ def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network):
 def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weights, tmp_path):
     eng = get_engine("retinanet")(device="cpu", epochs=4, crop=128, crops_per_epoch=8, batch=4, lr=0.003, patience=0,
                                   backbone_weights=str(mobilenet_weights))
-    train = [DatasetItem(path=it.path, annotations=it.annotations, width=800, height=800) for it in hrsid_items[:5]]
+    scenes: dict[str, DatasetItem] = {}  # one chip per SAR scene: validation is held out by scene (issue 12)
+    for it in hrsid_items[:20]:
+        scenes.setdefault(Path(it.path).name.split("_")[0], it)
+    train = [DatasetItem(path=it.path, annotations=it.annotations, width=800, height=800) for it in list(scenes.values())[:5]]
     logs = []
     eng.fit(train, RunContext(log=logs.append))
     assert eng.stats["pretrained_backbone"] == str(mobilenet_weights)

@@ -139,7 +139,7 @@ def test_unknown_species_flagged_and_model_round_trip(fitted, camtrap_items, tmp
         assert r.extra["nearest_species"] in KNOWN
     # labelled jaguars were cropped from their MegaDetector boxes
     jag = next(r for r, it in zip(res, train[:3] + others[:3]) if it.label == "jaguar")
-    assert jag.extra["box"] is not None
+    assert jag.crop_box is not None
     path = eng.save(tmp_path / "wild.agm")
     back = Engine.load(path, device="cpu")
     res2 = back.score(train[:3] + others[:3])

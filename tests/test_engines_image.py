@@ -184,7 +184,7 @@ def test_engine_beats_chance_and_round_trips_exactly(name, trained, small_data, 
     assert logs and "epoch" in logs[-1] and progress
     r0 = results[0]
     assert r0.map.dtype == np.float32 and r0.map.shape == (128, 128)
-    assert r0.extra["image_size"] == (SMALL_SIDE, SMALL_SIDE)
+    assert r0.image_size == (SMALL_SIDE, SMALL_SIDE)
     # save / load: the same scores and maps, bit for bit
     path = eng.save(tmp_path / f"{name}.agm")
     loaded = Engine.load(path, device="cpu")
@@ -206,8 +206,8 @@ def test_other_sizes_corrupt_images_and_cancel(trained, small_data, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     res = eng.score([str(small), str(broken), test[1].path])
-    assert res[0].map.shape == (128, 128) and res[0].extra["image_size"] == (300, 200)
-    assert res[1].score is None and "broken.png" in res[1].extra["error"]
+    assert res[0].map.shape == (128, 128) and res[0].image_size == (300, 200)
+    assert res[1].score is None and "broken.png" in res[1].error
     assert res[2].score is not None
     fresh = get_engine("selfsimilarity")(device="cpu", image_size=64)
     with pytest.raises(DataError, match="broken.png"):

@@ -34,7 +34,8 @@ def test_evaluate_prints_one_json_object_with_pixel_metrics(tmp_path, mobilenet_
     out = json.loads(lines[0])
     assert CONTRACT <= set(out)
     assert out["engine"] == "patchcore" and out["device"] == "cpu"
-    assert out["n_train"] == 4 and out["n_test"] == 24
+    assert out["n_train"] + out["n_val"] == 4 and out["n_val"] >= 1 and out["n_test"] == 24  # threshold on validation
+    assert "validation" in out["threshold_source"] and out["n_unlabelled"] == 0
     assert out["image_auroc"] >= 0.8
     assert 0.8 <= out["pixel_auroc"] <= 1.0 and 0.5 <= out["aupro"] <= 1.0  # leather has masks
     assert out["fit_seconds"] > 0 and out["items_per_second"] > 0
@@ -50,7 +51,7 @@ def test_evaluate_with_other_test_set_and_no_masks(tmp_path, mobilenet_weights):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     assert out["pixel_auroc"] is None and out["aupro"] is None
-    assert out["n_train"] == 8 and out["n_test"] == 20 and out["image_auroc"] is not None
+    assert out["n_train"] + out["n_val"] == 8 and out["n_test"] == 20 and out["image_auroc"] is not None
 
 
 def test_evaluate_bad_dataset_exits_2_with_one_line(tmp_path, mobilenet_weights):

@@ -170,3 +170,20 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["labels.txt"]  # no temporary left behind
     write_text(target, "new")
     assert target.read_text() == "new"
+
+
+@pytest.mark.parametrize("orientation, shape, corner", [(1, (20, 40), (0, 0)), (3, (20, 40), (19, 39)),
+                                                         (6, (40, 20), (0, 19)), (8, (40, 20), (39, 0))])
+def test_tiff_orientation_tag_is_applied(tmp_path, orientation, shape, corner):
+    """A TIFF's Orientation tag (274), read through tifffile, turns the pixels and the size as EXIF does."""
+    import tifffile
+
+    from anomaly_gui.core.imageio import image_size, read_image
+
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[0, 0] = (255, 0, 0)  # the stored top-left pixel
+    path = tmp_path / f"o{orientation}.tif"
+    tifffile.imwrite(path, arr, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    img = read_image(path)
+    assert img.shape[:2] == shape and image_size(path) == (shape[1], shape[0])
+    assert tuple(np.argwhere(img[..., 0] == 255)[0]) == corner

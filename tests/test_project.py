@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from anomaly_gui.core import project as project_mod
+from anomaly_gui.core.project import schema as project_mod
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import Annotation, DatasetItem
 from anomaly_gui.core.formats.common import box_annotation

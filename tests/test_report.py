@@ -107,12 +107,12 @@ def test_gallery_tiles_show_the_runs_detections(scored_project):
     import numpy as np
 
     from anomaly_gui.core.formats.base import Annotation
-    from anomaly_gui.core.report.data import evaluate_run, overlay_thumbnail
+    from anomaly_gui.core.report.data import run_evaluation, overlay_thumbnail
 
     proj = scored_project
     run = proj.runs()[0]
     good = next(it for it in proj.items() if not it.is_anomalous)
-    ev = evaluate_run(proj, run.id)
+    ev = run_evaluation(proj, run.id)
     row = next(r for r in ev.rows if r.item_id == good.id)
     plain = overlay_thumbnail(proj, ev, row)
     proj.add_annotation(good.id, Annotation("box", "ship", {"x1": 5, "y1": 5, "x2": 40, "y2": 30}, score=0.9,

@@ -9,14 +9,14 @@ from anomaly_gui.core.metrics.video import (
     coverage_value,
     equal_error_rate,
     frame_auc,
-    pixel_auroc,
     ucsd_detected,
     ucsd_pixel_auc,
 )
+from anomaly_gui.core.postprocess import regions
+from anomaly_gui.core.metrics.segmentation import pixel_auroc
 from anomaly_gui.engines.video_common.postprocess import (
     anomaly_from_errors,
     box_sum,
-    regions,
     regularity,
 )
 
@@ -63,7 +63,7 @@ def test_pixel_auroc_matches_sklearn():
     masks = [rng.random((8, 8)) > 0.8 for _ in range(3)]
     maps = [m * 0.7 + rng.random((8, 8)) for m in masks]
     ref = roc_auc_score(np.concatenate([m.ravel() for m in masks]), np.concatenate([a.ravel() for a in maps]))
-    assert pixel_auroc(masks, maps) == pytest.approx(ref)
+    assert pixel_auroc(maps, masks) == pytest.approx(ref)
 
 
 def test_ucsd_pixel_criterion_matches_a_direct_threshold_sweep():

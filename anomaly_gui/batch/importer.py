@@ -26,6 +26,7 @@ from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.project import Project
 
 CHUNK = 500
+RUN_MODEL_FILE = "model.agm"  # where a run keeps its model (the run lifecycle's MODEL_FILE; batch sits beside it)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def import_results(project: Project, out_dir: str | Path, name: str = "",
     rdir.mkdir(parents=True, exist_ok=True)
     model = Path(str(job.get("model", "")))
     if model.is_file():
-        shutil.copy2(model, rdir / "model.agm")
+        shutil.copy2(model, rdir / RUN_MODEL_FILE)
     with_maps = False
     for start in range(0, len(entries), CHUNK):
         chunk = entries[start:start + CHUNK]

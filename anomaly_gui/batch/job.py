@@ -30,7 +30,7 @@ def plan_units(source: str | Path, engine: Engine, frames_per_unit: int = DEFAUL
     """The units INPUT expands to for this engine (DataError naming INPUT when there is nothing to score)."""
     from anomaly_gui.core.imageio import IMAGE_SUFFIXES
     from anomaly_gui.core.video_io import VIDEO_SUFFIXES
-    from anomaly_gui.engines.image_data import list_images
+    from anomaly_gui.core.formats.common import input_images
 
     path = Path(source)
     if not path.exists():
@@ -56,7 +56,7 @@ def plan_units(source: str | Path, engine: Engine, frames_per_unit: int = DEFAUL
     elif path.is_file():
         paths = [str(path)]
     else:
-        paths = [str(p) for p in list_images(path)]
+        paths = [str(p) for p in input_images(path)]
     tiling = tiling_of(engine)
     units = []
     for p in paths:
@@ -98,8 +98,9 @@ def score_batch(
     maps for jobs up to `MAPS_AUTO_LIMIT` units. `on_summary` sees each batch's summary (tests, GUI).
     """
     shards.require_pyarrow()
-    if not Path(source).exists():
-        raise DataError(Path(source), "input not found")
+    source = Path(source).absolute()  # workers (other processes, other nodes) read by absolute path
+    if not source.exists():
+        raise DataError(source, "input not found")
     model = Path(model).resolve()
     out = Path(out_dir).resolve()
     # in process the planner is the engine that scores; for Ray it only plans (workers load their own)
@@ -110,7 +111,7 @@ def score_batch(
         save_maps = len(units) <= MAPS_AUTO_LIMIT
     job = {"model": str(model), "model_sha1": shards.file_sha1(model), "engine": planner.name,
            "task": Task(planner.task).value, "params": params_to_dict(planner.params), "threshold": thr,
-           "min_area": area, "input": str(Path(source).resolve()), "save_maps": bool(save_maps),
+           "min_area": area, "input": str(source), "save_maps": bool(save_maps),
            "tiling": tiling_of(planner), "stats": _plain_stats(planner.stats)}
     shards.check_job_file(out, job)
     done = shards.done_units(out)
@@ -142,7 +143,9 @@ def score_batch(
         "out_dir": str(out), "units": len(units), "scored_now": progress.done, "skipped": progress.skipped,
         "results": len(results), "anomalies": sum(bool(r["verdict"]) for r in results), "errors": len(errors),
         "scenes_merged": n_scenes, "seconds": round(seconds, 3),
-        "items_per_second": round(progress.done / seconds, 3) if seconds > 0 and progress.done else 0.0,
+        # items: images, frames or tiles scored now (a unit of video holds many frames)
+        "items_per_second": round((progress.rows + progress.errors) / seconds, 3) if seconds > 0 else 0.0,
+        "units_per_second": round(progress.done / seconds, 3) if seconds > 0 else 0.0,
         "threshold": thr, "min_area": area, "engine": planner.name, "ray": ray, "workers": workers if ray else 1,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -17,6 +17,7 @@ from anomaly_gui.batch.shards import BatchError
 from anomaly_gui.batch.units import Unit
 
 log = logging.getLogger(__name__)
+MAX_BLOCKS = 2000
 
 
 def require_ray() -> Any:
@@ -55,7 +56,10 @@ def connect(address: str, num_cpus: int | None = None) -> bool:
         except ConnectionError:
             ray.init(num_cpus=num_cpus, runtime_env=env, **kwargs)
     else:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise BatchError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
     return True
 
 
@@ -76,7 +80,10 @@ def run_on_ray(units: list[Unit], config: dict[str, Any], address: str, workers:
         remote: dict[str, Any] = {"num_cpus": 1}
         if gpus_per_worker:
             remote["num_gpus"] = float(gpus_per_worker)
-        ds = ray.data.from_items(units, override_num_blocks=max(1, -(-len(units) // max(1, batch_size))))
+        # about one block per batch (a worker that dies redoes little), at most MAX_BLOCKS; a task retried
+        # after a worker died finds the batches it had finished (their markers) and does not score them again
+        n_blocks = min(MAX_BLOCKS, max(1, -(-len(units) // max(1, batch_size))))
+        ds = ray.data.from_items(units, override_num_blocks=n_blocks)
         ds = ds.map_batches(UnitScorer, fn_constructor_kwargs={"config": cfg}, batch_size=max(1, batch_size),
                             compute=ray.data.ActorPoolStrategy(size=max(1, int(workers))),
                             batch_format="numpy", **remote)

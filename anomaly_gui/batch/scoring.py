@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -100,7 +101,38 @@ class UnitScorer:
 
     # -- entry point ---------------------------------------------------------------------------------
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        t_start = time.time()
         units = _rows(batch)
+        # named after its units and their fingerprints: a retried batch finds its own shards
+        name = shards.shard_name(f"{u['key']}\t{u['fingerprint']}" for u in units)
+        written = shards.read_batch(self.out_dir, name)
+        if written is not None:  # done by an attempt whose worker died before reporting: not scored again
+            results, tiles, errors = written
+        else:
+            results, tiles, errors = self._score_units(units)
+            shards.write_shard(self.out_dir, shards.RESULTS, name, results)
+            shards.write_shard(self.out_dir, shards.TILES, name, tiles)
+            shards.write_shard(self.out_dir, shards.ERRORS, name, errors)
+            shards.mark_done(self.out_dir, name)
+        per_unit: dict[str, list[int]] = {u["key"]: [0, 0, 0] for u in units}  # rows, anomalous, errors
+        for r in results:
+            per_unit[r["unit"]][0] += 1
+            per_unit[r["unit"]][1] += int(bool(r["verdict"]))
+        for t in tiles:
+            per_unit[t["unit"]][0] += 1
+        for e in errors:
+            per_unit[e["unit"]][2] += 1
+        keys = list(per_unit)
+        return {"unit": np.array(keys, dtype=object),
+                "rows": np.array([per_unit[k][0] for k in keys], np.int64),
+                "anomalous": np.array([per_unit[k][1] for k in keys], np.int64),
+                "errors": np.array([per_unit[k][2] for k in keys], np.int64),
+                "worker_pid": np.full(len(keys), os.getpid(), np.int64),
+                # wall-clock span of this call (benchmarks: Ray's gaps between the batches of one worker)
+                "t_start": np.full(len(keys), t_start), "t_end": np.full(len(keys), time.time())}
+
+    def _score_units(self, units: list[Unit]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """(result rows, tile rows, error rows) of a batch of units."""
         results: list[dict[str, Any]] = []
         tiles: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
@@ -119,24 +151,7 @@ class UnitScorer:
                     tiles.append(detect_tile(self.engine, u))
             except Exception as exc:  # one unreadable clip or scene never aborts the job
                 errors.append(_err(u, _reason(exc)))
-        name = shards.shard_name(u["key"] for u in units)
-        shards.write_shard(self.out_dir, shards.RESULTS, name, results)
-        shards.write_shard(self.out_dir, shards.TILES, name, tiles)
-        shards.write_shard(self.out_dir, shards.ERRORS, name, errors)
-        per_unit: dict[str, list[int]] = {u["key"]: [0, 0, 0] for u in units}  # rows, anomalous, errors
-        for r in results:
-            per_unit[r["unit"]][0] += 1
-            per_unit[r["unit"]][1] += int(bool(r["verdict"]))
-        for t in tiles:
-            per_unit[t["unit"]][0] += 1
-        for e in errors:
-            per_unit[e["unit"]][2] += 1
-        keys = list(per_unit)
-        return {"unit": np.array(keys, dtype=object),
-                "rows": np.array([per_unit[k][0] for k in keys], np.int64),
-                "anomalous": np.array([per_unit[k][1] for k in keys], np.int64),
-                "errors": np.array([per_unit[k][2] for k in keys], np.int64),
-                "worker_pid": np.full(len(keys), os.getpid(), np.int64)}
+        return results, tiles, errors
 
     # -- images ----------------------------------------------------------------------------------------
     def _score_images(self, units: list[Unit], results: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:
@@ -154,7 +169,7 @@ class UnitScorer:
             if isinstance(r, Exception):
                 errors.append(_err(u, _reason(r)))
             elif r.score is None and r.map is None and r.boxes is None and r.embedding is None:
-                errors.append(_err(u, str(r.extra.get("error") or "not scored")))
+                errors.append(_err(u, str(r.error or "not scored")))
             else:
                 results.append(self._finish(u, r))
 
@@ -164,7 +179,7 @@ class UnitScorer:
         cfg = self.cfg
         key = key or u["key"]
         extra = {k: v for k, v in r.extra.items() if _jsonable(v)}
-        size = r.extra.get("image_size") or (_header_size(u["path"]) if u["kind"] == "image" else None)
+        size = r.image_size or (_header_size(u["path"]) if u["kind"] == "image" else None)
         score = r.score
         map_path = None
         row: dict[str, Any] = {"verdict": False, "n_regions": 0, "largest_area": 0.0}

@@ -5,6 +5,7 @@
     OUT_DIR/tiles/part-*.parquet     per-tile boxes of large scenes (merged into results/scene-*.parquet)
     OUT_DIR/errors/part-*.parquet    unit, path, reason: unreadable files, never fatal
     OUT_DIR/maps/*.npy               float16 raw score maps (only with maps on)
+    OUT_DIR/done/*                   one empty marker per finished batch (written after its shards)
 
 A shard is named after the units it holds (a hash of their keys), written to a temporary name and renamed:
 a batch that is retried after its worker died rewrites the same shard instead of adding a second copy.
@@ -19,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 from anomaly_gui.core.errors import AnomalyGuiError, DataError
 
-RESULTS, TILES, ERRORS, MAPS = "results", "tiles", "errors", "maps"
+RESULTS, TILES, ERRORS, MAPS, DONE = "results", "tiles", "errors", "maps", "done"
 JOB_FILE = "job.json"
 
 
@@ -74,6 +75,24 @@ def write_shard(out_dir: Path, kind: str, name: str, rows: Sequence[dict[str, An
     pq.write_table(table, tmp)
     os.replace(tmp, final)
     return final
+
+
+def mark_done(out_dir: Path, name: str) -> None:
+    folder = out_dir / DONE
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).touch()
+
+
+def read_batch(out_dir: Path, name: str) -> tuple[list[dict[str, Any]], ...] | None:
+    """(results, tiles, errors) rows of a batch already finished (its marker exists), else None."""
+    if not (out_dir / DONE / name).is_file():
+        return None
+    pq = require_pyarrow()
+    out = []
+    for kind in (RESULTS, TILES, ERRORS):
+        f = out_dir / kind / name
+        out.append(pq.read_table(f).to_pylist() if f.is_file() else [])
+    return tuple(out)
 
 
 def shard_files(out_dir: Path, kind: str) -> list[Path]:

@@ -1,4 +1,4 @@
-"""`anomaly-gui evaluate DATASET --engine NAME [--test OTHER] [--device cpu|cuda] [--json]`.
+"""`anomaly-gui evaluate DATASET --engine NAME [--test OTHER] [--allow-overlap] [--device cpu|cuda] [--json]`.
 
 Dispatches on the engine's task to an evaluator registered in `anomaly_gui.evaluation`.
 """
@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="engine parameter (repeatable)")
     p.add_argument("--save-model", type=Path, default=None, help="also write the trained model here")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="measure even when test files are byte-identical to training files (a warning, counted)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.set_defaults(func=run)
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     evaluator = get_evaluator(engine_cls.task)
     result = evaluator(
         dataset=args.dataset, engine=args.engine, test=args.test, device=args.device, params=params,
-        save_model=args.save_model,
+        save_model=args.save_model, allow_overlap=args.allow_overlap,
     )
     if args.json:
         print(json.dumps(result))

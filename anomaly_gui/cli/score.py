@@ -43,7 +43,7 @@ def _model_and_settings(args: argparse.Namespace) -> tuple[Path, float | None, f
             raise ValueError("--run goes with a project file (.agproj) as --model")
         return args.model, args.threshold, args.min_area
     from anomaly_gui.cli.report import open_existing
-    from anomaly_gui.core.runs import model_path
+    from anomaly_gui.pipeline import model_path
 
     if args.run is None:
         raise ValueError("a project as --model needs --run ID")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{summary['results']} items scored ({summary['scored_now']} now, {summary['skipped']} already written), "
-              f"{summary['anomalies']} anomalous, {summary['errors']} errors, {summary['items_per_second']} items/s "
-              f"-> {summary['out_dir']}")
+        print(f"{summary['results']} results, {summary['anomalies']} anomalous, {summary['errors']} unreadable "
+              f"({summary['scored_now']} scored now at {summary['items_per_second']} items/s, {summary['skipped']} "
+              f"already written) -> {summary['out_dir']}")
     return 0

@@ -36,7 +36,7 @@ def run_classes(project: Any, run_id: int) -> set[str] | None:
     run = project.run(run_id)
     if run.metrics.get("classes"):
         return set(run.metrics["classes"])
-    from anomaly_gui.core.runs import model_path
+    from anomaly_gui.core.run_files import model_path
 
     path = model_path(project, run_id)
     if not path.is_file():

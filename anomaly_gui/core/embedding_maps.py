@@ -10,11 +10,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.geometry import points_in_polygon  # noqa: F401  (the lasso's; re-exported)
 from anomaly_gui.core.imageio import atomic_path, write_text
 
 MAP_METHODS = ("tsne", "pca")
@@ -206,18 +207,3 @@ def compute_cluster_map(es: EmbeddingSet, method: str = "tsne", min_samples: int
     kd = k_distance(xy, max(1, min_samples - 1))
     e = float(eps) if eps else suggest_eps(kd)
     return ClusterMap(xy, method, seconds, kd, e, min_samples, dbscan_labels(xy, e, min_samples))
-
-
-def points_in_polygon(points: np.ndarray, polygon: Sequence[Sequence[float]]) -> np.ndarray:
-    """Boolean mask of `points` (n, 2) inside a closed polygon (even-odd rule, vectorised)."""
-    pts = np.asarray(points, np.float64)
-    poly = np.asarray(polygon, np.float64)
-    if pts.shape[0] == 0 or poly.shape[0] < 3:
-        return np.zeros(pts.shape[0], bool)
-    x, y = pts[:, 0][:, None], pts[:, 1][:, None]
-    x1, y1 = poly[:, 0][None, :], poly[:, 1][None, :]
-    x2, y2 = np.roll(poly[:, 0], -1)[None, :], np.roll(poly[:, 1], -1)[None, :]
-    crosses = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xin = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    return (crosses & (x < xin)).sum(axis=1) % 2 == 1

@@ -76,9 +76,9 @@ class Correction:
 
 def corrections(project: Project, run_id: int, threshold: float | None = None, min_area: float | None = None) -> list[Correction]:
     """Where the analyst corrected a run: wrong verdicts (against the analyst's labels) and reviewed boxes."""
-    from anomaly_gui.core.report.data import evaluate_run
+    from anomaly_gui.core.report.data import run_evaluation
 
-    ev = evaluate_run(project, run_id, threshold, min_area, truth="analyst")
+    ev = run_evaluation(project, run_id, threshold, min_area, truth="analyst")
     out: list[Correction] = []
     for r in ev.rows:
         if r.truth_source != "analyst" or r.predicted is None or r.truth is None or r.truth == r.predicted:
@@ -153,7 +153,7 @@ def apply_feedback(project: Project, plan: FeedbackPlan) -> dict[str, Any]:
 
     Returns counts. Masks are written as PNGs under the project's cache (`feedback_masks/`).
     """
-    from anomaly_gui.core.export.common import item_size
+    from anomaly_gui.core.formats.common import item_size
     from anomaly_gui.core.export.masks import rasterize
     from anomaly_gui.core.imageio import write_image
 

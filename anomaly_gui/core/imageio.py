@@ -113,6 +113,7 @@ def _read_tiff(path: Path) -> np.ndarray:
             page = tif.pages[0]  # the first page/image of a multi-page file
             arr = page.asarray()
             axes = getattr(page, "axes", "")
+            orientation = _tiff_orientation(page)
     except Exception:
         return _read_pillow(path)  # some TIFF flavours (old JPEG-in-TIFF) only Pillow reads
     if axes.startswith("S") and arr.ndim == 3:
@@ -129,7 +130,7 @@ def _read_tiff(path: Path) -> np.ndarray:
         arr = np.abs(arr).astype(np.float32)  # SAR single-look complex: amplitude
     elif arr.dtype == np.float64:
         arr = arr.astype(np.float32)
-    return arr
+    return _apply_orientation(arr, orientation)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -182,6 +183,11 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise DataError(path, "file not found")
     if path.stat().st_size == 0:
         raise DataError(path, "empty file")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:  # the header as read_image reads the pixels (tifffile): recent Pillow rotates TIFFs itself
+            return _tiff_size(path, None)
+        except DataError:
+            pass
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)
     try:
         with Image.open(path) as im:
@@ -194,18 +200,35 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def _tiff_size(path: Path, first_error: Exception) -> tuple[int, int]:
+def _tiff_size(path: Path, first_error: Exception | None) -> tuple[int, int]:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             shape, axes = page.shape, getattr(page, "axes", "")
+            orientation = _tiff_orientation(page)
     except Exception as exc:
         raise DataError(path, f"cannot read image header ({first_error}; {exc})") from exc
     if axes and "Y" in axes and "X" in axes:
-        return int(shape[axes.index("X")]), int(shape[axes.index("Y")])
-    return (int(shape[1]), int(shape[0])) if len(shape) >= 2 else (int(shape[0]), 1)
+        w, h = int(shape[axes.index("X")]), int(shape[axes.index("Y")])
+    else:
+        w, h = (int(shape[1]), int(shape[0])) if len(shape) >= 2 else (int(shape[0]), 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _tiff_orientation(page: object) -> int:
+    """The TIFF/EXIF Orientation tag (274) of a tifffile page: in IFD0, or in its EXIF IFD; 1 when absent."""
+    tags = getattr(page, "tags", None)
+    try:
+        tag = tags.get(274) if tags is not None else None  # type: ignore[union-attr]
+        if tag is not None:
+            return int(tag.value)
+        exif = tags.get(34665) if tags is not None else None  # type: ignore[union-attr]
+        value = exif.value.get("Orientation") if exif is not None and isinstance(exif.value, dict) else None
+        return int(value) if value else 1
+    except (TypeError, ValueError, AttributeError):
+        return 1  # a damaged tag does not make the image unreadable
 
 
 def _header_orientation(im: "Image.Image") -> int:

@@ -84,6 +84,22 @@ def resize_map(raw: np.ndarray, size: Size, interpolation: int = cv2.INTER_LINEA
     return cv2.resize(m, (int(size[0]), int(size[1])), interpolation=interpolation)
 
 
+def regions(mask: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
+    """Connected components (8-connected) of a bool mask without those smaller than `min_area` pixels.
+
+    Returns (kept mask, [(x, y, w, h, area), ...]).
+    """
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    boxes = []
+    for i in range(1, n):
+        x, y, w, h, a = (int(v) for v in stats[i])
+        if a >= min_area:
+            keep[i] = True
+            boxes.append((x, y, w, h, a))
+    return keep[lab], boxes
+
+
 def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
     """Resize a boolean mask (nearest neighbour) to `size` = (width, height)."""
     if (mask.shape[1], mask.shape[0]) == tuple(size):
@@ -172,12 +188,6 @@ def region_areas(raw: np.ndarray, threshold: float, image_size: Size | None = No
         return np.zeros(0, np.float64)
     _, _, areas = _components(binary)
     return areas[1:].astype(np.float64) * sx * sy
-
-
-def largest_region_area(raw: np.ndarray, threshold: float, image_size: Size | None = None) -> float:
-    """Area (image pixels) of the largest region at `threshold`; 0 when none."""
-    areas = region_areas(raw, threshold, image_size)
-    return float(areas.max()) if len(areas) else 0.0
 
 
 def critical_threshold(raw: np.ndarray, min_area: float = 0.0, image_size: Size | None = None) -> float:
@@ -287,12 +297,6 @@ class VerdictCache:
 def verdicts_from_critical(critical: np.ndarray, threshold: float) -> np.ndarray:
     """Anomalous flags from `VerdictCache.critical` values at a threshold."""
     return np.asarray(critical, np.float32) >= np.float32(threshold)
-
-
-def batch_verdicts(maps: Sequence[np.ndarray], threshold: float, min_area: float = 0.0,
-                   image_sizes: Sequence[Size | None] | None = None, max_side: int = 128) -> np.ndarray:
-    """One-shot verdicts for many maps (builds a `VerdictCache`)."""
-    return VerdictCache(maps, image_sizes, max_side=max_side).verdicts(threshold, min_area)
 
 
 # -- display ---------------------------------------------------------------------------------------

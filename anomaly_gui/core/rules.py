@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from anomaly_gui.core.formats.base import Annotation
+from anomaly_gui.core.geometry import points_in_polygon
 
 SETTING_KEY = "detection.rules"
 
@@ -84,22 +85,6 @@ def register_rule(kind: RuleKind) -> RuleKind:
 
 
 # -- geometry ----------------------------------------------------------------------------------
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd ray casting, vectorised over points (n, 2) for one polygon (m, 2)."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-    if len(poly) < 3:
-        return np.zeros(len(pts), dtype=bool)
-    x, y = pts[:, 0:1], pts[:, 1:2]
-    x1, y1 = poly[:, 0][None, :], poly[:, 1][None, :]
-    x2, y2 = np.roll(poly[:, 0], -1)[None, :], np.roll(poly[:, 1], -1)[None, :]
-    crosses = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at = x1 + (y - y1) * (x2 - x1) / np.where(y2 != y1, y2 - y1, 1.0)
-    inside = crosses & (x < x_at)
-    return (inside.sum(axis=1) % 2).astype(bool)
-
-
 def box_inside_fraction(box: Sequence[float], polygon: np.ndarray, n: int = 16) -> float:
     """Share of the box area inside the polygon (n×n sample points at cell centres)."""
     x1, y1, x2, y2 = box
@@ -188,4 +173,3 @@ def evaluate_rules(dets: Sequence[Annotation], rules: Sequence[Rule], ctx: RuleC
         reasons = [r for r in (rule.check(d, ctx) for rule in rules) if r]
         out.append(reasons)
     return out
-

@@ -55,68 +55,124 @@ def threshold_from_values(values: np.ndarray, labels: np.ndarray) -> tuple[float
 
 
 def choose_threshold(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str]:
-    """The run's threshold for `min_area` from its validation items (its training items when it has none)."""
-    from anomaly_gui.core.runs import run_split
+    """The run's threshold for `min_area` from its validation items; never from test items.
+
+    Without validation items (a single training item) the training items themselves are used (the model
+    has seen them, so the threshold is low, and the method says so)."""
+    t, how, _ = choose_threshold_with_source(project, run_id, min_area)
+    return t, how
+
+
+def choose_threshold_with_source(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str, str]:
+    """(threshold, method, source) where source is "validation" or "training" (see `choose_threshold`)."""
+    from anomaly_gui.core.run_files import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)
     ids = [i for i in split["val"] if i in scored]
     source = "validation"
+    if not ids:  # a run from before split files: the items of split 'val' it scored
+        ids = [i for i in scored if i not in split["train"] and project.item(i).split == "val"]
     if not ids:
-        ids = [i for i in scored if project.item(i).split == "val"]
+        ids = [i for i in split["train"] if i in scored]
+        source = "training"
     if not ids:
-        ids = list(scored)
-        source = "all scored items"
-    if not ids:
-        raise ValueError(f"run {run_id} has no scores to choose a threshold from")
+        raise ValueError(f"run {run_id} has no scored validation or training items to choose a threshold from")
     items = {it.id: it for it in project.items(ids=ids)}
     labels = np.asarray([_label(items[i].is_anomalous) for i in ids])
-    if source != "validation":
-        labels = np.where(labels == 1, 1, 0)
     t, how = threshold_from_values(critical_values(project, run_id, ids, min_area), labels)
-    return t, how if source == "validation" else f"{how} ({source})"
+    if source == "training":
+        how = how.replace("validation", "training") + " (no validation items: scored after fitting on them)"
+    return t, how, source
 
 
 def _label(flag: bool | None) -> int:
     return -1 if flag is None else int(bool(flag))
 
 
-def evaluate_run(project: Project, run_id: int, threshold: float, min_area: float = 0.0) -> dict[str, Any]:
-    """Metrics on the run's test items (scored items it was neither fitted nor validated on).
-
-    image_auroc and f1_max from the image scores; pixel_auroc and aupro where masks exist (a normal item
-    counts as an empty mask; an anomalous item without a mask is left out); confusion counts at
-    (threshold, min_area); the same counts against the analyst's verdicts when there are any.
-    """
-    from anomaly_gui.core.runs import run_split
+def test_item_ids(project: Project, run_id: int) -> list[int]:
+    """The run's test items: those it scored but was neither fitted nor validated on. A run without a split
+    record (older projects) measures its items of split `test`, or all it scored when there are none."""
+    from anomaly_gui.core.run_files import run_split
 
     split = run_split(project, run_id)
     scored = project.scores(run_id)
     fitted = set(split["train"]) | set(split["val"])
-    items = [it for it in project.items(ids=list(scored)) if it.id not in fitted]
-    out: dict[str, Any] = {"n_test": len(items)}
-    known = [it for it in items if it.is_anomalous is not None and scored[int(it.id)].score is not None]
+    if fitted:
+        return [i for i in scored if i not in fitted]
+    tests = [int(it.id) for it in project.items(ids=list(scored)) if it.split == "test"]
+    return tests or list(scored)
+
+
+def image_metrics(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """image_auroc, f1_max (with its threshold: an oracle figure, never used to decide) and average
+    precision of image scores; empty without both classes."""
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(labels, np.int64)
+    s = np.asarray(scores, np.float64)
+    if not len(y) or not 0 < y.sum() < len(y):
+        return {}
+    f1, f1_thr = f1_max(y, s)
+    return {"image_auroc": auroc(y, s), "f1_max": f1, "f1_max_threshold": f1_thr,
+            "average_precision": float(average_precision_score(y, s))}
+
+
+def evaluate_run(project: Project, run_id: int, threshold: float | None, min_area: float = 0.0,
+                 truth: dict[int, bool | None] | None = None) -> dict[str, Any]:
+    """The metrics of a run, on its test items (`test_item_ids`); the GUI, the report and the CLI's
+    equality test read these. One implementation: everything that prints a run's figure calls it.
+
+    Ground truth is the dataset's labels, or `truth` ({item id: anomalous?}, e.g. the analyst's labels).
+    Items without a label, or with a non-finite score, are left out and counted (`n_unlabelled`,
+    `n_not_scored`). image_auroc / f1_max / average_precision from the image scores; pixel_auroc and
+    aupro where masks exist (a normal item counts as an empty mask; an anomalous item without a mask is
+    left out); confusion counts at (threshold, min_area); the same against the analyst's verdicts.
+    """
+    scored = project.scores(run_id)
+    ids = test_item_ids(project, run_id)
+    items = project.items(ids=ids)
+    label = (lambda it: truth.get(int(it.id))) if truth is not None else (lambda it: it.is_anomalous)  # noqa: E731
+    finite = [it for it in items if scored[int(it.id)].score is not None and np.isfinite(scored[int(it.id)].score)]
+    known = [it for it in finite if label(it) is not None]
+    out: dict[str, Any] = {"n_test": len(items), "n_measured": len(known), "n_unlabelled": len(finite) - len(known),
+                           "n_not_scored": len(items) - len(finite)}
     if known:
-        y = np.asarray([int(bool(it.is_anomalous)) for it in known])
+        y = np.asarray([int(bool(label(it))) for it in known])
         s = np.asarray([float(scored[int(it.id)].score) for it in known])
-        out["image_auroc"] = auroc(y, s)
-        out["f1_max"] = f1_max(y, s)[0]
-        crit = critical_values(project, run_id, [int(it.id) for it in known], min_area)
-        out["confusion"] = confusion(y, np.nan_to_num(crit, nan=-np.inf) >= threshold)
+        out.update(image_metrics(y, s))
+        if threshold is not None:
+            crit = critical_values(project, run_id, [int(it.id) for it in known], min_area)
+            out["confusion"] = confusion(y, np.nan_to_num(crit, nan=-np.inf) >= threshold)
     verdicts = project.verdicts()
     judged = [it for it in items if verdicts.get(int(it.id)) and verdicts[int(it.id)].verdict in ("normal", "anomalous")]
-    if judged:
+    if judged and threshold is not None:
         y = np.asarray([verdicts[int(it.id)].verdict == "anomalous" for it in judged])
         crit = critical_values(project, run_id, [int(it.id) for it in judged], min_area)
         out["confusion_vs_analyst"] = confusion(y, np.nan_to_num(crit, nan=-np.inf) >= threshold)
-    pix = pixel_metrics(project, run_id, [it for it in known if scored[int(it.id)].map_path])
-    out.update(pix)
+    if truth is None:
+        out.update(pixel_metrics(project, run_id, [it for it in known if scored[int(it.id)].map_path]))
+    return out
+
+
+def metric_warnings(metrics: dict[str, Any], threshold_source: str) -> list[str]:
+    """The named warnings of a run's figures (for its log): what was left out, and a threshold that could
+    not come from validation items."""
+    out = []
+    if metrics.get("n_unlabelled"):
+        out.append(f"{metrics['n_unlabelled']} unlabelled test item(s) scored but left out of every metric")
+    if metrics.get("n_not_scored"):
+        out.append(f"{metrics['n_not_scored']} test item(s) without a finite score left out of every metric")
+    if threshold_source == "training":
+        out.append("no validation items: the threshold was chosen on the training items (seen in fitting, so low)")
     return out
 
 
 def pixel_metrics(project: Project, run_id: int, items: Sequence[Any]) -> dict[str, Any]:
-    """pixel_auroc and aupro over items with a usable mask (normal items: an empty mask)."""
+    """pixel_auroc and aupro over items with a usable mask (normal items: an empty mask), maps at most
+    `PIXEL_MAX_SIDE` on a side; masks shrunk keeping every defect pixel (`PIXEL_GT_RULE`)."""
     from anomaly_gui.core.imageio import read_image
+    from anomaly_gui.core.metrics.segmentation import PIXEL_GT_RULE, align_mask, aupro, pixel_auroc
     from anomaly_gui.core.postprocess import resize_map
 
     maps, masks = [], []
@@ -129,66 +185,10 @@ def pixel_metrics(project: Project, run_id: int, items: Sequence[Any]) -> dict[s
         h, w = m.shape
         f = min(1.0, PIXEL_MAX_SIDE / max(h, w))
         size = (max(1, round(w * f)), max(1, round(h * f)))
-        if it.mask_path:
-            gt = read_image(it.mask_path)
-            gt = gt[..., 0] if gt.ndim == 3 else gt
-            gt_small = resize_map((gt > 0).astype(np.float32), size) >= 0.5
-        else:
-            gt_small = np.zeros((size[1], size[0]), bool)
+        gt_small = align_mask(read_image(it.mask_path), (size[1], size[0])) if it.mask_path else np.zeros((size[1], size[0]), bool)
         maps.append(resize_map(m, size))
         masks.append(gt_small)
     if not masks or not any(mk.any() for mk in masks):
         return {}
-    return {"pixel_auroc": pixel_auroc(masks, maps), "aupro": aupro(masks, maps)}
-
-
-def pixel_auroc(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], max_pixels: int = 4_000_000) -> float | None:
-    """ROC AUC over all pixels pooled (sub-sampled evenly above `max_pixels`)."""
-    y = np.concatenate([np.asarray(m, bool).ravel() for m in masks])
-    s = np.concatenate([np.asarray(m, np.float32).ravel() for m in maps])
-    step = max(1, y.size // max_pixels)
-    return auroc(y[::step], s[::step])
-
-
-def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: float = 0.3) -> float | None:
-    """Area under the per-region-overlap curve up to `fpr_limit` false-positive rate, normalised to [0, 1].
-
-    PRO at a threshold is the mean over ground-truth regions (8-connected components) of the fraction of
-    the region above the threshold; FPR counts normal pixels above it (MVTec AD's AUPRO).
-    """
-    import cv2
-
-    weights, normal, scores = [], [], []
-    n_regions = 0
-    labelled = []
-    for mk, mp in zip(masks, maps):
-        n, lab = cv2.connectedComponents(np.asarray(mk, np.uint8), connectivity=8)
-        labelled.append((n, lab, np.asarray(mp, np.float32)))
-        n_regions += n - 1
-    if n_regions == 0:
-        return None
-    for n, lab, mp in labelled:
-        lab = lab.ravel()
-        sizes = np.bincount(lab, minlength=n).astype(np.float64)
-        w = np.where(lab > 0, 1.0 / (sizes[lab] * n_regions), 0.0)
-        weights.append(w)
-        normal.append(lab == 0)
-        scores.append(mp.ravel())
-    s = np.concatenate(scores)
-    order = np.argsort(-s, kind="stable")
-    s = s[order]
-    w = np.concatenate(weights)[order]
-    nrm = np.concatenate(normal)[order]
-    n_normal = max(int(nrm.sum()), 1)
-    pro = np.cumsum(w)
-    fpr = np.cumsum(nrm) / n_normal
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # one point per distinct threshold
-    fpr, pro = np.r_[0.0, fpr[last]], np.r_[0.0, pro[last]]
-    keep = fpr <= fpr_limit
-    x, y = fpr[keep], pro[keep]
-    k = int(keep.sum())
-    if k < len(fpr):  # close the curve exactly at the limit
-        x0, x1, y0, y1 = fpr[k - 1], fpr[k], pro[k - 1], pro[k]
-        y_lim = y0 + (y1 - y0) * (fpr_limit - x0) / max(x1 - x0, 1e-12)
-        x, y = np.r_[x, fpr_limit], np.r_[y, y_lim]
-    return float(np.trapezoid(y, x) / fpr_limit)
+    return {"pixel_auroc": pixel_auroc(maps, masks, max_pixels=4_000_000), "aupro": aupro(maps, masks),
+            "pixel_gt": PIXEL_GT_RULE}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -223,11 +223,6 @@ def tiled_detect(
                    geometry={"x1": float(boxes[i, 0]), "y1": float(boxes[i, 1]), "x2": float(boxes[i, 2]), "y2": float(boxes[i, 3])})
         for i in keep
     ]
-
-
-def iter_tiles(scene: Scene, tile: int = 800, overlap: int = 128) -> Iterator[tuple[Tile, np.ndarray]]:
-    for t in tile_grid(scene.width, scene.height, tile, overlap):
-        yield t, scene.read(t)
 
 
 def synthetic_scene(path: str | Path, size: int = 10_000, n_ships: int = 200, seed: int = 0,

@@ -40,7 +40,7 @@ class FrameVerdicts:
 def flagged_mask(amap: np.ndarray, pixel_threshold: float, size: tuple[int, int], min_area: float = 0.0
                  ) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
     """Thresholded map at frame size (width, height), with regions below `min_area` removed."""
-    from anomaly_gui.engines.video_common.postprocess import regions, resize_map
+    from anomaly_gui.core.postprocess import regions, resize_map
 
     full = resize_map(amap, size) >= pixel_threshold
     return regions(full, min_area)

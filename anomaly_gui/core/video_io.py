@@ -247,8 +247,9 @@ class Clip:
     name: str
     source: FrameSource
     items: list[DatasetItem] = field(default_factory=list)  # one per frame (frame items) or one (video item)
-    labels: np.ndarray | None = None  # (T,) bool ground truth per frame
+    labels: np.ndarray | None = None  # (T,) bool ground truth per frame (False where unknown)
     mask_paths: list[str | None] = field(default_factory=list)
+    known: np.ndarray | None = None  # (T,) bool: frames whose label is known (None: no label at all)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -286,11 +287,12 @@ def clips_from_items(items: Sequence[DatasetItem]) -> list[Clip]:
             continue
         members = sorted(members, key=lambda m: (m.frame_index if m.frame_index is not None else 0, m.path))
         src = FrameFolderSource([m.path for m in members], name=key)
-        labels = None
-        if all(m.is_anomalous is not None for m in members):
+        labels = known = None
+        if any(m.is_anomalous is not None for m in members):  # a partly labelled clip keeps its labelled frames
+            known = np.array([m.is_anomalous is not None for m in members])
             labels = np.array([bool(m.is_anomalous) for m in members])
         clips.append(Clip(name=Path(key).name, source=src, items=members, labels=labels,
-                          mask_paths=[m.mask_path for m in members]))
+                          mask_paths=[m.mask_path for m in members], known=known))
     return clips
 
 
@@ -330,19 +332,30 @@ def frame_labels(ranges: Sequence[tuple[int, int]], n_frames: int) -> np.ndarray
     return y
 
 
-def scan_ucsd(root: str | Path, split: str) -> list[DatasetItem]:
+def scan_ucsd(root: str | Path, split: str, problems: list[str] | None = None) -> list[DatasetItem]:
     """Frame items of a UCSD-layout folder (`Train/Train001/001.tif`, `Test/Test001/...`,
-    masks in `Test001_gt/` beside or under `Test/`, labels from `Test/frame_gt.json` when present)."""
+    masks in `Test001_gt/` beside or under `Test/`, labels from `Test/frame_gt.json`, else from the
+    dataset's own `.m` file (entries matched to the clips in order; a count mismatch is added to `problems`))."""
     root = Path(root)
     sub = root / split.capitalize()
     if not sub.is_dir():
         raise DataError(root, f"no {split.capitalize()}/ folder (UCSD layout expected)")
+    clip_dirs = sorted(p for p in sub.iterdir() if p.is_dir() and not p.name.endswith("_gt"))
     ranges: dict[str, list[tuple[int, int]]] = {}
     gt_file = sub / "frame_gt.json"
+    m_files = sorted(sub.glob("*.m"))
     if gt_file.is_file():
         ranges = read_frame_ranges(gt_file)
+    elif m_files:
+        from anomaly_gui.core.formats.frames import parse_ranges_m
+
+        per_clip = parse_ranges_m(m_files[0])
+        if len(per_clip) != len(clip_dirs) and problems is not None:
+            problems.append(str(DataError(m_files[0], f"{len(per_clip)} clip entries for {len(clip_dirs)} test clips; "
+                                                      "matched in order, so labels may be shifted by a clip")))
+        ranges = {c.name: r for c, r in zip(clip_dirs, per_clip)}
     items: list[DatasetItem] = []
-    for clip_dir in sorted(p for p in sub.iterdir() if p.is_dir() and not p.name.endswith("_gt")):
+    for clip_dir in clip_dirs:
         frames = sorted(p for p in clip_dir.iterdir() if is_image_file(p))
         if not frames:
             continue

@@ -2,68 +2,34 @@
 
 An engine package lives in `anomaly_gui/engines/<package>/` and registers its class(es) with
 `@register_engine` in its `__init__.py`; packages are discovered automatically (no list to edit).
+The protocol types (Task, RunContext, ScoreResult, ClipScores, ...) live in `anomaly_gui.core.protocol`
+so that the core never imports an engine; they are re-exported here.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import pkgutil
-import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
-import numpy as np
-
-from anomaly_gui.core.formats.base import Annotation, DatasetItem
-
-
-class Task(str, Enum):
-    IMAGE = "image"  # product images: image score + pixel map
-    VIDEO = "video"  # frames in sequence: frame score + pixel map
-    DETECTION = "detection"  # boxes with class and confidence
-    EMBEDDING = "embedding"  # crops -> embeddings -> novelty score
-
-
-class Cancelled(Exception):
-    """Raised inside fit/score when the user pressed Cancel."""
-
-
-@dataclass
-class RunContext:
-    """What a long job gets from its caller: progress, a cancel flag and a log for live curves."""
-
-    progress: Callable[[int, int, str], None] = lambda done, total, msg: None
-    is_cancelled: Callable[[], bool] = lambda: False
-    log: Callable[[dict[str, Any]], None] = lambda entry: None
-
-    def check(self) -> None:
-        """Call between batches: raises Cancelled when the user asked to stop."""
-        if self.is_cancelled():
-            raise Cancelled()
-
-
-@dataclass
-class ScoreResult:
-    """Output of an engine for one item. Higher scores are more anomalous."""
-
-    score: float | None = None
-    map: np.ndarray | None = None  # raw anomaly map (h, w) float32 at model resolution, never normalised
-    boxes: list[Annotation] | None = None  # detections (kind box, score = confidence)
-    embedding: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def param(default: Any, help: str = "", **ui: Any) -> Any:
-    """A dataclass field for engine parameters with what the GUI form needs.
-
-    ui keys: minimum, maximum, step, choices (list), label, advanced (bool).
-    """
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **ui})
-    return field(default=default, metadata={"help": help, **ui})
+from anomaly_gui.core.formats.base import DatasetItem
+from anomaly_gui.core.protocol import (  # noqa: F401  (re-exported: engines import them from here)
+    TASK_KINDS,
+    Cancelled,
+    ClipScores,
+    EngineProtocol,
+    RunContext,
+    ScoreResult,
+    SequenceEngine,
+    Stopwatch,
+    Task,
+    param,
+    param_fields,
+    params_from_dict,
+    params_to_dict,
+)
 
 
 class Engine(ABC):
@@ -74,6 +40,9 @@ class Engine(ABC):
     Params: ClassVar[type]
     title: ClassVar[str] = ""  # human name for the GUI
     description: ClassVar[str] = ""
+    #: position among the engines of its task (lower first); the GUI offers the first usable one by default,
+    #: so rank 0 goes to the best measured accuracy at a reasonable CPU time (the description says why)
+    rank: ClassVar[int] = 100
     #: what the engine needs: normal_images, labels (anomalous/normal), boxes, frames (in sequence), classes
     needs: ClassVar[frozenset[str]] = frozenset()
 
@@ -132,21 +101,6 @@ class Engine(ABC):
         return {"engine": self.name, "task": self.task.value, "device": str(self.device), "params": params_to_dict(self.params)}
 
 
-def params_to_dict(params: Any) -> dict[str, Any]:
-    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params)
-
-
-def params_from_dict(params_cls: type, values: dict[str, Any]) -> Any:
-    """Build a Params dataclass, ignoring unknown keys (files from older/newer versions)."""
-    names = {f.name for f in dataclasses.fields(params_cls)}
-    return params_cls(**{k: v for k, v in values.items() if k in names})
-
-
-def param_fields(params_cls: type) -> list[dataclasses.Field]:
-    """Fields of a Params dataclass, for forms and `--param` parsing."""
-    return list(dataclasses.fields(params_cls))
-
-
 # -- registry ----------------------------------------------------------------------------------
 _ENGINES: dict[str, type[Engine]] = {}
 _discovered = False
@@ -184,15 +138,11 @@ def list_engines(task: Task | str | None = None) -> list[type[Engine]]:
     out = list(_ENGINES.values())
     if task is not None:
         out = [e for e in out if e.task == Task(task)]
-    return sorted(out, key=lambda e: (e.task.value, e.name))
+    return sorted(out, key=lambda e: (e.task.value, e.rank, e.name))
 
 
-class Stopwatch:
-    """Measures seconds, for fit_seconds and items_per_second."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.t0
+__all__ = [
+    "TASK_KINDS", "Cancelled", "ClipScores", "Engine", "EngineProtocol", "RunContext", "ScoreResult", "SequenceEngine",
+    "Stopwatch", "Task", "get_engine", "list_engines", "param", "param_fields", "params_from_dict", "params_to_dict",
+    "register_engine",
+]

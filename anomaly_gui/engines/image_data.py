@@ -9,6 +9,7 @@ carries the error (`Batch.errors`), and training refuses it with a `DataError` n
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import torch
 
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
-from anomaly_gui.core.imageio import IMAGE_SUFFIXES, read_image, to_gray8, to_rgb8
+from anomaly_gui.core.imageio import read_image, to_gray8, to_rgb8
 from anomaly_gui.engines.base import Engine, RunContext, ScoreResult
 
 log = logging.getLogger(__name__)
@@ -30,20 +31,6 @@ log = logging.getLogger(__name__)
 def as_items(items: Sequence[DatasetItem | str | Path]) -> list[DatasetItem]:
     """Accept DatasetItems or plain paths."""
     return [it if isinstance(it, DatasetItem) else DatasetItem(path=str(it)) for it in items]
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files of a folder, recursively, sorted; DataError when there are none."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise DataError(folder, "folder not found")
-    out = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                 and "ground_truth" not in p.parts and not p.stem.endswith(("_mask", "_overlay")))
-    if not out:
-        raise DataError(folder, "no images found")
-    return out
 
 
 def load_image(path: str | Path, size: int | tuple[int, int], channels: int = 3) -> tuple[np.ndarray, tuple[int, int]]:
@@ -58,11 +45,6 @@ def load_image(path: str | Path, size: int | tuple[int, int], channels: int = 3)
         if arr.ndim == 2:
             arr = arr[:, :, None]
     return np.ascontiguousarray(arr), (w0, h0)
-
-
-def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """HxWxC uint8 -> CxHxW float32 in [0, 1]."""
-    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
 class _ImageSet(torch.utils.data.Dataset):
@@ -104,18 +86,24 @@ def iter_batches(items: Sequence[DatasetItem | str | Path], size: int | tuple[in
                  strict: bool = False, message: str = "scoring") -> Iterator[Batch]:
     """Decoded, resized batches on `device` (pinned memory + non-blocking copies on CUDA).
 
+    On the CPU, a small thread pool decodes the next batches while the caller computes on the current one
+    (the decoders and cv2 release the GIL); on a GPU, DataLoader worker processes do.
     Calls ctx.check() between batches and ctx.progress after each. strict: raise DataError on a bad image.
     """
     ctx = ctx or RunContext()
     paths = [it.path for it in as_items(items)]
     workers = default_workers(device) if num_workers is None else num_workers
     cuda = device.type == "cuda"
-    loader = torch.utils.data.DataLoader(
-        _ImageSet(paths, size, channels), batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
-        pin_memory=cuda, persistent_workers=False, prefetch_factor=4 if workers else None,
-    )
+    dataset = _ImageSet(paths, size, channels)
+    if not cuda and num_workers is None:
+        batches: Iterator[Any] = _threaded_batches(dataset, max(1, batch_size))
+    else:
+        batches = iter(torch.utils.data.DataLoader(
+            dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
+            pin_memory=cuda, persistent_workers=False, prefetch_factor=4 if workers else None,
+        ))
     done = 0
-    for images, idx, w0, h0, errs in loader:
+    for images, idx, w0, h0, errs in batches:
         ctx.check()
         errors = list(errs)
         if strict:
@@ -126,6 +114,38 @@ def iter_batches(items: Sequence[DatasetItem | str | Path], size: int | tuple[in
         done += len(idx)
         yield Batch(x, [int(i) for i in idx], list(zip(w0.tolist(), h0.tolist())), errors)
         ctx.progress(done, len(paths), f"{message} {done}/{len(paths)}")
+
+
+def decode_threads() -> int:
+    """Threads that decode images on the CPU path (`ANOMALY_GUI_DECODE_THREADS`, default 2)."""
+    try:
+        return max(1, int(os.environ.get("ANOMALY_GUI_DECODE_THREADS", "2")))
+    except ValueError:
+        return 2
+
+
+def _threaded_batches(dataset: "_ImageSet", batch_size: int, ahead: int = 2) -> Iterator[tuple]:
+    """Collated batches like a DataLoader's, decoded by a thread pool `ahead` batches in advance."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = len(dataset)
+    starts = list(range(0, n, batch_size))
+    with ThreadPoolExecutor(max_workers=decode_threads(), thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+
+        def submit(k: int) -> None:
+            s = starts[k]
+            pending.append([pool.submit(dataset.__getitem__, i) for i in range(s, min(n, s + batch_size))])
+
+        for k in range(min(ahead, len(starts))):
+            submit(k)
+        for k in range(len(starts)):
+            if k + ahead < len(starts):
+                submit(k + ahead)
+            rows = [f.result() for f in pending.popleft()]
+            yield (torch.stack([r[0] for r in rows]), torch.tensor([r[1] for r in rows]),
+                   torch.tensor([r[2] for r in rows]), torch.tensor([r[3] for r in rows]), [r[4] for r in rows])
 
 
 def load_all(items: Sequence[DatasetItem | str | Path], size: int | tuple[int, int], channels: int,
@@ -150,24 +170,40 @@ def require_images(items: Sequence[object], minimum: int, engine: str) -> None:
         raise ValueError(f"{engine} needs at least {minimum} normal training image(s); got {len(items)}")
 
 
-def split_normal(items: Sequence[DatasetItem], val_fraction: float = 0.2, seed: int = 0,
-                 min_train: int = 1) -> tuple[list[DatasetItem], list[DatasetItem]]:
-    """A random split of normal images into (train, validation); validation may be empty for tiny sets."""
-    items = list(items)
-    n_val = int(round(len(items) * val_fraction))
-    n_val = min(n_val, max(0, len(items) - min_train))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(items))
-    val = [items[i] for i in sorted(order[:n_val])]
-    train = [items[i] for i in sorted(order[n_val:])]
-    return train, val
-
-
 def upsample_map(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(N, 1, h, w) -> (N, 1, H, W) bilinear, `size` = (H, W)."""
     if tuple(m.shape[-2:]) == tuple(size):
         return m
     return torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _upsample_blur_operator(n_in: int, n_out: int, sigma: float, mode: str) -> torch.Tensor:
+    """(n_out, n_in): 1-D bilinear upsampling (align_corners=False) followed by the Gaussian of
+    `gaussian_blur`, as one matrix (both are linear and the 2-D versions are separable)."""
+    eye = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, 1, n_in)
+    cols = upsample_map(eye, (1, n_out))  # (n_in, 1, 1, n_out)
+    if sigma > 0:
+        radius = int(round(4 * sigma))
+        x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        k = torch.exp(-(x**2) / (2 * sigma**2))
+        k = k / k.sum()
+        cols = torch.nn.functional.pad(cols.view(n_in, 1, n_out), (radius, radius), mode=mode)
+        cols = torch.nn.functional.conv1d(cols, k.view(1, 1, -1))
+    return cols.reshape(n_in, n_out).t().float().contiguous()
+
+
+def upsample_blur(patch: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """(N, h, w) patch maps -> (N, H, W): `gaussian_blur(upsample_map(.), sigma)` computed as A_v @ M @ A_h^T.
+
+    Same result as the two-step version (to float rounding), without a per-pixel convolution: on the CPU
+    about two orders of magnitude less work for a 32x32 grid upsampled to 256x256 with sigma 4."""
+    H, W = size
+    h, w = patch.shape[-2:]
+    mode = "reflect" if int(round(4 * sigma)) < min(H, W) else "replicate"  # as gaussian_blur
+    a_v = _upsample_blur_operator(h, H, float(sigma), mode).to(patch.device, patch.dtype)
+    a_h = a_v if (h, H) == (w, W) else _upsample_blur_operator(w, W, float(sigma), mode).to(patch.device, patch.dtype)
+    return a_v @ patch @ a_h.t()
 
 
 def gaussian_blur(m: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -255,7 +291,7 @@ class ImageEngine(Engine):
 
     def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
         """Scores and raw maps (model resolution, float32) per item; an unreadable image gets score None
-        and its error in `extra["error"]`."""
+        and its error in `error`."""
         if not self.fitted:
             raise RuntimeError(f"{self.name}: train the model before scoring")
         ctx = ctx or RunContext()
@@ -267,10 +303,10 @@ class ImageEngine(Engine):
             maps_np = maps.cpu().numpy().astype(np.float32, copy=False)
             for j, i in enumerate(batch.indices):
                 if batch.errors[j]:
-                    out[i] = ScoreResult(score=None, extra={"error": batch.errors[j]})
+                    out[i] = ScoreResult(score=None, error=str(batch.errors[j]))
                 else:
                     out[i] = ScoreResult(score=float(scores_np[j]), map=maps_np[j],
-                                         extra={"image_size": batch.sizes[j]})
+                                         image_size=(int(batch.sizes[j][0]), int(batch.sizes[j][1])))
         return out
 
     def score_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

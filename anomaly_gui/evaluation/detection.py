@@ -1,8 +1,10 @@
 """`anomaly-gui evaluate DATASET --engine yolo|retinanet`: fit a detector and report COCO-style mAP.
 
 DATASET is any layout the format readers know (YOLO, Pascal VOC, COCO). Test items are those of
-`--test OTHER` when given, else the dataset's own `test` split, else the original split (10% test, then
-20% of the rest for validation, seed 42). Problems met while reading (bad XML, boxes outside the image,
+`--test OTHER` when given (refused when a file is byte-identical to a training file), else the dataset's
+own `test` split, else the original split by group (10% test, then 20% of the rest for validation, seed 42;
+tiles of one scene stay together, `core.splits`). Polygons and masks count as their bounding box; crowd
+and difficult objects are ignored and counted. Problems met while reading (bad XML, boxes outside the image,
 unknown classes, labels without images) are printed to stderr, one per file, and never stop the run.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from anomaly_gui.core.metrics.detection import map_from_items
 from anomaly_gui.core.splits import split_items
 from anomaly_gui.engines.base import RunContext, Stopwatch, Task, get_engine
 from anomaly_gui.evaluation import register_evaluator
+from anomaly_gui.evaluation.checks import check_overlap
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,14 @@ def _stderr_ctx() -> RunContext:
 
 @register_evaluator(Task.DETECTION)
 def evaluate_detection(dataset: Path, engine: str, test: Path | None = None, device: str = "auto",
-                       params: dict[str, Any] | None = None, save_model: Path | None = None) -> dict[str, Any]:
+                       params: dict[str, Any] | None = None, save_model: Path | None = None,
+                       allow_overlap: bool = False) -> dict[str, Any]:
+    warnings: list[str] = []
     items = _read(Path(dataset))
     train, test_items = detection_splits(items, _read(Path(test)) if test else None)
     if not test_items:
         raise DataError(dataset, "no test items (the dataset is too small to split)")
+    n_overlap = check_overlap(train, test_items, allow_overlap, warnings, test or dataset)
     eng = get_engine(engine)(params=params or {}, device=device)
     ctx = _stderr_ctx()
     sw = Stopwatch()
@@ -68,32 +74,30 @@ def evaluate_detection(dataset: Path, engine: str, test: Path | None = None, dev
     results = eng.score(test_items, ctx)
     score_seconds = sw.seconds
     res = map_from_items(test_items, [r.boxes or [] for r in results])
+    counts = object_counts(test_items)
+    if counts["n_ignored"]:
+        warnings.append(f"{counts['n_ignored']} crowd / difficult object(s) ignored (neither true nor false positives)")
+    min_conf = getattr(eng.params, "min_confidence", None)
     return {
         "map50": res.map50, "map50_95": res.map50_95, "fit_seconds": round(fit_seconds, 3),
         "items_per_second": round(len(test_items) / max(score_seconds, 1e-9), 3),
         "n_train": int(eng.stats.get("n_train", len(train))), "n_val": int(eng.stats.get("n_val", 0)),
         "n_test": len(test_items), "engine": engine, "device": str(eng.device),
-        "per_class": res.per_class, "classes": eng.stats.get("classes", []),
+        "per_class": res.per_class, "classes": eng.stats.get("classes", []), **counts,
+        "threshold": min_conf,
+        "threshold_source": "none chosen: mAP integrates over confidence; boxes below the engine's "
+                            f"min_confidence ({min_conf}) are not reported",
+        "n_overlap": n_overlap, "warnings": warnings,
     }
 
 
-def run_map(project: Any, run_id: int) -> dict[str, Any]:
-    """mAP of a finished detection run on the project's test items (their imported/user boxes against the
-    run's model boxes); merged into the run's metrics with the model's classes. Empty without test items."""
-    from anomaly_gui.core.detection_export import run_classes
+def object_counts(items: list[DatasetItem]) -> dict[str, int]:
+    """Ground-truth objects of `items` as the metric counts them: all, polygon / mask ones among them
+    (measured as their bounding box), ignored ones (crowd, difficult)."""
+    from anomaly_gui.core.metrics.detection import OBJECT_KINDS, is_ignored
 
-    tests = project.items(split="test", with_annotations=True)
-    tests = [it for it in tests if it.kind in ("image", "frame")]
-    values: dict[str, Any] = {}
-    classes = run_classes(project, run_id)
-    if classes:
-        values["classes"] = sorted(classes)
-    if tests:
-        own = {int(it.id): project.annotations(int(it.id), source="model", run_id=run_id) for it in tests}
-        preds = [own[int(it.id)] for it in tests]
-        res = map_from_items(tests, preds)
-        values.update({"map50": res.map50, "map50_95": res.map50_95, "n_test": len(tests), "map_per_class": res.per_class})
-    if values:
-        run = project.run(run_id)
-        project.update_run(run_id, metrics={**run.metrics, **values})
-    return values
+    anns = [a for it in items for a in it.annotations if a.source != "model" and a.kind in OBJECT_KINDS]
+    return {"n_objects": sum(1 for a in anns if not is_ignored(a)),
+            "n_polygon_objects": sum(1 for a in anns if a.kind != "box" and not is_ignored(a)),
+            "n_ignored": sum(1 for a in anns if is_ignored(a))}
+

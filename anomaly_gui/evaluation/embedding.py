@@ -1,10 +1,13 @@
 """Evaluator for embedding engines: novelty AUROC of held-out species (and held-out images).
 
 Protocol without `--test`: species with at least 2 images are *known* (when every species has that
-many, the rarest one is held out as novel); about 30 % of each known
-species' images (at least one) are held out as normal test items, the rest train the engine; every
+many, the rarest one is held out as novel); about 30 % of each known species' images are held out as
+normal test items by group (a COCO Camera Traps sequence, else a camera location, else the image:
+`core.splits.hold_out`, so no burst of one sequence sits on both sides), the rest train the engine; every
 image of the other species is a *novel* test item. With `--test OTHER` the engine trains on all of
-DATASET and OTHER is scored; its items of species absent from DATASET are novel.
+DATASET and OTHER is scored (refused when a file of OTHER is byte-identical to a training file); its items
+of species absent from DATASET are novel. The reported `threshold` is the engine's own (set in fitting
+from the training photos); `f1_max_threshold` is an oracle on the test labels, never stored.
 Scoring ignores the test labels (the nearest species model decides), so a novel species is found
 by its appearance, not by its name. Returns the CLI contract's keys plus per-protocol details.
 """
@@ -26,7 +29,9 @@ from anomaly_gui.core.formats.camtrap import species_key
 from anomaly_gui.core.imageio import is_image_file
 from anomaly_gui.core.metrics import auroc, f1_max
 from anomaly_gui.engines.base import RunContext, Stopwatch, Task, get_engine
+from anomaly_gui.core.splits import hold_out
 from anomaly_gui.evaluation import register_evaluator
+from anomaly_gui.evaluation.checks import check_overlap
 
 log = logging.getLogger(__name__)
 _FILE_KEYS = ("file", "filename", "filepath", "file_name", "path", "image")
@@ -124,24 +129,23 @@ def split_known_novel(items: list[DatasetItem], holdout: float = 0.3, min_known:
     if len(known) < 1 or len(known) == len(counts):
         raise DataError(Path(items[0].path).parent if items else Path("."),
                         f"need species with >= {min_known} images and at least one rarer species to hold out; counts: {dict(counts)}")
-    rng = np.random.default_rng(seed)
     train: list[DatasetItem] = []
     test: list[DatasetItem] = []
     flags: list[int] = []
     for s in sorted(known):
-        group = [it for it in items if it.label == s]
-        order = rng.permutation(len(group))
-        n_test = max(1, int(round(holdout * len(group))))
-        test += [group[i] for i in order[:n_test]]
-        flags += [0] * n_test
-        train += [group[i] for i in order[n_test:]]
+        kept, held = hold_out([it for it in items if it.label == s], holdout, seed)  # whole sequences / locations
+        test += held
+        flags += [0] * len(held)
+        train += kept
     novel = [it for it in items if it.label not in known]
     return train, test + novel, flags + [1] * len(novel)
 
 
 @register_evaluator(Task.EMBEDDING)
 def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, device: str = "auto",
-                       params: dict[str, Any] | None = None, save_model: Path | None = None) -> dict[str, Any]:
+                       params: dict[str, Any] | None = None, save_model: Path | None = None,
+                       allow_overlap: bool = False) -> dict[str, Any]:
+    warnings: list[str] = []
     items, train_reader = load_species_dataset(dataset)
     test_reader = train_reader
     if test is None:
@@ -151,6 +155,7 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
         test_items, test_reader = load_species_dataset(test, fmt=train_reader)  # the same reader when it fits
         known = {it.label for it in train}
         novel = [int(it.label not in known) for it in test_items]
+    n_overlap = check_overlap(train, test_items, allow_overlap, warnings, test or dataset)
     engine_cls = get_engine(engine)
     eng = engine_cls(params=dict(params or {}), device=device)
     ctx = RunContext(progress=lambda d, t, m: log.debug("%s %d/%d", m, d, t), log=lambda e: log.info("%s", e))
@@ -164,7 +169,10 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
     results = eng.score(blind, ctx)
     score_seconds = watch.seconds
     scores = np.array([np.nan if r.score is None else r.score for r in results], np.float64)
-    ok = ~np.isnan(scores)
+    ok = np.isfinite(scores)
+    for it, good in zip(test_items, ok):
+        if not good:
+            warnings.append(f"{it.path}: not scored (no readable crop); left out of every metric")
     labels = np.array(novel)[ok]
     f1, thr = f1_max(labels, scores[ok]) if labels.size else (None, None)
     normal_rows = [i for i, r in enumerate(results) if not novel[i] and r.score is not None]
@@ -176,7 +184,10 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
     return {
         "novelty_auroc": auroc(labels, scores[ok]) if labels.size else None,
         "f1_max": f1,
-        "threshold": thr,
+        "f1_max_threshold": thr,
+        "threshold": eng.stats.get("threshold"),
+        "threshold_source": "the engine's own, set in fitting from the training photos only (one-class SVM "
+                            "boundary, or the 95th percentile of leave-one-out same-species distances); no test label used",
         "known_species_accuracy": species_acc,
         "fit_seconds": round(fit_seconds, 3),
         "items_per_second": round(len(test_items) / score_seconds, 3) if score_seconds > 0 else None,
@@ -186,6 +197,9 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
         "known_species": sorted({it.label for it in train}),
         "novel_species": sorted({it.label for it, n in zip(test_items, novel) if n}),
         "n_unreadable": int((~ok).sum()),
+        "n_measured": int(ok.sum()),
+        "n_overlap": n_overlap,
+        "warnings": warnings,
         "engine": engine,
         "device": str(eng.device),
         "train_reader": train_reader,

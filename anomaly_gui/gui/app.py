@@ -45,8 +45,11 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def run_app(project: Path | str | None = None, import_path: Path | str | None = None) -> int:
-    """Open the main window (on `project` when given, importing `import_path` into it) and run the event loop."""
+def run_app(project: Path | str | None = None, import_path: Path | str | None = None, demo: str | None = None,
+            demo_project: Path | str | None = None, screenshot: Path | str | None = None) -> int:
+    """Open the main window (on `project` when given, importing `import_path` into it, or on the `demo`
+    domain) and run the event loop. `screenshot`: save the window to this PNG once ready, then quit."""
+    _drop_foreign_qt_plugin_path()
     app = make_application()
     from anomaly_gui.gui.main_window import MainWindow
     from anomaly_gui.gui.state import AppState
@@ -60,7 +63,46 @@ def run_app(project: Path | str | None = None, import_path: Path | str | None = 
     if import_path is not None:
         window.import_path(import_path)
     window.show()
+    if screenshot is not None:
+        _grab_when_ready(window, Path(screenshot), waiting_for_demo=demo is not None)
+    if demo is not None:
+        window.open_demo(demo, demo_project)
     code = app.exec()
     if window.state.project is not None:
         window.state.project.close()
     return int(code)
+
+
+def _grab_when_ready(window: object, path: Path, waiting_for_demo: bool) -> None:
+    """Save the window to `path` once the demo is ready (or at once without one), then quit."""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    def grab() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(path))  # type: ignore[attr-defined]
+        log.warning("screenshot saved to %s", path)
+        QApplication.instance().quit()  # type: ignore[union-attr]
+
+    def on_ready(domain: str) -> None:
+        seconds = window.demo.seconds  # type: ignore[attr-defined]
+        summary = window.demo.summary  # type: ignore[attr-defined]
+        print(f"demo {domain} ready: {seconds:.1f} s after open, at {time.time():.3f} (epoch s)"
+              + (f"; {summary}" if summary else ""), file=sys.stderr)
+        QTimer.singleShot(2500, grab)  # let the layout settle and the video play a little
+
+    if waiting_for_demo:
+        window.demo_ready_hook = on_ready  # type: ignore[attr-defined]
+    else:
+        QTimer.singleShot(2500, grab)
+
+
+def _drop_foreign_qt_plugin_path() -> None:
+    """opencv-python (pulled in by ultralytics) points QT_QPA_PLATFORM_PLUGIN_PATH at its own Qt plugins on
+    import; PySide6 must use its own, or the xcb platform can fail on a desktop."""
+    import os
+
+    value = os.environ.get("QT_QPA_PLATFORM_PLUGIN_PATH", "")
+    if "cv2" in value:
+        os.environ.pop("QT_QPA_PLATFORM_PLUGIN_PATH", None)

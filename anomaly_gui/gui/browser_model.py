@@ -46,20 +46,16 @@ class Row:
 
 def load_rows(project: Project) -> list[Row]:
     """Light rows of every item (one query on plain tuples, no annotations: ~10 ms per 10,000 items)."""
-    cur = project.db.cursor()
-    cur.row_factory = None
-    cur.execute("SELECT id, path, frame_index, kind, split, label, is_anomalous, grp FROM items ORDER BY id")
     rows = []
-    for item_id, path, fi, kind, split, label, anom, grp in cur:
+    for item_id, path, frame, kind, split, label, anom, grp in project.item_rows():
         name = path[max(path.rfind("/"), path.rfind("\\")) + 1:]
-        frame = None if fi < 0 else fi
         if kind == "frame" and grp:
             name = f"{grp}/{name}"
         elif kind == "video" and frame is not None:
             name = f"{name}#{frame}"
         elif label:
             name = f"{label}/{name}"  # MVTec-style names (000.png) repeat across classes
-        rows.append(Row(item_id, name, path, frame, kind, split, label, None if anom is None else bool(anom)))
+        rows.append(Row(item_id, name, path, frame, kind, split, label, anom))
     return rows
 
 

@@ -1,6 +1,6 @@
 """Cluster view panel: t-SNE / PCA of embeddings as an interactive scatter linked to the browser.
 
-- Source: an embedding run of the project (embeddings stored by `cluster_jobs.embed_project_job`), or
+- Source: any embedding run of the project (stored by the run pipeline, from here or the Train panel), or
   "Embed project items…" which fits the chosen embedding engine in a worker and stores a new run.
 - Colour by species, DBSCAN cluster (noise in red: the map's anomalies) or anomaly score; per-species
   visibility and opacity in the legend. Hover shows the crop; a click opens the item; a lasso
@@ -58,6 +58,7 @@ class ClusterPanel(QWidget):
         self._build()
         state.projectChanged.connect(lambda _p: self.refresh_sources(clear=True))
         state.runsChanged.connect(self.refresh_sources)
+        state.currentRunChanged.connect(self._on_run_changed)
         state.selectionChanged.connect(self._on_state_selection)
         self.refresh_sources(clear=True)
 
@@ -184,13 +185,12 @@ class ClusterPanel(QWidget):
         """Embed the project (new run) or load the chosen run, then map it, in workers."""
         proj = self.state.project
         src = self.source.currentData()
+        follower = getattr(self.window_, "dock_follower", None)
+        if follower is not None:
+            follower.give_room(self.panel_id)  # the map an analyst came for is never a 150-px strip
         try:
             if proj is not None and src == _EMBED_NEW:
-                params = {"epochs": int(self.epochs.value())}
-                self.job = start_job(cluster_jobs.embed_project_job, proj, self.engine_box.currentData(), params,
-                                     title="Embedding items", kind="embedding")
-                self.job.result.connect(lambda out: self._on_embedded(*out))
-                self._connect_job(self.job)
+                self.compute_embeddings(self.engine_box.currentData(), {"epochs": int(self.epochs.value())})
             elif proj is not None and src is not None:
                 self.set_embedding_set(cluster_jobs.load_run_embeddings(proj, int(src)), paths=None)
                 self.start_map()
@@ -198,6 +198,41 @@ class ClusterPanel(QWidget):
                 self.start_map()
         except (AnomalyGuiError, JobBusyError) as exc:
             self.status.setText(str(exc))
+
+    def _on_run_changed(self, run_id: Any) -> None:
+        """An embedding run made current anywhere (Train panel, Runs list) is mapped here."""
+        proj = self.state.project
+        if proj is None or run_id is None:
+            return
+        try:
+            run = proj.run(int(run_id))
+        except KeyError:
+            return
+        if run.task != Task.EMBEDDING.value or run.status != "done":
+            return
+        self.refresh_sources()
+        k = self.source.findData(int(run_id))
+        if k < 0 or (self.es is not None and self.es.meta.get("run_id") == int(run_id)):
+            return
+        self.source.setCurrentIndex(k)
+        self.compute()
+
+    def compute_embeddings(self, engine: str, params: dict[str, Any]) -> Any:
+        """Fit `engine` with `params` on the project's items in a worker (a new run), then map them.
+
+        Returns the embedding job (None when another embedding job runs: the status says so)."""
+        proj = self.state.project
+        if proj is None:
+            return None
+        try:
+            self.job = start_job(cluster_jobs.embed_project_job, proj, engine, dict(params),
+                                 title="Embedding items", kind="embedding")
+        except JobBusyError as exc:
+            self.status.setText(str(exc))
+            return None
+        self.job.result.connect(lambda out: self._on_embedded(*out))
+        self._connect_job(self.job)
+        return self.job
 
     def _on_embedded(self, run_id: int, es: EmbeddingSet) -> None:
         self.refresh_sources()

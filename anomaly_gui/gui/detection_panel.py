@@ -16,14 +16,15 @@ from anomaly_gui.core.detection_export import ReviewedDetection, export_detectio
 from anomaly_gui.core.rules import load_rules
 from anomaly_gui.engines.base import RunContext, Task, list_engines
 from anomaly_gui.engines.device import available_devices
+from anomaly_gui.pipeline import DEFAULT_CONFIDENCE
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.param_form import ParamForm
 from anomaly_gui.gui.state import AppState
 from anomaly_gui.gui.workers import JobBusyError, start_job
+from anomaly_gui.gui.detection_curve import MapCurve
 from anomaly_gui.gui.zone_tool import RulesEditor, ZoneTool
 
 JOB_KIND = "detection-train"
-DEFAULT_CONFIDENCE = 0.5
 NORMAL = "#34c759"
 FLAGGED = "#ff3b30"
 LAYER = "detections"
@@ -31,30 +32,11 @@ FLAG_LAYER = "detections:flagged"
 
 
 def train_detection_job(ctx: RunContext, project: Any, engine: str, params: dict[str, Any], device: str) -> int:
-    """Worker body: split when the project has none, train and score a run, add mAP on the test items."""
-    import time
+    """Worker body: a detection run through the run pipeline (split when the project has none, fit, score,
+    confidence cut-off, mAP on the test items); the same path as a detection run from the Train panel."""
+    from anomaly_gui.pipeline import train_run
 
-    from anomaly_gui.core.runs import score_run, task_items, train_run
-    from anomaly_gui.core.splits import apply_original_split
-    from anomaly_gui.engines.base import Cancelled
-    from anomaly_gui.evaluation.detection import run_map
-
-    if not any(it.split in ("train", "val", "test") for it in project.items()):
-        counts = apply_original_split(project)
-        ctx.log({"message": f"original split applied: {counts}"})
-    run_id = train_run(project, engine, params, device=device, ctx=ctx, score=False)
-    # detectors are judged by confidence (the slider), not by an image-score threshold: score the
-    # validation and test items, then measure mAP on the test items
-    try:
-        project.update_run(run_id, status="scoring")
-        todo = [it for it in task_items(project, Task.DETECTION) if it.split != "train"]
-        score_run(project, run_id, todo, ctx, device=device)
-    except Cancelled:
-        project.update_run(run_id, status="cancelled", finished=time.time())
-        raise
-    project.update_run(run_id, status="done", threshold=DEFAULT_CONFIDENCE, finished=time.time())
-    run_map(project, run_id)
-    return run_id
+    return train_run(project, engine, params, device=device, ctx=ctx)
 
 
 def _scroll(page: QWidget) -> QScrollArea:
@@ -68,35 +50,6 @@ def _scroll(page: QWidget) -> QScrollArea:
 
 def _export_job(ctx: RunContext, project: Any, run_id: int, folder: str, confidence: float, rules: list) -> dict[str, Any]:
     return export_detection_images(project, run_id, folder, confidence, rules, ctx=ctx)
-
-
-class MapCurve(pg.PlotWidget):
-    """mAP@0.5 and mAP@0.5:0.95 per epoch, drawn as the log entries arrive."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent, background="#1e1e22")
-        self.setMinimumHeight(150)
-        self.showGrid(x=True, y=True, alpha=0.25)
-        self.setLabel("bottom", "epoch")
-        self.setLabel("left", "validation mAP")
-        self.setYRange(0, 1)
-        self.addLegend(offset=(-6, 6), labelTextSize="8pt")
-        self.map50 = self.plot([], [], pen=pg.mkPen("#0a84ff", width=2), symbol="o", symbolSize=5, symbolBrush="#0a84ff", name="mAP@0.5")
-        self.map5095 = self.plot([], [], pen=pg.mkPen("#ff9f0a", width=2), symbol="o", symbolSize=5, symbolBrush="#ff9f0a", name="mAP@0.5:0.95")
-        self.entries: list[dict[str, Any]] = []
-
-    def clear_curves(self) -> None:
-        self.entries = []
-        self.map50.setData([], [])
-        self.map5095.setData([], [])
-
-    def add_entry(self, entry: dict[str, Any]) -> None:
-        if "map50" not in entry or not isinstance(entry.get("epoch"), (int, float)):
-            return
-        self.entries.append(entry)
-        xs = [float(e["epoch"]) for e in self.entries]
-        self.map50.setData(xs, [float(e.get("map50") or 0.0) for e in self.entries])
-        self.map5095.setData(xs, [float(e.get("map50_95") or 0.0) for e in self.entries])
 
 
 @register_panel
@@ -117,6 +70,7 @@ class DetectionPanel(QWidget):
         self.window_ = window
         self.viewer = getattr(window, "viewer", None)
         self.job: Any = None
+        self.outcome = ""  # how the last training ended: done, failed, cancelled
         self.run_id: int | None = None
         self.known_classes: set[str] | None = None
         self.detections: list[ReviewedDetection] = []
@@ -204,8 +158,15 @@ class DetectionPanel(QWidget):
         form = QFormLayout()
         self.engine_combo = QComboBox()
         self.engine_combo.setObjectName("detectionEngine")
+        from anomaly_gui.gui.engine_availability import install_hint
+
         for cls in list_engines(Task.DETECTION):
-            self.engine_combo.addItem(cls.title or cls.name, cls.name)
+            hint = install_hint(cls)
+            self.engine_combo.addItem((cls.title or cls.name) + (f"  ({hint})" if hint else ""), cls.name)
+            row = self.engine_combo.count() - 1
+            self.engine_combo.setItemData(row, hint or cls.description, Qt.ItemDataRole.ToolTipRole)
+            if hint:  # greyed, with the exact command that enables it
+                self.engine_combo.model().item(row).setEnabled(False)
         self.engine_combo.currentIndexChanged.connect(self._on_engine)
         form.addRow("Engine", self.engine_combo)
         self.device_combo = QComboBox()
@@ -321,9 +282,12 @@ class DetectionPanel(QWidget):
         self.run_id = run_id
         self.known_classes = run_classes(self.state.project, run_id) if run_id is not None and self.state.project else None
         if run_id is not None and self.state.project is not None:
+            run = self.state.project.run(run_id)
             self.curve.clear_curves()
-            for e in self.state.project.run(run_id).log:
+            for e in run.log:
                 self.curve.add_entry(e)
+            if run.threshold is not None:  # the run's confidence cut-off (pipeline's detection policy)
+                self.conf_slider.setValue(int(round(float(run.threshold) * 100)))
         self.refresh()
 
     # -- review ------------------------------------------------------------------------------------
@@ -366,6 +330,9 @@ class DetectionPanel(QWidget):
             self.summary.setText("Select an image in the browser.")
         else:
             text = f"{len(self.detections)} detection(s) at confidence ≥ {self.confidence:.2f}"
+            m50 = self.state.project.run(self.run_id).metrics.get("map50") if self.state.project is not None else None
+            if isinstance(m50, (int, float)):
+                text = f"Run mAP@0.5 on the test items: {m50:.3f}. " + text
             self.summary.setText(text + (f" — <b style='color:{FLAGGED}'>{n_flag} anomal{'y' if n_flag == 1 else 'ies'}</b>" if n_flag else ""))
 
     def _draw(self) -> None:
@@ -536,13 +503,23 @@ class DetectionPanel(QWidget):
         self.job.progress.connect(self._on_progress)
         self.job.logged.connect(self.curve.add_entry)
         self.job.result.connect(self._on_trained)
-        self.job.failed.connect(lambda msg: self.train_status.setText(f"Training failed: {msg}"))
-        self.job.cancelled.connect(lambda: self.train_status.setText("Training cancelled."))
+        self.outcome = ""
+        self.job.failed.connect(self._on_train_failed)
+        self.job.cancelled.connect(self._on_train_cancelled)
         self.job.finished.connect(self._on_job_finished)
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)
         self.train_status.setText(f"Training {name} …")
+
+    def _on_train_failed(self, msg: str) -> None:
+        self.outcome = "failed"
+        self.train_status.setText(f"Training failed: {msg}")
+        self.state.message.emit(f"Detection training failed: {msg}")
+
+    def _on_train_cancelled(self) -> None:
+        self.outcome = "cancelled"
+        self.train_status.setText("Training cancelled.")
 
     def cancel_training(self) -> None:
         if self.job is not None:
@@ -556,22 +533,45 @@ class DetectionPanel(QWidget):
         self.progress.setFormat(f"%p%  {msg}" if msg else "%p%")
 
     def _on_trained(self, run_id: int) -> None:
-        run = self.state.project.run(int(run_id)) if self.state.project is not None else None
-        m = run.metrics if run is not None else {}
-        self.train_status.setText(f"Run #{run_id} done — test mAP@0.5 {m.get('map50', float('nan')):.3f}, "
-                                  f"mAP@0.5:0.95 {m.get('map50_95', float('nan')):.3f}")
+        self.outcome = "done"
+        text = self.run_summary(int(run_id))
+        self.train_status.setText(text)
+        self.state.message.emit(text.replace("<br>", " "))
         self.state.runsChanged.emit()
         self.state.set_current_run(int(run_id))
         self._fill_runs()
         self.run_combo.setCurrentIndex(self.run_combo.findData(int(run_id)))
 
+    def run_summary(self, run_id: int) -> str:
+        """The end-of-training message: test mAP, how many boxes the Review slider shows, what to do next."""
+        project = self.state.project
+        if project is None:
+            return ""
+        m = project.run(run_id).metrics
+        m50, m5095 = m.get("map50"), m.get("map50_95")
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"  # noqa: E731
+        confs = [float(a.score or 0.0) for anns in project.annotations_by_item(run_id=run_id).values() for a in anns]
+        shown = sum(c >= self.confidence for c in confs)
+        text = (f"Run #{run_id} finished: test mAP@0.5 {fmt(m50)}, mAP@0.5:0.95 {fmt(m5095)}.<br>"
+                f"{shown} box(es) at confidence ≥ {self.confidence:.2f} on the scored images")
+        if not confs:
+            return text + ": the detector found nothing; train longer (more epochs) or check the labels."
+        if shown == 0:
+            text += f" (highest {max(confs):.2f}): lower the Confidence slider in Review, or train longer."
+        else:
+            text += "; see them in Review."
+        if isinstance(m50, (int, float)) and m50 < 0.1:
+            text += " The mAP is low: this run has not learnt the objects yet (more epochs or data)."
+        return text
+
     def _on_job_finished(self) -> None:
         self.job = None
+        outcome = getattr(self, "outcome", "")
         self.train_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
-        self.progress.setValue(1)
-        self.progress.setFormat("idle")
+        self.progress.setValue(1 if outcome == "done" else 0)
+        self.progress.setFormat({"done": "finished", "failed": "failed", "cancelled": "cancelled"}.get(outcome, "idle"))
 
     # -- export ---------------------------------------------------------------------------------------
     def choose_export(self) -> None:

@@ -290,7 +290,7 @@ def install_export_actions(window: Any) -> None:
         p = window.state.project
         if p is None:
             return
-        p.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        p.checkpoint()
         window.state.message.emit(f"All changes saved in {Path(p.path).name} (every edit is saved as you make it)")
 
     file_menu = window.menus["File"]

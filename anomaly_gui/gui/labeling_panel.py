@@ -86,6 +86,7 @@ class LabelingPanel(QWidget):
         state.currentItemChanged.connect(self._on_item)
         state.annotationsChanged.connect(self._on_annotations_changed)
         state.verdictsChanged.connect(lambda: self.refresh_verdict())  # set elsewhere (review panel, browser)
+        state.itemsChanged.connect(self.refresh_classes)  # an import brings its classes
         if self.canvas is not None:
             self.canvas.selectionChanged.connect(self._sync_shape_selection)
             self.canvas.toolChanged.connect(self._sync_tool_buttons)
@@ -128,6 +129,7 @@ class LabelingPanel(QWidget):
         for text, slot, tip in (("Add…", self.add_class, "New label class"),
                                 ("Rename…", self.rename_class, "Rename the class (its shapes follow)"),
                                 ("Colour…", self.recolor_class, "Change the class colour"),
+                                ("Delete…", self.delete_class, "Remove the class from the list (asks about its shapes)"),
                                 ("Apply", self.assign_class_to_selection, "Give the selected shapes this class")):
             b = QPushButton(text)
             b.setToolTip(tip)
@@ -376,6 +378,28 @@ class LabelingPanel(QWidget):
         items = self.class_list.findItems(new, Qt.MatchFlag.MatchExactly)
         if items:
             self.class_list.setCurrentItem(items[0])
+
+    def delete_class(self, with_shapes: bool | None = None) -> bool:
+        """Delete the selected class; with shapes using it, ask whether they go too (Ctrl+Z undoes)."""
+        name = self.current_label()
+        if self.editor is None or not self.class_list.currentItem():
+            return False
+        shapes = self.editor.class_shapes(name)
+        n = sum(len(v) for v in shapes.values())
+        if with_shapes is None:
+            box = QMessageBox(QMessageBox.Icon.Question, "Delete label class",
+                              f"Delete the class '{name}'?" + (f"\n{n} shape(s) on {len(shapes)} item(s) use it." if n else ""),
+                              QMessageBox.StandardButton.Cancel, self)
+            both = box.addButton("Delete class and shapes", QMessageBox.ButtonRole.DestructiveRole) if n else None
+            only = box.addButton("Delete class, keep shapes" if n else "Delete", QMessageBox.ButtonRole.AcceptRole)
+            box.exec()
+            if box.clickedButton() not in (both, only) or box.clickedButton() is None:
+                return False
+            with_shapes = box.clickedButton() is both
+        self.editor.delete_class(name, bool(with_shapes))
+        self.state.message.emit(f"Label class '{name}' deleted" + (f" with {n} shape(s)" if with_shapes and n else "")
+                                + " (Ctrl+Z undoes)")
+        return True
 
     def recolor_class(self, color: str | None = None) -> None:
         name = self.current_label()

@@ -13,7 +13,10 @@ Contract for other features:
   `ANOMALY_GUI_SETTINGS_DIR`). Recent projects live there too.
 - Keys: A / D previous / next item (window-wide, also with the viewer focused), T toggles overlays,
   Ctrl+F fits, Ctrl+= / Ctrl+- zoom, Ctrl+1 actual pixels, Ctrl+O open, Ctrl+I import.
-- Drop a folder or file on the window to import it (a `.agproj` file is opened instead).
+- Drop folders or files on the window to import them, one after the other (a `.agproj` file is opened instead).
+- Docks follow the data (`gui.dock_follower`): a project shows the docks its imagery uses, one layout per kind.
+- Demos (`gui.demo`): `window.open_demo(domain)` opens a sample data set as its own project and trains a
+  small run on first open; the welcome page and File ▸ Open demo offer the four domains.
 - Status bar: device (`engines.device.device_label()`), item counts, current item, pixel under the
   cursor and `state.message` texts.
 """
@@ -30,9 +33,10 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QFrame, QLabel, QMainWin
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.project import PROJECT_SUFFIX, open_project
 from anomaly_gui.gui import settings as app_settings_mod
+from anomaly_gui.gui.batch_import import BatchImporter
 from anomaly_gui.gui.browser import DatasetBrowser
 from anomaly_gui.gui.dialogs import AboutDialog, ShortcutsDialog, WelcomePage
-from anomaly_gui.gui.batch_import import BatchImporter
+from anomaly_gui.gui.dock_follower import DockFollower
 from anomaly_gui.gui.import_dialog import ImportRunner
 from anomaly_gui.gui.panels import discover_panels
 from anomaly_gui.gui.state import AppState
@@ -68,6 +72,8 @@ class MainWindow(QMainWindow):
         self.actions_by_name: dict[str, QAction] = {}
         self._shown_once = False
         self._first_in_area: dict[str, QDockWidget] = {}
+        # first to hear of a new project: it saves the old project's dock layout before panels react
+        self.dock_follower = DockFollower(self)
         self._setup_viewer()
         self._setup_browser()
         self.presenter.neighbors = self.browser.neighbors
@@ -82,7 +88,10 @@ class MainWindow(QMainWindow):
         self.state.currentItemChanged.connect(self._on_current_item)
         self.state.message.connect(self._show_message)
         self._default_layout: QByteArray | None = self.saveState(LAYOUT_VERSION)
+        self._import_queue: list[Path] = []
         self.restore_layout()
+        if not self._restored_state and self.state.project is None:
+            self.dock_follower.welcome_layout()  # a first start: the welcome page has the room
         self._on_project_changed(self.state.project)
 
     # -- setup -------------------------------------------------------------------------------------
@@ -91,6 +100,7 @@ class MainWindow(QMainWindow):
         self.presenter = ItemPresenter(self.state, self.viewer)
         self.welcome = WelcomePage()
         self.welcome.sampleRequested.connect(self.open_sample_data)
+        self.welcome.demoRequested.connect(self.open_demo)
         self.welcome.importRequested.connect(self.choose_import_folder)
         self.welcome.openRequested.connect(self.choose_open_project)
         self.welcome.recentRequested.connect(self.open_project)
@@ -138,6 +148,13 @@ class MainWindow(QMainWindow):
         self._add_action("File", "import_batch", "Import &batch results…", lambda: self.batch_importer.choose(),
                          tip="Load the Parquet output of `anomaly-gui score` into the project as a run")
         self._add_action("File", "open_sample", "Open &sample data", self.open_sample_data)
+        from anomaly_gui.gui.demo import DEMOS
+
+        demo_menu = self.menus["File"].addMenu("Open &demo")
+        for domain, spec in DEMOS.items():
+            act = demo_menu.addAction(spec.title, lambda d=domain: self.open_demo(d))
+            act.setStatusTip(spec.blurb)
+            self.actions_by_name[f"demo_{domain}"] = act
         self.menus["File"].addSeparator()
         self._add_action("File", "quit", "&Quit", self.close, std.Quit)
 
@@ -156,6 +173,9 @@ class MainWindow(QMainWindow):
         self.panels_menu = self.menus[v].addMenu("&Panels")
         self.panels_menu.addAction(self.docks["browser"].toggleViewAction())
         self._add_action(v, "reset_layout", "&Reset layout", self.reset_layout)
+
+        self._add_action("Tools", "synthetic", "Make &synthetic anomalies…", self.open_synthetic_dialog,
+                         tip="Paste animal crops of the project onto background images: a labelled test set")
 
         self._add_action("Help", "shortcuts", "&Keyboard shortcuts", self.show_shortcuts, "F1")
         self._add_action("Help", "about", "&About anomaly_gui", self.show_about)
@@ -284,6 +304,7 @@ class MainWindow(QMainWindow):
                     b.hide()
 
     def save_layout(self) -> None:
+        self.dock_follower.save()
         s = app_settings_mod.app_settings()
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState(LAYOUT_VERSION))
@@ -295,6 +316,8 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             dock.show()
         self._apply_default_sizes()
+        if self.dock_follower.profile:
+            self.dock_follower.apply_default()
         QTimer.singleShot(0, self.hide_stale_tab_bars)
 
     # -- projects ---------------------------------------------------------------------------------------
@@ -382,9 +405,26 @@ class MainWindow(QMainWindow):
         if self.open_project(proj) and (fresh or self.state.project.count_items() == 0):  # type: ignore[union-attr]
             self.import_path(target)
 
+    def open_demo(self, domain: str, project: str | Path | None = None) -> bool:
+        """Open the demo project of `domain` (product, sar, wildlife, video); see `gui.demo`."""
+        from anomaly_gui.gui.demo import DemoController
+
+        if getattr(self, "demo", None) is None:
+            self.demo = DemoController(self)
+            hook = getattr(self, "demo_ready_hook", None)
+            if hook is not None:
+                self.demo.ready.connect(hook)
+        return self.demo.open(domain, project)
+
     def _on_import_finished(self, result: Any) -> None:
         if result is not None and self.state.current_item is None:
             self.browser.move(0)
+        if self._import_queue:
+            QTimer.singleShot(0, self._next_queued_import)
+
+    def _next_queued_import(self) -> None:
+        if self._import_queue and not self.importer.busy():
+            self.import_path(self._import_queue.pop(0))
 
     # -- drag and drop ----------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -400,13 +440,21 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         event.acceptProposedAction()
-        first = paths[0]
-        if first.suffix == PROJECT_SUFFIX:
-            self.open_project(first)
-        else:
-            self.import_path(first)
-        if len(paths) > 1:
-            self._show_message(f"Dropped {len(paths)} paths; imported the first ({first.name})")
+        self.import_paths(paths)
+
+    def import_paths(self, paths: list[Path]) -> None:
+        """Open a dropped project file, or import every dropped path one after the other (into one project)."""
+        projects = [p for p in paths if p.suffix == PROJECT_SUFFIX]
+        if projects:
+            self.open_project(projects[0])
+            if len(paths) > 1:
+                self._show_message(f"Opened {projects[0].name}; drop data folders separately to import them")
+            return
+        first, rest = paths[0], list(paths[1:])
+        if self.import_path(first):
+            self._import_queue.extend(rest)
+            if rest:
+                self._show_message(f"Importing {len(paths)} paths, one after the other")
 
     # -- state followers ---------------------------------------------------------------------------------
     def _on_project_changed(self, project: Any) -> None:
@@ -461,6 +509,11 @@ class MainWindow(QMainWindow):
         box.open()
         self.last_error_dialog = box
         self._show_message(text)
+
+    def open_synthetic_dialog(self) -> None:
+        from anomaly_gui.gui.synthetic_dialog import open_synthetic_dialog
+
+        open_synthetic_dialog(self)
 
     def show_about(self) -> None:
         self.about_dialog = AboutDialog(self.device_label.text(), self)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
 
 _PANELS: dict[str, type] = {}
 
@@ -30,7 +29,3 @@ def discover_panels() -> list[type]:
         if info.name.endswith("_panel") or info.name.startswith("panels_"):
             importlib.import_module(f"anomaly_gui.gui.{info.name}")
     return sorted(_PANELS.values(), key=lambda c: (getattr(c, "order", 100), c.panel_id))
-
-
-def panel_classes() -> dict[str, Any]:
-    return dict(_PANELS)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMes
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from anomaly_gui.core.project import Run
-from anomaly_gui.core.runs import rename_run
+from anomaly_gui.pipeline import rename_run
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.state import AppState
 
@@ -134,6 +134,7 @@ class RunsPanel(QWidget):
             tip.append(f"error: {run.metrics['error']}")
         if run.metrics.get("threshold_method"):
             tip.append(f"threshold: {run.metrics['threshold_method']}")
+        tip += [f"warning: {e['warning']}" for e in run.log if e.get("warning")]
         for col in range(len(COLUMNS)):
             self.table.item(row, col).setToolTip("\n".join(tip))
 

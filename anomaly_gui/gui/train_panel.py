@@ -1,7 +1,7 @@
 """The Train panel: pick an engine that fits the project's items, set its parameters, train in a worker.
 
 Engines are offered per task of the project's items (`engines.base.list_engines(task)`); the parameter form
-is built from the engine's `Params` (`gui.param_form`); training runs `core.runs.train_run` through
+is built from the engine's `Params` (`gui.param_form`); training runs `pipeline.train_run` through
 `gui.workers.start_job` (never on the GUI thread) with progress, time left, Cancel and a live loss curve fed
 by the job's `logged` entries. The last parameters used per engine are kept in the project's settings.
 """
@@ -15,13 +15,17 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
                                QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
-from anomaly_gui.core.runs import TASK_KINDS, train_run
 from anomaly_gui.engines.base import Engine, RunContext, Task, list_engines
 from anomaly_gui.engines.device import available_devices
+from anomaly_gui.gui.engine_availability import install_hint
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.param_form import ParamForm
 from anomaly_gui.gui.state import AppState
 from anomaly_gui.gui.workers import Job, JobBusyError, start_job
+from anomaly_gui.pipeline import TASK_KINDS, policy_for, run_summary, train_run
+
+SUMMARY_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO", "f1_max": "F1-max",
+                 "map50": "mAP@0.5", "frame_auc": "frame AUC", "novelty_auroc": "novelty AUROC"}
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ def project_tasks(project: Any) -> list[Task]:
     """Tasks whose item kinds the project holds (all tasks when it holds nothing yet)."""
     if project is None:
         return list(Task)
-    kinds = {r[0] for r in project.db.execute("SELECT DISTINCT kind FROM items")}
+    kinds = project.item_kinds()
     tasks = [t for t in Task if set(TASK_KINDS.get(t.value, ())) & kinds]
     return tasks or list(Task)
 
@@ -42,16 +46,13 @@ def unmet_needs(project: Any, engine_cls: type[Engine]) -> str:
     """Why the project cannot train this engine yet ('' when it can): the engine's `needs` checked on the data."""
     if project is None:
         return ""
-    db = project.db
     checks = {
-        "normal_images": ("SELECT 1 FROM items WHERE (split='train' OR NOT EXISTS (SELECT 1 FROM items WHERE split "
-                          "IN ('train', 'val', 'test'))) AND (is_anomalous IS NULL OR is_anomalous=0) LIMIT 1",
-                          "no normal training items (split 'train')"),
-        "frames": ("SELECT 1 FROM items WHERE kind IN ('frame', 'video') LIMIT 1", "no video frames"),
-        "boxes": ("SELECT 1 FROM annotations WHERE kind='box' AND source!='model' LIMIT 1", "no box annotations"),
-        "classes": ("SELECT 1 FROM annotations WHERE label!='' AND source!='model' LIMIT 1", "no labelled annotations"),
+        "normal_images": (project.has_normal_training_items, "no normal training items (split 'train')"),
+        "frames": (lambda: bool({"frame", "video"} & project.item_kinds()), "no video frames"),
+        "boxes": (lambda: project.has_annotations(kind="box"), "no box annotations"),
+        "classes": (lambda: project.has_annotations(labelled=True), "no labelled annotations"),
     }
-    missing = [checks[n][1] for n in sorted(engine_cls.needs) if n in checks and db.execute(checks[n][0]).fetchone() is None]
+    missing = [checks[n][1] for n in sorted(engine_cls.needs) if n in checks and not checks[n][0]()]
     return "; ".join(missing)
 
 
@@ -205,7 +206,7 @@ class TrainPanel(QWidget):
             for cls in list_engines(task):
                 label = cls.title or cls.name
                 self.engine_combo.addItem(f"{label}  [{task.value}]" if len(tasks) > 1 else label, cls.name)
-                why = unmet_needs(self.state.project, cls)
+                why = install_hint(cls) or unmet_needs(self.state.project, cls)
                 row = self.engine_combo.count() - 1
                 if why:  # shown but not selectable, with the reason
                     model.item(row).setEnabled(False)
@@ -254,7 +255,7 @@ class TrainPanel(QWidget):
         if cls is None:
             self._set_status("No engine selected.", error=True)
             return
-        why = unmet_needs(project, cls)
+        why = install_hint(cls) or unmet_needs(project, cls)
         if why:
             self._set_status(f"{cls.title or cls.name} cannot be trained on this project: {why}.", error=True)
             return
@@ -307,14 +308,27 @@ class TrainPanel(QWidget):
         summary = ""
         if project is not None:
             run = project.run(run_id)
-            auroc = run.metrics.get("image_auroc")
-            summary = f" — image AUROC {auroc:.3f}" if isinstance(auroc, float) else ""
+            figures = {k: v for k, v in run_summary(run).items() if k != "threshold" and isinstance(v, float)}
+            if {"frame_auc", "novelty_auroc"} & set(figures):
+                figures.pop("image_auroc", None)  # the same number under the task's own name
+            summary = "".join(f" — {SUMMARY_NAMES.get(k, k)} {v:.3f}" for k, v in list(figures.items())[:2])
+            self._raise_dock(policy_for(run.task).review_dock)
+            warnings = [e["warning"] for e in run.log if e.get("warning")]
+            if warnings:
+                summary += " — " + "; ".join(warnings)
         self._set_status(f"Run #{run_id} done{summary}.")
         self.state.message.emit(f"Run #{run_id} done{summary}")
         self.state.runsChanged.emit()
         self.state.scoresChanged.emit(int(run_id))
         self.state.set_current_run(int(run_id))
         self.runFinished.emit(int(run_id))
+
+    def _raise_dock(self, panel_id: str) -> None:
+        """Bring the dock that shows runs of this task to the front (Review, Detection, Cluster view, video)."""
+        dock = getattr(self.window_, "docks", {}).get(panel_id)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
 
     def _on_failed(self, message: str) -> None:
         self.last_error = message

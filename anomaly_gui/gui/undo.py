@@ -77,12 +77,30 @@ class LabelEditor(QObject):
     def set_class_color(self, name: str, color: str) -> None:
         self.stack.push(_ClassColor(self, name, color))
 
+    def class_shapes(self, name: str) -> dict[int, list[int]]:
+        """{item id: [annotation ids]} of the user's shapes labelled `name` (model output excluded)."""
+        out: dict[int, list[int]] = {}
+        for iid, anns in self.project.annotations_by_item().items():
+            ids = [int(a.id) for a in anns if a.label == name and a.source != "model" and a.id is not None]
+            if ids:
+                out[int(iid)] = ids
+        return out
+
+    def delete_class(self, name: str, with_shapes: bool) -> None:
+        """Remove a label class (one undo step); its shapes are deleted too, or keep their label text."""
+        self.stack.beginMacro(f"Delete label class '{name}'" + (" and its shapes" if with_shapes else ""))
+        if with_shapes:
+            for iid, ids in self.class_shapes(name).items():
+                self.delete_shapes(iid, ids)
+        self.stack.push(_DeleteClass(self, name))
+        self.stack.endMacro()
+
     # -- helpers for commands -------------------------------------------------------------------------
     def annotation(self, ann_id: int) -> Annotation | None:
-        r = self.project.db.execute("SELECT item_id FROM annotations WHERE id=?", (self.current_id(ann_id),)).fetchone()
-        if r is None:
+        item_id = self.project.annotation_item(self.current_id(ann_id))
+        if item_id is None:
             return None
-        for a in self.project.annotations(int(r[0])):
+        for a in self.project.annotations(item_id):
             if a.id == self.current_id(ann_id):
                 return a
         return None
@@ -208,4 +226,20 @@ class _ClassColor(QUndoCommand):
             self.editor.project.delete_label_class(self.name)
         else:
             self.editor.project.set_label_class(self.name, self.old)
+        self.editor.classesChanged.emit()
+
+
+class _DeleteClass(QUndoCommand):
+    def __init__(self, editor: LabelEditor, name: str):
+        super().__init__(f"Delete label class '{name}'")
+        self.editor, self.name = editor, name
+        self.color = editor.project.label_classes().get(name)
+
+    def redo(self) -> None:
+        self.editor.project.delete_label_class(self.name)
+        self.editor.classesChanged.emit()
+
+    def undo(self) -> None:
+        if self.color is not None:
+            self.editor.project.set_label_class(self.name, self.color)
         self.editor.classesChanged.emit()

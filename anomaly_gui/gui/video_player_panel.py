@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QStyle,
+    QMenu,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.formats.base import Annotation
+from anomaly_gui.core.protocol import ClipScores
 from anomaly_gui.core.video_export import (
     FrameVerdicts,
     export_csv,
@@ -48,6 +50,7 @@ from anomaly_gui.gui.video_cache import FrameCache
 from anomaly_gui.gui.video_curve import ScoreCurve, segments
 from anomaly_gui.gui.viewer import ImageViewer
 from anomaly_gui.gui.workers import JobBusyError, start_job
+from anomaly_gui.pipeline import score_clip, store_clip_run
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -84,6 +87,9 @@ class VideoPlayerPanel(QWidget):
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._tick)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        from anomaly_gui.gui.player_keys import PlayerKeys
+
+        self.keys = PlayerKeys.install(self)  # Space / arrows wherever focus is, unless a text field has it
         state.currentItemChanged.connect(self._on_current_item)
         state.projectChanged.connect(lambda _p: self.close_clip())
         self._update_enabled()
@@ -103,6 +109,11 @@ class VideoPlayerPanel(QWidget):
     def _build(self) -> None:
         top = QHBoxLayout()
         self.open_btn = self._button("Open clip…", "Open a video file or a folder of frames", self.open_dialog)
+        open_menu = QMenu(self.open_btn)
+        open_menu.addAction("Video file…", self.open_file_dialog)
+        open_menu.addAction("Folder of frames (UCSD, ShanghaiTech clip)…", self.open_folder_dialog)
+        self.open_btn.setMenu(open_menu)
+        self.open_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.model_btn = self._button("Load model…", "Load a trained video model (.agm)", self.load_model_dialog)
         self.score_btn = self._button("Score clip", "Score every frame of the clip with the loaded model", self.score_clip)
         self.export_video_btn = self._button("Export video…", "Write the clip with its overlay as mp4", self.export_video_dialog)
@@ -185,7 +196,8 @@ class VideoPlayerPanel(QWidget):
 
     def actions(self) -> list[QAction]:
         out = []
-        for text, slot in (("Open video or frame folder…", self.open_dialog), ("Load video model…", self.load_model_dialog),
+        for text, slot in (("Open video file…", self.open_file_dialog), ("Open folder of frames…", self.open_folder_dialog),
+                           ("Load video model…", self.load_model_dialog),
                            ("Score clip", self.score_clip), ("Export annotated video…", self.export_video_dialog),
                            ("Export frame scores (CSV)…", self.export_csv_dialog)):
             a = QAction(text, self)
@@ -265,7 +277,9 @@ class VideoPlayerPanel(QWidget):
         self.show_frame(self.index)
 
     def detected(self) -> np.ndarray | None:
-        return None if self.scores is None else self.scores >= self.threshold
+        # in float64: numpy casts the Python threshold to the scores' float32, where a threshold just above a
+        # raw error of ~100 (spacing 7.6e-6) would round back onto it
+        return None if self.scores is None else np.asarray(self.scores, np.float64) >= self.threshold
 
     def _load_project_scores(self) -> None:
         """Scores of the current run for the clip's project items, when the run has them."""
@@ -436,18 +450,38 @@ class VideoPlayerPanel(QWidget):
         else:
             self.load_clip(clips_from_items([item])[0], int(item.frame_index or 0))
 
-    def open_path(self, path: str | Path) -> None:
+    def open_path(self, path: str | Path) -> bool:
+        """Open a video file or a folder of frames; a folder of clip folders (a UCSD Test/ folder) opens
+        its first clip. Errors name the file and leave the current clip as it was."""
+        path = Path(path)
+        if path.is_dir():
+            from anomaly_gui.core.imageio import is_image_file
+
+            if not any(is_image_file(p) for p in path.iterdir()):
+                clips = sorted(d for d in path.iterdir() if d.is_dir() and any(is_image_file(p) for p in d.iterdir()))
+                if clips:
+                    self.state.message.emit(f"{path.name} holds {len(clips)} clip folders; opened {clips[0].name}")
+                    path = clips[0]
         try:
             src = open_source(path)
         except AnomalyGuiError as exc:
             QMessageBox.warning(self, "Cannot open clip", str(exc))
-            return
-        self.load_clip(Clip(name=Path(path).stem if Path(path).is_file() else Path(path).name, source=src))
+            return False
+        self.load_clip(Clip(name=path.stem if path.is_file() else path.name, source=src))
+        return True
 
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open video", "", "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg);;All files (*)")
-        if not path:
-            path = QFileDialog.getExistingDirectory(self, "Or open a folder of frames")
+        """The Open clip button's menu: a video file or a folder of frames."""
+        self.open_btn.showMenu()
+
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open video file", "",
+                                              "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg *.mpeg *.wmv *.webm);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames (one clip)")
         if path:
             self.open_path(path)
 
@@ -476,7 +510,7 @@ class VideoPlayerPanel(QWidget):
         if self.clip is None or self.engine is None:
             return
         try:
-            self._job = start_job(lambda ctx, clip, eng=self.engine: eng.score_clip(clip, ctx), self.clip,
+            self._job = start_job(lambda ctx, clip, eng=self.engine: score_clip(eng, clip, ctx), self.clip,
                                   title="Score clip", kind="video-score")
         except JobBusyError as exc:
             self.status.setText(str(exc))
@@ -491,24 +525,18 @@ class VideoPlayerPanel(QWidget):
         self.status.setText(f"scoring failed: {msg}")
         QMessageBox.warning(self, "Scoring failed", msg)
 
-    def _on_scored(self, cs: Any) -> None:
-        st = self.engine.stats if self.engine is not None else {}
-        thr = 0.5 if self.engine.params.normalise else st.get("raw_threshold")
-        self.set_results(cs.scores, cs.maps, cs.errors, threshold=thr, pixel_threshold=st.get("pixel_threshold"))
-        self._store_run(cs, thr)
+    def _on_scored(self, cs: ClipScores) -> None:
+        self.set_results(cs.scores, cs.maps, cs.errors, threshold=cs.default_threshold, pixel_threshold=cs.pixel_threshold)
+        self._store_run(cs)
         self.status.setText(f"{self.clip.name if self.clip else ''}: scored {len(cs.scores)} frames with {self.engine.name}")
 
-    def _store_run(self, cs: Any, threshold: float | None) -> None:
+    def _store_run(self, cs: ClipScores) -> None:
         """Keep scores of project clips in the project (a run of task video), so they survive a restart."""
         proj, clip = self.state.project, self.clip
         if proj is None or clip is None or not clip.per_frame_items or clip.items[0].id is None:
             return
-        params = {**self.engine.describe()["params"], "pixel_threshold": float(self.pixel_thr.value())}
-        run = proj.create_run(self.engine.name, "video", params, name=f"{self.engine.name} on {clip.name}")
-        proj.save_scores(run.id, [int(it.id) for it in clip.items], cs.scores.tolist(), list(cs.maps),
-                         [{"error": float(e)} for e in cs.errors])
-        proj.update_run(run.id, status="done", finished=time.time(), threshold=threshold)
-        self.state.set_current_run(run.id)
+        run_id = store_clip_run(proj, self.engine, clip, cs, {"pixel_threshold": float(self.pixel_thr.value())})
+        self.state.set_current_run(run_id)
 
     def _verdicts(self) -> FrameVerdicts:
         assert self.scores is not None

@@ -100,9 +100,9 @@ def test_drawn_zone_flags_detections_inside(window, qtbot, detection_project, tm
     assert np.allclose(project.zones()[0]["polygon"][1:3], [[130, 90], [130, 150]], atol=1.0)
     # a second, double-click-closed zone around the first ship
     panel.start_zone()
-    for x, y in [(10, 10), (60, 10)]:
+    for x, y in [(10, 10), (60, 10), (60, 50)]:  # a rectangle: the ship's centre (35, 30) is well inside
         _click_image(qtbot, window.viewer, x, y)
-    _click_image(qtbot, window.viewer, 60, 50, double=True)
+    _click_image(qtbot, window.viewer, 10, 50, double=True)
     qtbot.waitUntil(lambda: len(project.zones()) == 2)
     qtbot.waitUntil(lambda: any("Zone 2" in r for d in panel.detections for r in d.reasons))
     # delete the selected zone with the Delete button
@@ -201,7 +201,10 @@ def test_train_from_panel_plots_map_live(window, qtbot, tmp_path):
     qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
     assert panel.job is not None and not panel.train_button.isEnabled()
     qtbot.waitUntil(lambda: panel.job is None, timeout=300_000)
-    assert "done" in panel.train_status.text(), panel.train_status.text()
+    assert f"Run #{project.runs('detection')[-1].id} finished: test mAP@0.5" in panel.train_status.text()
+    assert panel.progress.format() == "finished", "the end of training says so (not 'idle')"
+    ymin, ymax = panel.curve.getViewBox().viewRange()[1]
+    assert ymin == pytest.approx(0.0, abs=1e-9) and ymax <= 1.0, "the mAP axis starts at 0"
     assert len(panel.curve.entries) == 2  # one point per epoch, plotted as the log arrived
     xs, ys = panel.curve.map50.getData()
     assert list(xs) == [1.0, 2.0] and all(0 <= y <= 1 for y in ys)

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from anomaly_gui.core.project import open_project
-from anomaly_gui.core.runs import train_run
+from anomaly_gui.pipeline import train_run
 
 from c2_engines import MeanDiffEngine, make_images, register_tiny_engine, stop_jobs
 

@@ -220,3 +220,20 @@ def test_unsplit_project_gets_the_original_split(qtbot, window):
     assert project.run(run_id).status == "done"
     assert {it.split for it in project.items()} == {"train", "val", "test"}
     assert any("original split" in str(e.get("message", "")) for e in tp.curve.entries)
+
+
+def test_left_out_items_are_a_named_warning_in_the_panel_and_runs_list(qtbot, window):
+    """Issue 12: unlabelled test items are scored but left out of the metrics, and the GUI says so."""
+    from anomaly_gui.gui.runs_panel import RunIdRole
+
+    project = window.state.project
+    tests = [int(it.id) for it in project.items(split="test") if not it.is_anomalous][:2]
+    project.db.execute(f"UPDATE items SET is_anomalous=NULL WHERE id IN ({','.join(map(str, tests))})")
+    project.db.commit()
+    tp, runs = window.panels["train"], window.panels["runs"]
+    run_id = _train(qtbot, window, epochs=1)
+    run = project.run(run_id)
+    assert run.metrics["n_unlabelled"] == 2 and run.metrics["threshold_source"] == "validation"
+    assert "2 unlabelled test item(s) scored but left out of every metric" in tp.status.text()
+    row = next(r for r in range(runs.table.rowCount()) if runs.table.item(r, 0).data(RunIdRole) == run_id)
+    assert "left out of every metric" in runs.table.item(row, 0).toolTip()

@@ -61,9 +61,9 @@ def export_annotations(project: Project, fmt: str, out: str | Path, item_ids: Se
 def scores_table(project: Project, run_id: int | None = None, threshold: float | None = None,
                  min_area: float | None = None, truth: str = "analyst") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(rows, header) for the scores export: one row per item with score, decision, truth, verdict."""
-    from anomaly_gui.core.report.data import evaluate_run
+    from anomaly_gui.core.report.data import run_evaluation
 
-    ev = evaluate_run(project, run_id, threshold, min_area, truth=truth)
+    ev = run_evaluation(project, run_id, threshold, min_area, truth=truth)
     header = {
         "project": str(project.path),
         "run_id": ev.run.id if ev.run else None,

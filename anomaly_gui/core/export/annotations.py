@@ -57,7 +57,7 @@ def mask_to_polygons(it: DatasetItem, a: Annotation) -> list[Annotation]:
     """The outer contours of a mask annotation as polygons (holes are filled)."""
     import cv2
 
-    from anomaly_gui.core.export.common import item_size
+    from anomaly_gui.core.formats.common import item_size
 
     m = annotation_mask(a, item_size(it)).astype(np.uint8)
     found, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -71,7 +71,7 @@ def mask_to_polygons(it: DatasetItem, a: Annotation) -> list[Annotation]:
 
 
 def _mask_as_box(it: DatasetItem, a: Annotation) -> Annotation | None:
-    from anomaly_gui.core.export.common import item_size
+    from anomaly_gui.core.formats.common import item_size
 
     m = annotation_mask(a, item_size(it))
     ys, xs = np.nonzero(m)
@@ -134,7 +134,7 @@ def export_masks(items: Sequence[DatasetItem], classes: list[str], folder: Path,
     Also writes `class_masks/` with each pixel's class index (1-based order of classes.txt) so
     multi-class labels survive.
     """
-    from anomaly_gui.core.export.common import item_size
+    from anomaly_gui.core.formats.common import item_size
     from anomaly_gui.core.imageio import write_image
 
     (folder / "masks").mkdir()

@@ -166,12 +166,3 @@ def _join(parts: list[str], depth: int) -> str:
 def _safe(name: str) -> str:
     keep = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name)
     return keep.strip(".") or "item"
-
-
-def item_size(item: DatasetItem) -> tuple[int, int]:
-    """(width, height) of an item's image from the project or its header."""
-    from anomaly_gui.core.imageio import image_size
-
-    if item.width and item.height:
-        return int(item.width), int(item.height)
-    return image_size(item.path)

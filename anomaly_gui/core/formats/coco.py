@@ -178,6 +178,8 @@ def _annotations(raw: list[dict[str, Any]], cats: dict[Any, str], w: int, h: int
         if isinstance(seg, list) and len(seg) == 1 and isinstance(seg[0], list) and len(seg[0]) >= 6:  # one part
             flat = seg[0]
             anns.append(Annotation("polygon", label, {"points": [[float(x), float(y)] for x, y in zip(flat[0::2], flat[1::2])]}, score=score))
+            if a.get("iscrowd"):
+                anns[-1].geometry["iscrowd"] = True
             continue
         if bbox is None:
             continue  # image-level label (Camera Traps)
@@ -193,6 +195,8 @@ def _annotations(raw: list[dict[str, Any]], cats: dict[Any, str], w: int, h: int
             problems.append(DataError(jf, f"annotation {a.get('id')}: empty bbox; skipped"))
             continue
         anns.append(box_annotation(label, *box, score=score))
+        if a.get("iscrowd"):
+            anns[-1].geometry["iscrowd"] = True  # a crowd region: ignored by mAP, not trained on
     return anns, species
 
 
@@ -224,7 +228,8 @@ def write_coco(items: Sequence[DatasetItem], out_dir: str | Path, classes: Seque
                 continue
             x1, y1, x2, y2 = a.box()
             ann: dict[str, Any] = {"id": len(annotations) + 1, "image_id": img_id, "category_id": cat_id[a.label],
-                                   "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+                                   "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                   "iscrowd": int(bool(a.geometry.get("iscrowd"))),
                                    "segmentation": [[c for p in a.geometry["points"] for c in p]] if a.kind == "polygon" else []}
             if a.score is not None:
                 ann["score"] = a.score

@@ -57,6 +57,21 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
     return out
 
 
+def input_images(path: str | Path) -> list[Path]:
+    """Images to score: `path` itself when it is a file, else every image below the folder (natural order)
+    except ground-truth masks and written overlays. DataError naming `path` when there are none."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(path, "folder not found")
+    out = [p for p in list_images(path, recursive=True)
+           if "ground_truth" not in p.parts and not p.stem.endswith(("_mask", "_overlay"))]
+    if not out:
+        raise DataError(path, "no images found")
+    return out
+
+
 def has_images(folder: Path, limit: int = 1) -> bool:
     """True when `folder` directly holds at least `limit` image files."""
     if not folder.is_dir():

@@ -24,7 +24,7 @@ import numpy as np
 
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem, ImportResult, ProgressFn, register_format
-from anomaly_gui.core.formats.common import SPLIT_NAMES, list_images, natural_key, probe_size, subdirs, tick
+from anomaly_gui.core.formats.common import SPLIT_NAMES, list_images, probe_size, subdirs, tick
 from anomaly_gui.core.imageio import read_image
 
 _SPLIT_ORDER = ("train", "val", "test")
@@ -209,8 +209,3 @@ def _is_anomalous(fi: int, split: str, ranges: list[tuple[int, int]] | None, mas
         except DataError as exc:
             problems.append(exc)
     return None
-
-
-def frames_sorted(folder: Path) -> list[Path]:
-    """The frames of one clip folder in playing order."""
-    return sorted(list_images(folder), key=lambda p: natural_key(p.name))

@@ -2,6 +2,7 @@
 (frame AUC) live in sibling modules. Anything written by hand is checked against a library in tests."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,25 @@ def auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarr
     if len(np.unique(y)) < 2:
         return None
     return float(roc_auc_score(y, s))
+
+
+@dataclass
+class MetricReport:
+    """A metric with the counts behind it: `n` items given, `n_dropped` left out (non-finite scores)."""
+
+    value: float | None
+    n: int
+    n_dropped: int
+
+    @property
+    def warning(self) -> str:
+        return f"{self.n_dropped} of {self.n} item(s) with a non-finite score left out" if self.n_dropped else ""
+
+
+def auroc_report(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> MetricReport:
+    """`auroc` plus how many items it used and how many it had to leave out (NaN/inf scores)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    return MetricReport(auroc(labels, s), int(s.size), int((~np.isfinite(s)).sum()))
 
 
 def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

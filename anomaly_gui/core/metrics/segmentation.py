@@ -22,18 +22,24 @@ import numpy as np
 from anomaly_gui.core.metrics import auroc
 
 
+#: how ground truth meets a smaller map (every JSON output with pixel metrics states it)
+PIXEL_GT_RULE = "mask shrunk to the map size; a map pixel is a defect when any image pixel under it is"
+
+
 def align_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A ground-truth mask (any non-zero = defect) resized to `shape` = (h, w) as bool.
 
-    Downsizing uses area averaging with a 0.5 cut so thin defects keep their share."""
+    Shrinking keeps every defect pixel (`PIXEL_GT_RULE`): a scratch thinner than a map pixel still marks the
+    map pixels it crosses, instead of vanishing under an area average; enlarging is nearest-neighbour."""
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m.max(axis=2)
     b = (m > 0).astype(np.float32)
     if b.shape == tuple(shape):
         return b > 0.5
-    interp = cv2.INTER_AREA if b.shape[0] > shape[0] else cv2.INTER_NEAREST
-    return cv2.resize(b, (shape[1], shape[0]), interpolation=interp) >= 0.5
+    if b.shape[0] > shape[0] or b.shape[1] > shape[1]:
+        return cv2.resize(b, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 1e-6
+    return cv2.resize(b, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0.5
 
 
 def _pairs(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -51,13 +57,18 @@ def _pairs(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]) -> li
     return out
 
 
-def pixel_auroc(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]) -> float | None:
-    """AUROC over all pixels of the images that have a mask; None without both classes."""
+def pixel_auroc(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray | None], max_pixels: int | None = None
+                ) -> float | None:
+    """AUROC over all pixels of the images that have a mask; None without both classes. Above `max_pixels`
+    every k-th pixel is used (the same curve up to sampling, far less memory)."""
     pairs = _pairs(maps, masks)
     if not pairs:
         return None
     y = np.concatenate([g.ravel() for _, g in pairs])
     s = np.concatenate([m.ravel() for m, _ in pairs])
+    if max_pixels is not None and y.size > max_pixels:
+        step = -(-y.size // max_pixels)
+        y, s = y[::step], s[::step]
     return auroc(y, s)
 
 

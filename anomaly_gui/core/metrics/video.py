@@ -1,10 +1,11 @@
-"""Video metrics: frame-level AUC, pixel AUROC and the UCSD pixel-level criterion (Mahadevan et al. 2010).
+"""Video metrics: frame-level AUC and the UCSD pixel-level criterion (Mahadevan et al. 2010).
 
 UCSD pixel criterion: at a pixel threshold, an anomalous frame counts as detected when at least 40 % of
 its ground-truth anomalous pixels are flagged; a normal frame is a false positive when any pixel is flagged.
 Sweeping the threshold gives a ROC; for each frame the threshold where it switches is known in closed form
 (its 40 %-coverage value for anomalous frames, its map maximum for normal ones), so the curve is a plain ROC
-over those per-frame values and its area is computed by scikit-learn.
+over those per-frame values and its area is computed by scikit-learn. Pixel AUROC is the one of
+`core.metrics.segmentation`.
 """
 from __future__ import annotations
 
@@ -38,20 +39,6 @@ def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float | None:
     fnr = 1.0 - tpr
     k = int(np.nanargmin(np.abs(fnr - fpr)))
     return float((fpr[k] + fnr[k]) / 2.0)
-
-
-def pixel_auroc(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], max_pixels: int = 4_000_000, seed: int = 0) -> float | None:
-    """Pixel AUROC over frames with a mask (masks and maps of equal shape); pixels sub-sampled above `max_pixels`."""
-    if not masks:
-        return None
-    y = np.concatenate([np.asarray(m, bool).ravel() for m in masks])
-    s = np.concatenate([np.asarray(a, np.float32).ravel() for a in maps])
-    if y.shape != s.shape:
-        raise ValueError("masks and maps differ in size")
-    if y.size > max_pixels:
-        idx = np.random.default_rng(seed).choice(y.size, max_pixels, replace=False)
-        y, s = y[idx], s[idx]
-    return auroc(y, s)
 
 
 def coverage_value(mask: np.ndarray, amap: np.ndarray, coverage: float = UCSD_COVERAGE) -> float:

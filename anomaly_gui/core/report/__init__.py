@@ -18,7 +18,7 @@ from anomaly_gui.core.project import Project
 from anomaly_gui.core.report.data import (
     RunEvaluation,
     dataset_summary,
-    evaluate_run,
+    run_evaluation,
     gallery,
     jpeg_bytes,
     overlay_thumbnail,
@@ -52,7 +52,7 @@ def build_context(project: Project, run_id: int | None = None, threshold: float 
 
     tick = progress or (lambda d, t, m: None)
     tick(0, 4, "evaluating")
-    ev = evaluate_run(project, run_id, threshold, min_area, truth=truth)
+    ev = run_evaluation(project, run_id, threshold, min_area, truth=truth)
     ds = dataset_summary(project)
     run = ev.run
     tick(1, 4, "drawing curves")

@@ -1,6 +1,6 @@
 """Everything a report or a scores table shows, computed once from the project (Qt-free).
 
-`evaluate_run` decides each item with the run's raw maps (threshold + minimum area, `core.postprocess`)
+`run_evaluation` decides each item with the run's raw maps (threshold + minimum area, `core.postprocess`)
 or, without a map, with the image score; ground truth is the analyst's label where one was given
 (`core.feedback.ground_truth`), else the dataset's.
 """
@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from anomaly_gui.core.project import Project, Run
+from anomaly_gui.core import run_metrics
+from anomaly_gui.core.run_metrics import image_metrics, pixel_metrics, test_item_ids
 
 
 @dataclass
@@ -59,8 +61,11 @@ class RunEvaluation:
     confusion: dict[str, int] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     metrics_split: str | None = None  # the split metrics were computed on (None: every row)
+    measured_ids: set[int] | None = None  # the run's test items (`core.run_metrics.test_item_ids`)
 
     def measured_rows(self) -> list[ItemRow]:
+        if self.measured_ids is not None:
+            return [r for r in self.rows if r.item_id in self.measured_ids]
         return [r for r in self.rows if self.metrics_split is None or r.split == self.metrics_split]
 
 
@@ -73,15 +78,17 @@ def latest_run(project: Project) -> Run | None:
     return (done or runs)[-1]
 
 
-def evaluate_run(project: Project, run_id: int | None = None, threshold: float | None = None,
-                 min_area: float | None = None, truth: str = "analyst", split: str | None = None,
-                 metrics_split: str | None = "auto") -> RunEvaluation:
+def run_evaluation(project: Project, run_id: int | None = None, threshold: float | None = None,
+                   min_area: float | None = None, truth: str = "analyst", split: str | None = None,
+                   metrics_split: str | None = "auto") -> RunEvaluation:
     """Rows, metrics, curves and confusion counts for one run (default: the latest with scores).
 
     `threshold`/`min_area` default to the run's stored values; `truth` is 'analyst' or 'dataset';
     `split` limits rows to one split (default: every scored item, or every item without a run).
-    Metrics, curves and confusion counts use the rows of `metrics_split`: 'auto' is the test split when
-    rows of it exist (validation items set the threshold, so they would flatter it), None every row.
+    Metrics, curves and confusion counts use the run's test items with `metrics_split` 'auto' (those it
+    was neither fitted nor validated on, `core.run_metrics.test_item_ids`; the figures themselves come from
+    `core.run_metrics.evaluate_run`, so the report prints what the GUI and the CLI print), the rows of a
+    named split, or every row with None.
     """
     from anomaly_gui.core import metrics as M
     from anomaly_gui.core import postprocess as pp
@@ -118,22 +125,31 @@ def evaluate_run(project: Project, run_id: int | None = None, threshold: float |
             score=score, predicted=predicted, n_regions=n_regions, defect_area=defect_area,
             verdict=v.verdict if v else "", verified=bool(v.verified) if v else False, note=v.note if v else "",
         ))
+    measured_ids: set[int] | None = None
     if metrics_split == "auto":
-        metrics_split = "test" if any(r.split == "test" for r in ev.rows) else None
+        if run is not None:  # the run's own test items: those it was neither fitted nor validated on
+            measured_ids = set(test_item_ids(project, run.id))
+            metrics_split = "test"
+        else:
+            metrics_split = "test" if any(r.split == "test" for r in ev.rows) else None
     ev.metrics_split = metrics_split
-    measured = [r for r in ev.rows if metrics_split is None or r.split == metrics_split]
+    ev.measured_ids = measured_ids
+    measured = ev.measured_rows()
     known = [r for r in measured if r.truth is not None and r.score is not None and np.isfinite(r.score)]
     y = np.array([int(bool(r.truth)) for r in known], dtype=np.int64)
     s = np.array([r.score for r in known], dtype=np.float64)
     ev.metrics = {"n_items": len(measured), "n_labelled": len(known), "n_anomalous": int(y.sum()),
                   "n_normal": int(len(y) - y.sum()), "truth": truth, "split": metrics_split or "all"}
+    if run is not None and measured_ids is not None:  # the run's figures, from the one implementation
+        figures = run_metrics.evaluate_run(project, run.id, thr, area, truth={i: t for i, (t, _) in gt.items()})
+        ev.metrics.update({k: figures[k] for k in ("image_auroc", "f1_max", "f1_max_threshold", "average_precision")
+                           if k in figures})
+        if truth == "dataset" or not any(src == "analyst" for _, src in gt.values()):
+            pix = pixel_metrics(project, run.id, project.items(ids=[r.item_id for r in known]))
+            ev.metrics.update({k: pix[k] for k in ("pixel_auroc", "aupro") if k in pix})
+    elif len(known) and 0 < y.sum() < len(y):
+        ev.metrics.update(image_metrics(y, s))
     if len(known) and 0 < y.sum() < len(y):
-        ev.metrics["image_auroc"] = M.auroc(y, s)
-        f1, f1_thr = M.f1_max(y, s)
-        ev.metrics["f1_max"], ev.metrics["f1_max_threshold"] = f1, f1_thr
-        from sklearn.metrics import average_precision_score
-
-        ev.metrics["average_precision"] = float(average_precision_score(y, s))
         fpr, tpr, _ = M.roc_curve(y, s)
         prec, rec, _ = M.pr_curve(y, s)
         ev.curves = {"roc": (fpr.tolist(), tpr.tolist()), "pr": (rec.tolist(), prec.tolist())}
@@ -147,6 +163,9 @@ def evaluate_run(project: Project, run_id: int | None = None, threshold: float |
         p, r = ev.metrics["precision"], ev.metrics["recall"]
         ev.metrics["f1"] = 2 * p * r / (p + r) if p and r else 0.0 if p is not None and r is not None else None
     return ev
+
+
+evaluate_run = run_evaluation  # the old name of `run_evaluation`, kept for callers being moved this session
 
 
 def _display_name(it: Any) -> str:

@@ -52,6 +52,7 @@ class AutoencoderEngine(ImageEngine):
     title = "Convolutional autoencoder (SSIM)"
     description = ("Learns to reconstruct normal patches; defects are what it cannot reconstruct (SSIM or L2 "
                    "residual). Trains from scratch; the pretrained-encoder variant trains only the decoder.")
+    rank = 2
     needs = frozenset({"normal_images"})
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -29,9 +29,13 @@ class TrainingSet:
 
 
 def item_boxes(item: DatasetItem) -> tuple[np.ndarray, list[str]]:
-    """Ground-truth boxes of an item (imported or drawn by a user; model boxes and rejected ones excluded)."""
-    anns = [a for a in item.annotations if a.kind == "box" and a.source != "model" and a.status != "rejected"]
-    return np.array([a.box() for a in anns], dtype=np.float64).reshape(-1, 4), [a.label for a in anns]
+    """Ground-truth objects of an item as boxes (`core.metrics.detection.ground_truth_boxes`: boxes, polygons
+    and masks; model and rejected ones excluded); crowd / difficult objects are not trained on."""
+    from anomaly_gui.core.metrics.detection import ground_truth_boxes
+
+    gt = ground_truth_boxes(item.annotations)
+    keep = ~gt.ignore if gt.ignore is not None else np.ones(len(gt.labels), bool)
+    return gt.xyxy[keep].reshape(-1, 4), [lab for lab, k in zip(gt.labels, keep) if k]
 
 
 def check_training_items(items: Sequence[DatasetItem], classes: Sequence[str] | None = None) -> TrainingSet:
@@ -181,22 +185,3 @@ def _scene_size(item: DatasetItem) -> tuple[int, int] | None:
 def make_box(x1: float, y1: float, x2: float, y2: float, label: str, score: float) -> Annotation:
     return Annotation(kind="box", label=label, score=float(score), source="model",
                       geometry={"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)})
-
-
-def split_train_val(items: Sequence[DatasetItem]) -> tuple[list[DatasetItem], list[DatasetItem]]:
-    """Items marked 'val' validate; without any, 20% of the rest (fixed seed) are held out."""
-    from anomaly_gui.core.splits import original_split
-
-    val = [it for it in items if it.split == "val"]
-    train = [it for it in items if it.split != "val"]
-    if val or len(train) < 3:
-        return train, val
-    assign = original_split([str(it.path) for it in train], test_fraction=0.0)
-    return [it for it in train if assign[str(it.path)] == "train"], [it for it in train if assign[str(it.path)] == "val"]
-
-
-def describe_problems(problems: Sequence[Any], limit: int = 20) -> str:
-    lines = [str(p) for p in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(f"... and {len(problems) - limit} more")
-    return "\n".join(lines)

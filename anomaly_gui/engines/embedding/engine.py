@@ -282,13 +282,13 @@ class EmbeddingEngine(Engine):
         ctx = ctx or RunContext()
         p = self.params
         specs = crop_specs(items, min_score=p.min_box_score)
-        results: list[ScoreResult] = [ScoreResult(score=None, extra={"error": "no readable crop"}) for _ in items]
+        results: list[ScoreResult] = [ScoreResult(score=None, error="no readable crop") for _ in items]
         chunk = 256
         for start in range(0, len(specs), chunk):
             part = specs[start:start + chunk]
             emb, kept, problems = self.embed_specs(part, ctx)
             for e in problems:
-                results[_item_of(part, e)].extra["error"] = str(e)
+                results[_item_of(part, e)].error = str(e)
             rows = self.crop_scores(emb, [part[k].label for k in kept])
             for j, k in enumerate(kept):
                 s = part[k]
@@ -299,8 +299,9 @@ class EmbeddingEngine(Engine):
                     res.score = rows[j]["score"]
                     res.embedding = emb[j]
                     res.extra.update({k2: rows[j][k2] for k2 in ("species", "nearest_species", "unknown_species")})
-                    res.extra["box"] = list(s.box) if s.box else None
-                    res.extra.pop("error", None)
+                    res.species = rows[j]["species"]
+                    res.crop_box = list(s.box) if s.box else None
+                    res.error = None
                 res.extra["is_anomaly"] = any(c["is_anomaly"] for c in crops)
             ctx.progress(min(start + chunk, len(specs)), len(specs), "scoring crops")
         return results

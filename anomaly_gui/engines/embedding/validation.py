@@ -54,12 +54,10 @@ def pseudo_novelty_auroc(emb: np.ndarray, labels: Sequence[str], make: ScorerFac
 
 def held_out_species(labels: Sequence[str], fraction: float = 0.34, seed: int = 0) -> list[str]:
     """Species kept out of fine-tuning to validate it (about a third, at least one, never all)."""
-    names = sorted(set(labels))
-    if len(names) < 2:
-        return []
-    n = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
-    rng = np.random.default_rng(seed)
-    return sorted(names[i] for i in rng.permutation(len(names))[:n])
+    from anomaly_gui.core.splits import hold_out
+
+    _, held = hold_out(sorted(set(labels)), fraction, seed, group_of=str)  # the project's one split draw
+    return sorted(held)
 
 
 def finetune_split(labels: Sequence[str], seed: int = 0) -> tuple[list[int], list[int], list[int]]:

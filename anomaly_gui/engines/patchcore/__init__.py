@@ -12,7 +12,7 @@ from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.engines.backbones import backbone_names, get_spec
 from anomaly_gui.engines.base import RunContext, Task, param, register_engine
 from anomaly_gui.engines.image_data import ImageEngine, as_items, autocast, iter_batches, require_images
-from anomaly_gui.engines.patchcore.model import PatchCoreModel, greedy_coreset, random_projection
+from anomaly_gui.engines.patchcore.model import PatchCoreExport, PatchCoreModel, chunked_coreset, random_projection
 
 
 @dataclass
@@ -26,6 +26,9 @@ class PatchCoreParams:
                                  maximum=1.0, step=0.01)
     projection_dim: int = param(128, "random projection used for coreset distances (0 = none)", minimum=0,
                                 maximum=1024, advanced=True)
+    coreset_chunk: int = param(8192, "approximate coreset: greedy within random chunks of this many patches, so "
+                                     "fit time grows linearly (0 = exact greedy over all patches)", minimum=0,
+                               maximum=1 << 24, advanced=True)
     num_neighbors: int = param(9, "bank neighbours used to reweight the image score", minimum=1, maximum=64,
                                advanced=True)
     score_mode: str = param("reweighted", "image score: the paper's reweighted max patch distance, or the max",
@@ -34,6 +37,10 @@ class PatchCoreParams:
     batch_size: int = param(16, "images per batch", minimum=1, maximum=1024)
     precision: str = param("fp32", "bf16/fp16 autocast and bf16 neighbour search on CUDA (CPU: always fp32)",
                            choices=["fp32", "bf16", "fp16"])
+    runtime: str = param("auto", "CPU inference: ONNX Runtime (auto when installed, 3-4x faster) or torch",
+                         choices=["auto", "torch", "onnxruntime"], advanced=True)
+    knn_index: str = param("exact", "CPU nearest-neighbour search with faiss: exact (IndexFlatL2) or hnsw "
+                                    "(approximate, faster with large banks)", choices=["exact", "hnsw"], advanced=True)
     seed: int = param(0, "random seed (coreset start, projection)", advanced=True)
 
 
@@ -44,7 +51,10 @@ class PatchCoreEngine(ImageEngine):
     Params = PatchCoreParams
     title = "PatchCore"
     description = ("Pretrained mid-level patch features in a coreset memory bank; the anomaly map is the distance "
-                   "of each patch to its nearest normal patch. Accurate, no training loop, needs a few normal images.")
+                   "of each patch to its nearest normal patch. Accurate, no training loop, needs a few normal images. "
+                   "Offered first: best measured image AUROC (0.84 on MVTec screw at 256 px vs 0.48 self-similarity, "
+                   "0.47 autoencoder; fit 217 s on a loaded 2-core CPU, docs/decisions/0003).")
+    rank = 0
     needs = frozenset({"normal_images"})
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any) -> None:
@@ -58,7 +68,8 @@ class PatchCoreEngine(ImageEngine):
     def _build(self) -> PatchCoreModel:
         p = self.params
         model = PatchCoreModel(p.backbone, self._layers(), p.weights or None, p.num_neighbors, p.score_mode, p.sigma,
-                               use_bf16=(p.precision == "bf16" and self.device.type == "cuda"))
+                               use_bf16=(p.precision == "bf16" and self.device.type == "cuda"),
+                               runtime=p.runtime, knn_index=p.knn_index)
         return model.to(self.device)
 
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -80,11 +91,18 @@ class PatchCoreEngine(ImageEngine):
         feats = torch.cat(chunks)
         del chunks
         n_keep = max(1, int(round(feats.shape[0] * p.coreset_ratio)))
-        ctx.progress(0, 1, f"coreset: {n_keep} of {feats.shape[0]} patches")
+        message = f"coreset: {n_keep} of {feats.shape[0]} patches"
+        ctx.progress(0, 1, message)
         ctx.check()
         t1 = time.perf_counter()
         proj = random_projection(feats.shape[1], p.projection_dim, self.device, p.seed)
-        idx = greedy_coreset(feats, n_keep, proj, seed=p.seed, use_bf16=p.precision == "bf16")
+
+        def progress(done: int, total: int) -> None:
+            ctx.check()
+            ctx.progress(done, total, f"{message} (part {done}/{total})")
+
+        idx = chunked_coreset(feats, n_keep, proj, seed=p.seed, chunk_size=p.coreset_chunk,
+                              use_bf16=p.precision == "bf16", progress=progress)
         self.model.set_memory_bank(feats.index_select(0, idx))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -101,6 +119,13 @@ class PatchCoreEngine(ImageEngine):
     def _score_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.model is not None
         return self.model(x)
+
+    def export_module(self) -> torch.nn.Module:
+        """A traceable module with this model's scores and maps, for `engines.deploy.export_model`."""
+        if self.model is None:
+            raise RuntimeError("nothing to export: PatchCore is not fitted")
+        size = int(self.params.image_size)
+        return PatchCoreExport(self.model, (size, size))
 
     def state_tensors(self) -> dict[str, Any]:
         if self.model is None:

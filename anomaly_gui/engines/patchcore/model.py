@@ -13,14 +13,16 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from anomaly_gui.engines.backbones import FeatureExtractor
-from anomaly_gui.engines.image_data import gaussian_blur, upsample_map
+from anomaly_gui.engines.image_data import upsample_blur
+from anomaly_gui.engines.patchcore.knn import INDEX_KINDS, BankIndex, faiss_available
+from anomaly_gui.engines.patchcore.runtime import RUNTIMES, OnnxEmbedder, onnxruntime_available
 
 #: elements of a query-chunk x bank-chunk block (bounds memory: 2**26 floats = 256 MB in fp32 on a GPU;
 #: smaller on the CPU, where cache-sized blocks are faster)
@@ -78,6 +80,41 @@ def greedy_coreset(x: torch.Tensor, n: int, projection: torch.Tensor | None = No
 
 
 @torch.no_grad()
+def chunked_coreset(x: torch.Tensor, n: int, projection: torch.Tensor | None = None, seed: int = 0,
+                    chunk_size: int = 16384, use_bf16: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Indices (n,) of an approximate greedy k-center coreset: the rows are shuffled, cut into chunks of
+    about `chunk_size`, and each chunk contributes a greedy coreset of its share of `n`.
+
+    Cost grows linearly with the number of rows (the exact greedy grows with rows x kept rows) and each
+    chunk's projected features stay in the CPU cache. `benchmarks/bench_coreset.py` measures how well the
+    result covers the patches compared with the exact greedy. chunk_size <= 0 or >= N: the exact greedy."""
+    N = x.shape[0]
+    if n >= N:
+        return torch.arange(N, device=x.device)
+    if chunk_size <= 0 or N <= chunk_size:
+        out = greedy_coreset(x, n, projection, seed, use_bf16)
+        if progress:
+            progress(1, 1)
+        return out
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    order = torch.randperm(N, generator=g).to(x.device)
+    k = math.ceil(N / chunk_size)
+    bounds = [round(i * N / k) for i in range(k + 1)]
+    keep = [round(b * n / N) for b in bounds]  # cumulative shares: exactly n in total
+    picked = []
+    for i in range(k):
+        rows = order[bounds[i] : bounds[i + 1]]
+        m = keep[i + 1] - keep[i]
+        if m > 0:
+            local = greedy_coreset(x.index_select(0, rows), m, projection, seed + i, use_bf16)
+            picked.append(rows.index_select(0, local))
+        if progress:
+            progress(i + 1, k)
+    return torch.cat(picked)
+
+
+@torch.no_grad()
 def nearest(q: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor | None = None, use_bf16: bool = False,
             block_elements: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(distance, index) of each query row's nearest bank row, Euclidean.
@@ -132,47 +169,108 @@ def knn(q: torch.Tensor, bank: torch.Tensor, k: int, bank_sq: torch.Tensor | Non
     return best_i
 
 
+class Embedder(nn.Module):
+    """Backbone + PatchCore pooling: (N, 3|1, H, W) in [0, 1] -> (N, D, h, w) fp32 patch embeddings."""
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.layers = extractor.layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return embed(self.extractor(x), self.layers).float()
+
+
 class PatchCoreModel(nn.Module):
-    """Feature extractor + memory bank. `forward(x)` -> (image scores (N,), maps (N, H, W))."""
+    """Feature extractor + memory bank. `forward(x)` -> (image scores (N,), maps (N, H, W)).
+
+    On the CPU the embedding runs in ONNX Runtime (``runtime="auto"`` when it is installed; `runtime.py`)
+    and the nearest-neighbour search in faiss (`knn.py`), else in torch (channels-last, chunked search)."""
 
     def __init__(self, backbone: str = "mobilenet_v2", layers: Sequence[str] | None = None,
                  weights: str | None = None, num_neighbors: int = 9, score_mode: str = "reweighted",
-                 sigma: float = 4.0, use_bf16: bool = False) -> None:
+                 sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact") -> None:
         super().__init__()
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+        if knn_index not in INDEX_KINDS:
+            raise ValueError(f"unknown nearest-neighbour index {knn_index!r}; known: {', '.join(INDEX_KINDS)}")
         self.extractor = FeatureExtractor(backbone, layers, weights)
+        object.__setattr__(self, "embedder", Embedder(self.extractor))  # shares the extractor; no second copy
+        self._channels_last = False
         self.layers = self.extractor.layers
         self.num_neighbors = num_neighbors
         self.score_mode = score_mode
         self.sigma = sigma
         self.use_bf16 = use_bf16
+        self.runtime = runtime
+        self.knn_index = knn_index
+        self._onnx: OnnxEmbedder | None = None
+        self._index: BankIndex | None = None
         self.register_buffer("memory_bank", torch.zeros(0, 0))
         self.register_buffer("bank_sq", torch.zeros(0))
 
     def set_memory_bank(self, bank: torch.Tensor) -> None:
         self.memory_bank = bank.float().contiguous()
         self.bank_sq = (self.memory_bank**2).sum(1)
+        self._index = None
 
-    @torch.no_grad()
+    def _on_cpu(self) -> bool:
+        return self.memory_bank.device.type == "cpu"
+
+    def uses_onnxruntime(self) -> bool:
+        if self.runtime == "torch" or not self._on_cpu():
+            return False
+        if self.runtime == "onnxruntime" and not onnxruntime_available():
+            raise RuntimeError("runtime 'onnxruntime' asked for, but onnxruntime is not installed "
+                               "(pip install onnxruntime)")
+        return onnxruntime_available()
+
+    def bank_index(self) -> BankIndex | None:
+        """The faiss index of the bank on the CPU (built once per bank), None on a GPU or without faiss."""
+        if not self._on_cpu() or not faiss_available() or self.memory_bank.numel() == 0:
+            if self.knn_index != "exact" and self._on_cpu() and not faiss_available():
+                raise RuntimeError(f"knn_index {self.knn_index!r} needs faiss (pip install faiss-cpu)")
+            return None
+        if self._index is None:
+            self._index = BankIndex(self.memory_bank, self.knn_index)
+        return self._index
+
+    @torch.inference_mode()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, D, h, w) patch embeddings in fp32."""
-        return embed(self.extractor(x), self.layers).float()
+        if self.uses_onnxruntime():
+            if self._onnx is None:
+                self._onnx = OnnxEmbedder(self.embedder)
+            return self._onnx(x)
+        if x.device.type == "cpu":  # oneDNN's fast convolutions want NHWC on the CPU
+            if not self._channels_last:
+                self.extractor.to(memory_format=torch.channels_last)
+                self._channels_last = True
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.embedder(x).contiguous()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.memory_bank.numel() == 0:
             raise RuntimeError("PatchCore has no memory bank: fit it first")
-        e = self.embed(x)
+        e = self.embed(x).to(self.memory_bank.device)
         n, d, h, w = e.shape
         flat = e.permute(0, 2, 3, 1).reshape(-1, d)
-        dist, idx = nearest(flat, self.memory_bank, self.bank_sq, self.use_bf16)
+        index = self.bank_index()
+        if index is not None:
+            d2, i1 = index.search(flat, 1)
+            dist, idx = d2[:, 0].clamp_min(0).sqrt(), i1[:, 0]
+        else:
+            dist, idx = nearest(flat, self.memory_bank, self.bank_sq, self.use_bf16)
         patch = dist.view(n, h * w)
         idx = idx.view(n, h * w)
-        scores = self._image_scores(flat.view(n, h * w, d), patch, idx)
-        maps = upsample_map(patch.view(n, 1, h, w), tuple(x.shape[-2:]))
-        maps = gaussian_blur(maps, self.sigma)
-        return scores, maps[:, 0]
+        scores = self._image_scores(flat.view(n, h * w, d), patch, idx, index)
+        maps = upsample_blur(patch.view(n, h, w), (int(x.shape[-2]), int(x.shape[-1])), self.sigma)
+        return scores, maps
 
-    def _image_scores(self, emb: torch.Tensor, patch: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def _image_scores(self, emb: torch.Tensor, patch: torch.Tensor, idx: torch.Tensor,
+                      index: BankIndex | None = None) -> torch.Tensor:
         """Largest patch distance, reweighted as in the paper (Eq. 7) unless score_mode is "max"."""
         s_star, p_star = patch.max(1)
         if self.score_mode == "max" or self.memory_bank.shape[0] < 2:
@@ -181,7 +279,55 @@ class PatchCoreModel(nn.Module):
         ar = torch.arange(n, device=emb.device)
         m_test = emb[ar, p_star]  # (n, d) the most anomalous test patch
         m_star = self.memory_bank.index_select(0, idx[ar, p_star])  # its nearest bank patch
-        support = knn(m_star, self.memory_bank, self.num_neighbors, self.bank_sq)  # (n, k), m_star first
+        if index is not None and index.kind == "exact":
+            support = index.search(m_star, self.num_neighbors)[1]  # (n, k), m_star first
+        else:
+            support = knn(m_star, self.memory_bank, self.num_neighbors, self.bank_sq)
         d_support = torch.cdist(m_test.unsqueeze(1), self.memory_bank[support]).squeeze(1)  # (n, k)
         weights = 1.0 - torch.softmax(d_support, dim=1)[:, 0]
         return weights * s_star
+
+
+class PatchCoreExport(nn.Module):
+    """`PatchCoreModel.forward` without Python control flow, for ONNX / OpenVINO: images (N, 3, H, W) in
+    [0, 1] -> (scores (N,), maps (N, H, W)). The bank search is one (N, h*w, M) distance block per batch
+    (25 MB an image for a 6,144-patch bank at 256 px), the map smoothing two constant matrices."""
+
+    def __init__(self, model: PatchCoreModel, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.embedder = Embedder(model.extractor)
+        self.register_buffer("bank", model.memory_bank.detach().clone().float())
+        self.register_buffer("bank_sq", (self.bank**2).sum(1))
+        self.k = min(model.num_neighbors, self.bank.shape[0])
+        self.reweight = model.score_mode != "max" and self.bank.shape[0] >= 2
+        H, W = image_size
+        with torch.no_grad():
+            e = self.embedder(torch.zeros(1, 3, H, W, device=self.bank.device))
+        h, w = e.shape[-2:]
+        mode = "reflect" if int(round(4 * model.sigma)) < min(H, W) else "replicate"
+        from anomaly_gui.engines.image_data import _upsample_blur_operator
+
+        self.register_buffer("a_v", _upsample_blur_operator(h, H, float(model.sigma), mode).clone())
+        self.register_buffer("a_h", _upsample_blur_operator(w, W, float(model.sigma), mode).clone())
+
+    def _sq_dist(self, q: torch.Tensor) -> torch.Tensor:
+        return (q**2).sum(-1, keepdim=True) + self.bank_sq - 2.0 * q @ self.bank.t()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        e = self.embedder(x)
+        n, d, h, w = e.shape
+        flat = e.permute(0, 2, 3, 1).reshape(n, h * w, d)
+        d2, nn_idx = self._sq_dist(flat).min(-1)  # (n, h*w)
+        patch = d2.clamp_min(0).sqrt()
+        s_star, p_star = patch.max(1)
+        maps = self.a_v @ patch.view(n, h, w) @ self.a_h.t()
+        if not self.reweight:
+            return s_star, maps
+        m_test = torch.gather(flat, 1, p_star.view(n, 1, 1).expand(n, 1, d)).squeeze(1)  # (n, d)
+        m_star = self.bank[torch.gather(nn_idx, 1, p_star.view(n, 1)).squeeze(1)]  # (n, d)
+        support = self._sq_dist(m_star).topk(self.k, dim=1, largest=False).indices  # (n, k)
+        d_support = ((m_test.unsqueeze(1) - self.bank[support]) ** 2).sum(-1).sqrt()
+        weights = 1.0 - torch.softmax(d_support, dim=1)[:, 0]
+        return weights * s_star, maps

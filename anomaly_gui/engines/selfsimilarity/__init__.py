@@ -43,6 +43,7 @@ class SelfSimilarityEngine(ImageEngine):
     title = "CNN self-similarity"
     description = ("Pretrained CNN features of patches, a k-means dictionary of normal patches; a patch is anomalous "
                    "when it is far from its nearest dictionary words. Works from a single normal image.")
+    rank = 1
     needs = frozenset({"normal_images"})
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any) -> None:

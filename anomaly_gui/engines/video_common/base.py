@@ -18,6 +18,7 @@ from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.video_io import Clip, clips_from_items
 from anomaly_gui.engines.base import (
+    ClipScores,
     Engine,
     RunContext,
     ScoreResult,
@@ -42,7 +43,8 @@ class VideoAEParams:
     batch_size: int = param(16, "windows per training step", minimum=1, maximum=512)
     lr: float = param(1e-3, "Adam learning rate", minimum=1e-6, maximum=1.0, advanced=True)
     box: int = param(4, "pixel map: |input - reconstruction| summed over a box of this size", minimum=1, maximum=64)
-    frame_error: str = param("sum", "frame error: sum of pixel errors (paper) or the largest box sum (local)",
+    frame_error: str = param("max_box", "frame error: the largest box sum (local; chosen on training clips, "
+                             "benchmarks/choose_video_defaults.py) or the sum of pixel errors (paper)",
                              choices=list(FRAME_ERRORS))
     score_box: int = param(0, "box for the frame score with max_box (0: same as box); object-sized boxes are less noisy",
                            minimum=0, maximum=128, advanced=True)
@@ -50,19 +52,10 @@ class VideoAEParams:
                           maximum=50.0, advanced=True)
     pixel_norm: str = param("divide", "divide pixel errors by their mean on the training clips (places that are always "
                             "hard to reconstruct count less)", choices=list(PIXEL_NORMS), advanced=True)
-    normalise: bool = param(True, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper)")
+    normalise: bool = param(False, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper); it uses the "
+                            "scored clip's own min and max, so it is off by default (a live camera has neither)")
     score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
     seed: int = param(0, "random seed", advanced=True)
-
-
-@dataclass
-class ClipScores:
-    """Scores of one clip: raw frame errors, anomaly scores (normalised or raw) and raw pixel maps."""
-
-    name: str
-    errors: np.ndarray  # (T,) raw frame error e(t)
-    scores: np.ndarray  # (T,) anomaly score: 1 - regularity when normalised, else the raw error
-    maps: np.ndarray  # (T, h, w) float32 raw box-summed |x - x^| at model resolution
 
 
 def frame_errors(err: np.ndarray, maps: np.ndarray, params: VideoAEParams) -> np.ndarray:
@@ -239,7 +232,13 @@ class VideoAEEngine(Engine):
             raise DataError(name or "<clip>", f"clip has {len(frames)} frames, fewer than the {self.window} frames {self.name} stacks")
         errors, maps = self._clip_errors(frames, ctx)
         scores = anomaly_from_errors(errors) if self.params.normalise else errors.copy()
-        return ClipScores(name=name, errors=errors, scores=scores, maps=maps)
+        return ClipScores(name=name, errors=errors, scores=scores, maps=maps, default_threshold=self.default_threshold(),
+                          pixel_threshold=self.stats.get("pixel_threshold"))
+
+    def default_threshold(self) -> float | None:
+        """The cut-off for frame scores learnt from the normal training clips: 0.5 on normalised (regularity)
+        scores, else the 99th percentile of the training frame errors."""
+        return 0.5 if self.params.normalise else self.stats.get("raw_threshold")
 
     def score_clip(self, clip: Clip, ctx: RunContext | None = None) -> ClipScores:
         frames = self._load([clip], ctx or RunContext())[0]
@@ -258,12 +257,12 @@ class VideoAEEngine(Engine):
             cs = self.score_clip(clip, ctx)
             if clip.per_frame_items:
                 for it, s, e, m in zip(clip.items, cs.scores, cs.errors, cs.maps):
-                    by_path[id(it)] = ScoreResult(score=float(s), map=m, extra={"error": float(e), "clip": clip.name})
+                    by_path[id(it)] = ScoreResult(score=float(s), map=m, extra={"frame_error": float(e), "clip": clip.name})
             else:
                 k = int(np.argmax(cs.scores))
                 by_path[id(clip.items[0])] = ScoreResult(
-                    score=float(cs.scores[k]), map=cs.maps[k],
-                    extra={"frame_scores": cs.scores.tolist(), "frame_errors": cs.errors.tolist(), "peak_frame": k,
+                    score=float(cs.scores[k]), map=cs.maps[k], frame_scores=cs.scores.tolist(),
+                    extra={"frame_errors": cs.errors.tolist(), "peak_frame": k,
                            "clip": clip.name, "problems": [str(p) for p in clip.source.problems]})
             done += len(clip)
             ctx.progress(done, total, f"scored {clip.name}")

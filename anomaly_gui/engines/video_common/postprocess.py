@@ -1,7 +1,11 @@
-"""Regularity score (Hasan et al. 2016) and pixel-map post-processing; pure numpy/OpenCV."""
+"""Regularity score (Hasan et al. 2016) and box-summed pixel errors; pure numpy/OpenCV.
+
+Resizing maps and connected regions are shared with the image tasks: `anomaly_gui.core.postprocess`."""
 from __future__ import annotations
 
 import numpy as np
+
+from anomaly_gui.core.postprocess import regions, resize_map  # noqa: F401  (moved to the core; re-exported this release)
 
 
 def regularity(errors: np.ndarray) -> np.ndarray:
@@ -30,30 +34,3 @@ def box_sum(err: np.ndarray, k: int) -> np.ndarray:
     if err.ndim == 3:
         return np.stack([box_sum(e, k) for e in err])
     return cv2.boxFilter(err, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
-
-
-def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a raw map to (width, height) bilinearly (values keep their scale)."""
-    import cv2
-
-    if (m.shape[1], m.shape[0]) == size:
-        return m.astype(np.float32, copy=False)
-    return cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-
-
-def regions(mask: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
-    """Connected components of a bool mask; removes those smaller than `min_area` pixels.
-
-    Returns (kept mask, [(x, y, w, h, area), ...]).
-    """
-    import cv2
-
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = np.zeros(n, dtype=bool)
-    boxes = []
-    for i in range(1, n):
-        x, y, w, h, a = (int(v) for v in stats[i])
-        if a >= min_area:
-            keep[i] = True
-            boxes.append((x, y, w, h, a))
-    return keep[lab], boxes

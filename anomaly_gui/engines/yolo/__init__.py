@@ -21,8 +21,9 @@ import numpy as np
 from anomaly_gui.core.errors import DataError, WeightsUnavailableError
 from anomaly_gui.core.formats.base import Annotation, DatasetItem
 from anomaly_gui.engines.base import Cancelled, RunContext, param, register_engine
+from anomaly_gui.core.splits import train_val_split
 from anomaly_gui.engines.detection_common import (
-    INPUT_CHOICES, DetectionEngine, TrainingSet, check_training_items, make_box, split_train_val,
+    INPUT_CHOICES, DetectionEngine, TrainingSet, check_training_items, make_box,
 )
 
 MODEL_CHOICES = ["yolov8n.yaml", "yolov8s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
@@ -99,7 +100,10 @@ def write_yolo_dataset(root: Path, splits: dict[str, TrainingSet], classes: Sequ
 class YoloEngine(DetectionEngine):
     name = "yolo"
     title = "YOLO (ultralytics)"
+    #: Python packages the engine imports; the GUI greys the engine with the install command when one is missing
+    requires = ("ultralytics",)
     description = "Ultralytics YOLOv8/11 detector, trained from its yaml offline or fine-tuned from your .pt."
+    rank = 1
     Params = YoloParams
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
@@ -113,7 +117,7 @@ class YoloEngine(DetectionEngine):
         from ultralytics import YOLO
 
         p = self.params
-        train_items, val_items = split_train_val(items)
+        train_items, val_items = train_val_split(items)
         data = check_training_items(train_items)
         if not data.items or not data.classes:
             raise DataError(items[0].path if items else ".", "no training image with boxes: nothing to learn")

@@ -1,16 +1,17 @@
-"""The page shown in the viewer's place while nothing is open: what to do first, in two buttons."""
+"""The page shown in the viewer's place while nothing is open: a demo per kind of imagery, import, open."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 
 class WelcomePage(QWidget):
     """Big, friendly start page with Open sample data / Import folder / Open project buttons."""
 
     sampleRequested = Signal()
+    demoRequested = Signal(str)  # domain: product, sar, wildlife, video
     importRequested = Signal()
     openRequested = Signal()
     recentRequested = Signal(str)  # project path
@@ -23,6 +24,7 @@ class WelcomePage(QWidget):
             "QLabel { color: #e8e8e8; }"
             "QLabel#hint { color: #9a9aa0; }"
             "QPushButton { padding: 8px 18px; font-size: 14px; }"
+            "QPushButton#demoButton { padding: 10px 12px; font-size: 13px; text-align: left; }"
         )
         title = QLabel("<h1>anomaly_gui</h1>")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -42,9 +44,33 @@ class WelcomePage(QWidget):
         self.open_button.clicked.connect(self.openRequested)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        for b in (self.sample_button, self.import_button, self.open_button):
+        for b in (self.import_button, self.open_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        self.sample_button.hide()  # the demo buttons below open the same sample data, one domain each
+        from anomaly_gui.gui.demo import DEMOS
+
+        self.demo_title = QLabel("Try a demo: each opens the bundled sample data as its own project and trains a "
+                                 "small model on first open (about a minute on a CPU)")
+        self.demo_title.setObjectName("hint")
+        self.demo_title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.demo_title.setWordWrap(True)
+        self.demo_buttons: dict[str, QPushButton] = {}
+        grid = QGridLayout()  # two by two: fits beside the docks on a laptop screen
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(10)
+        for k, (domain, spec) in enumerate(DEMOS.items()):
+            b = QPushButton(f"{spec.title}\n{spec.short}")
+            b.setObjectName("demoButton")
+            b.setToolTip(spec.blurb)
+            b.setMinimumWidth(b.fontMetrics().horizontalAdvance(spec.short) + 40)
+            b.clicked.connect(lambda _c=False, d=domain: self.demoRequested.emit(d))
+            self.demo_buttons[domain] = b
+            grid.addWidget(b, k // 2, k % 2)
+        demos = QHBoxLayout()
+        demos.addStretch(1)
+        demos.addLayout(grid)
+        demos.addStretch(1)
         self.recent_title = QLabel("Recent projects")
         self.recent_title.setObjectName("hint")
         self.recent = QListWidget()
@@ -67,11 +93,20 @@ class WelcomePage(QWidget):
         layout.addWidget(title)
         layout.addWidget(self.hint)
         layout.addSpacing(18)
+        layout.addWidget(self.demo_title)
+        layout.addSpacing(6)
+        layout.addLayout(demos)
+        layout.addSpacing(18)
         layout.addLayout(buttons)
         layout.addSpacing(24)
         layout.addLayout(recent_row)
         layout.addStretch(3)
+        # the page sits in the viewer's stack: its size must not push the docks aside once a project is open
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
         self.set_recent([])
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        return QSize(200, 150)
 
     def set_recent(self, paths: list[str]) -> None:
         """Recent project files (double-click or Enter opens one); hidden when there are none."""

@@ -1,12 +1,13 @@
-"""core/runs.py: train, score, threshold, metrics, reopen — Qt-free, on a tiny real engine and on mvtec_screw."""
+"""pipeline (the run lifecycle): train, score, threshold, metrics, reopen — Qt-free, on a tiny real engine and on mvtec_screw."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from anomaly_gui.core.project import open_project
-from anomaly_gui.core.run_metrics import aupro, critical_values, pixel_auroc, threshold_from_values
-from anomaly_gui.core.runs import (RunError, finalize_run, load_run_engine, model_path, rename_run, run_split,
+from anomaly_gui.core.metrics.segmentation import aupro, pixel_auroc
+from anomaly_gui.core.run_metrics import critical_values, threshold_from_values
+from anomaly_gui.pipeline import (RunError, finalize_run, load_run_engine, model_path, rename_run, run_split,
                                    run_summary, score_run, split_train_val, train_run)
 from anomaly_gui.engines.base import Cancelled, RunContext
 
@@ -113,7 +114,9 @@ def test_no_training_items_is_a_clear_error(tmp_project, tiny, tmp_path):
 def test_val_split_filter_and_relabelled_threshold(synth_project):
     ids = [it.id for it in synth_project.items(split="train")]
     train, val = split_train_val(synth_project, MeanDiffEngine, train_filter=ids[:3])
-    assert len(train) == 3 and val == []  # too few to hold any out
+    assert len(train) == 2 and len(val) == 1  # even 3 items spare one for the threshold (issue 12)
+    train, val = split_train_val(synth_project, MeanDiffEngine, train_filter=ids[:1])
+    assert len(train) == 1 and val == []  # a single item: nothing to hold out
     # a project split 'val' with an anomaly: best-F1 threshold, min area respected
     bad = [it.id for it in synth_project.items(split="test") if it.is_anomalous]
     good = [it.id for it in synth_project.items(split="test") if not it.is_anomalous]
@@ -154,16 +157,16 @@ def test_pixel_metrics_against_sklearn_and_perfect_maps():
     masks[2][10:14, 2:5] = True
     maps = [rng.random((16, 16)).astype(np.float32) + 0.5 * mk for mk in masks]
     ref = roc_auc_score(np.concatenate([m.ravel() for m in masks]), np.concatenate([m.ravel() for m in maps]))
-    assert pixel_auroc(masks, maps) == pytest.approx(ref)
+    assert pixel_auroc(maps, masks) == pytest.approx(ref)
     perfect = [mk.astype(np.float32) for mk in masks]
-    assert aupro(masks, perfect) == pytest.approx(1.0)
-    assert 0.0 < aupro(masks, maps) < 1.0
-    assert aupro([np.zeros((4, 4), bool)], [np.zeros((4, 4))]) is None
+    assert aupro(perfect, masks) == pytest.approx(1.0)
+    assert 0.0 < aupro(maps, masks) < 1.0
+    assert aupro([np.zeros((4, 4))], [np.zeros((4, 4), bool)]) is None
 
 
 def test_score_run_stores_boxes_and_embeddings(synth_project, monkeypatch):
     from anomaly_gui.core.formats.base import Annotation
-    from anomaly_gui.core.runs import load_embeddings
+    from anomaly_gui.pipeline import load_embeddings
     from anomaly_gui.engines.base import ScoreResult
 
     run_id = train_run(synth_project, "c2_meandiff", {}, device="cpu", score=False)

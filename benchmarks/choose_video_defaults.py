@@ -1,0 +1,105 @@
+"""Choose the video engines' scoring defaults on TRAINING clips only (issue 12): no test clip is read.
+
+Protocol: fit the engine on all training clips but the last; the held-back training clip gets synthetic
+anomalies (in its middle third, a patch of the frame itself moving fast across the scene, and in a
+second stretch a dark static blob: a fast object and an object that does not belong); each candidate
+scoring setting is measured by the frame AUC of the RAW frame errors on that clip (the deployable figure:
+no statistic of the scored clip is used). The network is run once; the settings are only post-processing.
+
+    python benchmarks/choose_video_defaults.py [--engine stacked_ae] [--epochs 20] [--data DIR] [--threads 1]
+
+Prints one JSON object: the candidates with their AUC and the best one.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ANOMALY_GUI_DATA", REPO.parent / "shared" / "data")) / "ucsd_ped2"
+
+CANDIDATES = {
+    "pixel_norm": ["divide", "none"],
+    "frame_error": ["sum", "max_box"],
+    "score_box": [0, 8],
+    "smooth": [0.0, 3.0],
+}
+
+
+def synthetic_anomalies(frames: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(frames with anomalies, per-frame labels): a fast-moving patch in the middle third, a dark blob in
+    the last sixth; the rest is the clip as recorded (normal)."""
+    rng = np.random.default_rng(seed)
+    out = frames.copy()
+    t, h, w = frames.shape
+    y = np.zeros(t, bool)
+    ph, pw = max(4, h // 6), max(4, w // 12)
+    src_y, src_x = int(rng.integers(0, h - ph)), int(rng.integers(0, w - pw))
+    a, b = t // 3, 2 * t // 3
+    row = int(rng.integers(0, h - ph))
+    for k, f in enumerate(range(a, b)):
+        x = int((k * max(2, w // 24)) % (w - pw))
+        out[f, row:row + ph, x:x + pw] = frames[f, src_y:src_y + ph, src_x:src_x + pw]
+        y[f] = True
+    c = t - t // 6
+    by, bx = int(rng.integers(0, h - ph)), int(rng.integers(0, w - pw))
+    out[c:, by:by + ph, bx:bx + pw] = np.minimum(out[c:, by:by + ph, bx:bx + pw], 20)
+    y[c:] = True
+    return out, y
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engine", default="stacked_ae")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from anomaly_gui.core.metrics import auroc
+    from anomaly_gui.core.video_io import clips_from_items
+    from anomaly_gui.engines.base import RunContext, get_engine
+    from anomaly_gui.evaluation.video import read_split
+
+    train = read_split(args.data, "train")
+    clips = clips_from_items(train)
+    if len(clips) < 2:
+        print(f"{args.data}: need at least 2 training clips (one is held back)", file=sys.stderr)
+        return 2
+    held = clips[-1]
+    fit_items = [it for c in clips[:-1] for it in c.items]
+    eng = get_engine(args.engine)(params={"epochs": args.epochs}, device=args.device)
+    eng.fit(fit_items, RunContext())
+    frames = eng._load([held], RunContext())[0]
+    frames, labels = synthetic_anomalies(frames)
+    raw = eng._clip_raw(frames)
+    base = eng.params
+    rows = []
+    for values in itertools.product(*CANDIDATES.values()):
+        setting = dict(zip(CANDIDATES, values))
+        if setting["frame_error"] == "sum" and setting["score_box"]:
+            continue  # score_box only matters for max_box
+        eng.params = dataclasses.replace(base, **setting)
+        errors, _ = eng._errors_and_maps(raw)
+        rows.append({**setting, "frame_auc_raw": auroc(labels.astype(int), errors)})
+    eng.params = base
+    rows.sort(key=lambda r: -(r["frame_auc_raw"] or 0))
+    print(json.dumps({"engine": args.engine, "epochs": args.epochs, "fit_clips": [c.name for c in clips[:-1]],
+                      "held_back_clip": held.name, "n_frames": int(len(labels)), "n_synthetic_anomalous": int(labels.sum()),
+                      "best": rows[0], "candidates": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

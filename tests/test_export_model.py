@@ -1,0 +1,83 @@
+"""`anomaly-gui export-model`: ONNX / OpenVINO files that score like the torch model; clear errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from anomaly_gui.cli import main as cli_main
+from anomaly_gui.core.formats.base import import_dataset
+from anomaly_gui.engines.base import get_engine
+from anomaly_gui.engines.image_data import load_all
+from tests.conftest import shared_dataset
+
+torch.set_num_threads(1)
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(autouse=True)
+def _weights_env(monkeypatch, mobilenet_weights):
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
+    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def screw():
+    items = import_dataset(shared_dataset("mvtec_screw")).items
+    return [it for it in items if it.split == "train"][:3], [it for it in items if it.split == "test"]
+
+
+@pytest.fixture
+def model_file(tmp_path, screw, monkeypatch, mobilenet_weights):
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
+    eng = get_engine("patchcore")(device="cpu", image_size=96, runtime="torch")
+    eng.fit(screw[0])
+    return eng, eng.save(tmp_path / "pc.agm")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_exported_model_scores_like_torch(tmp_path, screw, model_file, fmt, capsys):
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    from anomaly_gui.engines.deploy import ExportedScorer
+
+    eng, path = model_file
+    out = tmp_path / "deploy" / "pc"
+    assert cli_main(["export-model", str(path), "--format", fmt, "--out", str(out), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)["path"]
+    assert written.endswith(".onnx" if fmt == "onnx" else ".xml")
+    scorer = ExportedScorer(written)
+    assert scorer.image_size == 96 and scorer.channels == 3
+    x = load_all(screw[1][:6], 96, 3).float() / 255.0
+    s_ref, m_ref = eng.score_tensor(x)
+    s_exp, m_exp = scorer.score_tensor(x)
+    assert m_exp.shape == m_ref.shape == (6, 96, 96)
+    assert torch.allclose(s_exp, s_ref, rtol=1e-4, atol=1e-4)
+    assert (m_exp - m_ref).abs().max() < 1e-3
+    assert s_ref.std() > 0.01  # the comparison means something: scores differ between images
+
+
+def test_export_check_reports_differences_and_bad_input_names_the_file(tmp_path, model_file, capsys):
+    _, path = model_file
+    folder = shared_dataset("mvtec_screw") / "test" / "defect"
+    assert cli_main(["export-model", str(path), "--check", str(folder), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["check"]["images"] > 0 and res["check"]["max_score_difference"] < 1e-3
+    assert (tmp_path / "pc.onnx").is_file()
+    assert cli_main(["export-model", str(tmp_path / "missing.agm")]) == 2
+    assert "missing.agm" in capsys.readouterr().err
+    bad = tmp_path / "bad.agm"
+    bad.write_bytes(b"garbage")
+    assert cli_main(["export-model", str(bad)]) == 2
+    assert "bad.agm" in capsys.readouterr().err
+
+
+def test_engines_without_an_export_module_are_refused(tmp_path, screw):
+    from anomaly_gui.engines.deploy import export_model
+
+    eng = get_engine("autoencoder")(device="cpu")
+    eng.fitted = True
+    with pytest.raises(ValueError, match="cannot be exported"):
+        export_model(eng, tmp_path / "ae.onnx")
