@@ -60,6 +60,7 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, Any]) -> None:
 
 
 EPOCH_PIXELS = 1_000_000
+MIN_STEPS = 150
 
 
 class ModelEMA:
@@ -153,10 +154,11 @@ class RetinaNetEngine(DetectionEngine):
         history, best = self._train(images, data, val_images, val, scale, rng, ctx)
         self.fitted = True
         if p.calibrate:
-            gt, imgs = (val.boxes, val_images) if val.items else (data.boxes, images)
+            on_val = any(len(b) for b in val.boxes)
+            gt, imgs = (val.boxes, val_images) if on_val else (data.boxes, images)
             thr, f1 = best_f1_threshold(gt, self._raw_detections(imgs))
             self.stats.update({"score_shift": float(logit(thr)), "raw_threshold": thr, "calibration_f1": f1,
-                               "calibrated_on": "validation" if val.items else "training"})
+                               "calibrated_on": "validation" if on_val else "training"})
         self.stats.update({"history": history, **best})
 
     def _train(self, images: list[np.ndarray], data: TrainingSet, val_images: list[np.ndarray], val: TrainingSet,
@@ -184,6 +186,8 @@ class RetinaNetEngine(DetectionEngine):
         weights = np.array([2.0 if len(b) else 1.0 for b in data.boxes])
         weights /= weights.sum()
         ema = ModelEMA(self.model)
+        # validation chips without any object give no mAP: then the last (averaged) weights are kept
+        validate = any(len(b) for b in val.boxes)
         t0 = time.perf_counter()
         history: list[dict[str, Any]] = []
         best: dict[str, Any] = {"best_epoch": 0}
@@ -210,7 +214,7 @@ class RetinaNetEngine(DetectionEngine):
                 losses.append(float(loss.detach()))
                 ctx.progress(epoch * steps + s + 1, total, f"epoch {epoch + 1}/{p.epochs}")
             entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - t0, 1)}
-            if val.items:
+            if validate:
                 self.fitted = True
                 train_state = copy.deepcopy(self.model.state_dict())
                 load_weights(self.model, ema.state_dict())  # validate (and keep) the averaged weights
@@ -229,8 +233,13 @@ class RetinaNetEngine(DetectionEngine):
             ctx.log(entry)
             minutes = (time.perf_counter() - t0) / 60
             # perfect on validation: a couple more epochs may sharpen the boxes, more would only overfit
-            patience = min(p.patience, 2) if best_key[0] >= 0.999 else p.patience
-            if (patience and val.items and stale >= patience) or (p.max_minutes and minutes >= p.max_minutes):
+            # a couple of validation chips are a noisy judge: no early stop before MIN_STEPS updates, unless perfect
+            done = (epoch + 1) * steps
+            if best_key[0] >= 0.999 and done >= MIN_STEPS // 3:
+                patience = min(p.patience, 2)
+            else:
+                patience = p.patience if done >= MIN_STEPS else 0
+            if (patience and validate and stale >= patience) or (p.max_minutes and minutes >= p.max_minutes):
                 best["stopped"] = "no better validation mAP" if patience and stale >= patience else "time budget"
                 break
         load_weights(self.model, best_state if best_state is not None else ema.state_dict())
