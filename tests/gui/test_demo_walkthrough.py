@@ -110,6 +110,7 @@ def test_sar_demo_boxes_zone_confidence_and_export(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: dp.last_export is not None, timeout=60000)
     assert job is not None and dp.last_export["boxes"] > 0 and dp.last_export["written"] > 0
     assert any((tmp_path / "boxes").rglob("*.png")) or any((tmp_path / "boxes").rglob("*.jpg"))
+    assert "retinanet" in _export_report(qtbot, window, tmp_path / "report.html")
 
 
 def test_wildlife_demo_map_eps_and_noise_filter(qtbot, window, tmp_path):
@@ -133,6 +134,8 @@ def test_wildlife_demo_map_eps_and_noise_filter(qtbot, window, tmp_path):
     cp.set_eps(1e-3)
     qtbot.mouseClick(cp.noise_btn, Qt.MouseButton.LeftButton)
     assert window.state.filter is not None and len(window.state.filter) == 18
+    html = _export_report(qtbot, window, tmp_path / "report.html")
+    assert "simclr_ocsvm" in html and "boar" in html
 
 
 def test_video_demo_player_curve_keys_and_csv(qtbot, window, tmp_path):
@@ -173,3 +176,4 @@ def test_video_demo_player_curve_keys_and_csv(qtbot, window, tmp_path):
     rows = list(csv.DictReader(Path(out).open()))
     assert len(rows) == 60
     assert sum(r["verdict"] == "anomalous" for r in rows) == n
+    assert "stacked_ae" in _export_report(qtbot, window, tmp_path / "report.html")
