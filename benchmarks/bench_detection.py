@@ -70,7 +70,7 @@ def infer(model: Path, scene: Path, tile: int, threads: int) -> dict:
             "peak_increase_mb": round(_peak_mb() - base_rss, 1), "memory_mapped": sc.memory_mapped}
 
 
-def make_model(path: Path, epochs: int, image_size: int) -> None:
+def make_model(path: Path, epochs: int, scale: float) -> None:
     """A RetinaNet trained briefly on HRSID chips (a real model; its quality does not matter for timing)."""
     import torch
 
@@ -79,7 +79,7 @@ def make_model(path: Path, epochs: int, image_size: int) -> None:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     items = [it for it in import_dataset(DATA / "hrsid_ships").items if it.annotations][:8]
-    eng = get_engine("retinanet")(device="cpu", epochs=epochs, image_size=image_size,
+    eng = get_engine("retinanet")(device="cpu", epochs=epochs, scale=scale,
                                   backbone_weights=str(WEIGHTS) if WEIGHTS.is_file() else "", pretrained=WEIGHTS.is_file())
     eng.fit(items)
     eng.save(path)
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=800)
     ap.add_argument("--model", type=Path, default=None, help="an .agm detection model (default: train a small RetinaNet)")
     ap.add_argument("--model-epochs", type=int, default=2)
-    ap.add_argument("--image-size", type=int, default=512)
+    ap.add_argument("--scale", type=float, default=0.0, help="RetinaNet input scale of the timing model (0: auto)")
     ap.add_argument("--train-epochs", type=int, default=0, help="also report mAP per engine on HRSID (0: skip)")
     ap.add_argument("--engines", nargs="*", default=["retinanet", "yolo"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads for inference (0: torch's default)")
@@ -122,7 +122,7 @@ def main() -> None:
         model = args.model
         if model is None:
             model = Path(tmp) / "retinanet.agm"
-            make_model(model, args.model_epochs, args.image_size)
+            make_model(model, args.model_epochs, args.scale)
         print(f"scene {args.size}x{args.size} ({result['scene_mb']} MB) written; running tiled inference",
               file=sys.stderr, flush=True)
         result["model"] = str(model)

@@ -49,7 +49,7 @@ def rec(out: dict, key: str, fn, *a, **kw):
     return res
 
 
-def bench_maps(n: int, dim: int, sklearn: bool, threads: int) -> dict:
+def bench_maps(n: int, dim: int, sklearn: bool, threads: int, compare_iterations: bool = False) -> dict:
     from anomaly_gui.core.embedding_maps import dbscan_labels, k_distance, pca_2d, suggest_eps, tsne_2d
 
     x, _ = clustered(n, dim)
@@ -61,9 +61,25 @@ def bench_maps(n: int, dim: int, sklearn: bool, threads: int) -> dict:
     cl = rec(out, "dbscan_seconds", dbscan_labels, xy, eps, 5)
     out["dbscan_clusters"] = int(len(set(cl.tolist()) - {-1}))
     out["dbscan_noise"] = int((cl < 0).sum())
+    out["tsne_trustworthiness"] = trust(x, xy)
+    if compare_iterations:  # the quality the shorter default schedule gives up, measured
+        xy500 = rec(out, "tsne_500_iterations_seconds", tsne_2d, x, n_jobs=threads, backend="opentsne", n_iter=500,
+                    early_exaggeration_iter=150)
+        out["tsne_trustworthiness_500_iterations"] = trust(x, xy500)
     if sklearn:
         _ = rec(out, "tsne_sklearn_seconds", tsne_2d, x, backend="sklearn")
     return out
+
+
+def trust(x, xy, sample: int = 2000, k: int = 10) -> float:
+    """Trustworthiness (k=10) of the map on a fixed random sample of points, against their 50-d PCA."""
+    import numpy as np
+    from sklearn.manifold import trustworthiness
+
+    from anomaly_gui.core.embedding_maps import pca_reduce
+
+    idx = np.random.default_rng(0).choice(len(x), min(sample, len(x)), replace=False)
+    return round(float(trustworthiness(pca_reduce(x, 50)[idx], xy[idx], n_neighbors=k)), 4)
 
 
 def bench_interaction(n: int) -> dict:
@@ -160,11 +176,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--compare-iterations", action="store_true", help="also run t-SNE with 500 iterations (quality)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    result = {"maps": bench_maps(args.n, args.dim, args.sklearn, args.threads), "interaction": bench_interaction(args.n)}
+    result = {"maps": bench_maps(args.n, args.dim, args.sklearn, args.threads, args.compare_iterations), "interaction": bench_interaction(args.n)}
     if not args.skip_real:
         result["real_camera_traps"] = bench_real(args.epochs, args.device)
     print(json.dumps(result, indent=1))

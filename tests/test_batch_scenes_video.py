@@ -34,7 +34,7 @@ def test_large_scene_tiles_merge_to_the_engines_boxes(tmp_path, mobilenet_weight
     monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
     chips = [it for it in import_dataset(shared_dataset("hrsid_ships")).items if it.annotations][:2]
     # every box kept (min confidence 0): a real cross-tile merge to compare
-    eng = get_engine("retinanet")(device="cpu", epochs=1, image_size=128, batch=2, tile=400, min_confidence=0.0)
+    eng = get_engine("retinanet")(device="cpu", epochs=1, crops_per_epoch=4, batch=2, tile=400, min_confidence=0.0)
     eng.fit([DatasetItem(path=it.path, annotations=it.annotations) for it in chips])
     model = eng.save(tmp_path / "det.agm")
     scene = tmp_path / "scenes" / "scene.tif"

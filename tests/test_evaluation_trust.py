@@ -437,3 +437,14 @@ def test_report_prints_the_run_metrics_of_the_gui(tmp_path, tiny):
         assert ev.metrics[key] == pytest.approx(stored[key], abs=1e-12), key
     assert ev.metrics["n_items"] == stored["n_test"]
     proj.close()
+
+
+def test_frame_csv_leaves_the_ground_truth_of_unlabelled_frames_empty(tmp_path):
+    import csv
+
+    from anomaly_gui.core.video_export import FrameVerdicts, export_csv
+
+    v = FrameVerdicts(np.array([0.1, 0.9, 0.2]), 0.5, labels=np.array([False, True, False]),
+                      known=np.array([True, True, False]))
+    rows = list(csv.DictReader(Path(export_csv(tmp_path / "f.csv", v, fps=10.0, clip="c")).open()))
+    assert [r["ground_truth"] for r in rows] == ["normal", "anomalous", ""]

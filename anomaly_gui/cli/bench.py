@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+#: names that stand for several benchmarks: `anomaly-gui bench cpu` gives every figure of issue 15
+GROUPS = {"cpu": ["patchcore_vs_anomalib", "patchcore_fit300", "embedding"]}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (passed to each script)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark")
+    p.add_argument("--before-src", type=Path, default=None,
+                   help="an older checkout: benchmarks that accept it also time its code (folder -> scores)")
+    p.add_argument("--markdown", action="store_true", help="after the JSON, print the summary as a Markdown table")
     p.set_defaults(func=run)
 
 
@@ -65,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
         for name, path in benches.items():
             doc = (path.read_text(encoding="utf-8").split('"""')[1].strip().splitlines() or [""])[0] if '"""' in path.read_text(encoding="utf-8") else ""
             print(f"{name:16s} {doc}")
+        for name, members in GROUPS.items():
+            print(f"{name:16s} group: {', '.join(members)} (every CPU figure of issue 15, with a summary)")
         return 0
-    names = args.names or list(benches)
+    names = [n for name in (args.names or list(benches)) for n in GROUPS.get(name, [name])]
     unknown = [n for n in names if n not in benches]
+    names = list(dict.fromkeys(names))
     if unknown:
         print(f"anomaly-gui: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(benches)}", file=sys.stderr)
         return 2
@@ -75,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         print(f"running {name} ...", file=sys.stderr)
         cmd = [sys.executable, str(benches[name])] + (["--device", args.device] if _accepts_device(benches[name]) else [])
+        if args.before_src and "--before-src" in benches[name].read_text(encoding="utf-8"):
+            cmd += ["--before-src", str(args.before_src)]
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -87,12 +97,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             entry.update(_last_json(proc.stdout))
         out["results"][name] = entry
+    from anomaly_gui.cli.bench_summary import markdown_table, summarize
+
+    rows = summarize(out["results"])
+    if rows:
+        out["summary"] = rows
     text = json.dumps(out, indent=2)
     if args.out:
         from anomaly_gui.core.imageio import write_text
 
         write_text(args.out, text)
     print(text)
+    if args.markdown and rows:
+        print(markdown_table(rows))
     return 0 if all("error" not in r for r in out["results"].values()) else 1
 
 

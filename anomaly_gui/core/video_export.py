@@ -32,6 +32,7 @@ class FrameVerdicts:
     min_area: float = 0.0  # regions smaller than this (in frame pixels) are dropped
     errors: np.ndarray | None = None  # raw frame errors (optional CSV column)
     labels: np.ndarray | None = None  # ground truth (optional CSV column)
+    known: np.ndarray | None = None  # frames whose label is known (a partly labelled clip); None: all of them
 
     def anomalous(self) -> np.ndarray:
         return np.asarray(self.scores) >= self.threshold
@@ -128,6 +129,7 @@ def export_csv(path: str | Path, verdicts: FrameVerdicts, fps: float = 10.0, cli
             row.append(f"{float(verdicts.errors[i]):.6g}")
         row += ["anomalous" if flags[i] else "normal", f"{verdicts.threshold:.6g}"]
         if verdicts.labels is not None:
-            row.append("anomalous" if verdicts.labels[i] else "normal")
+            unknown = verdicts.known is not None and not verdicts.known[i]
+            row.append("" if unknown else "anomalous" if verdicts.labels[i] else "normal")
         wr.writerow(row)
     return write_text(path, buf.getvalue())

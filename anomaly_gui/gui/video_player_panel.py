@@ -541,7 +541,8 @@ class VideoPlayerPanel(QWidget):
     def _verdicts(self) -> FrameVerdicts:
         assert self.scores is not None
         return FrameVerdicts(self.scores, self.threshold, self.maps, self.pixel_thr.value() if self.maps is not None else None,
-                             float(self.min_area.value()), self.errors, self.labels)
+                             float(self.min_area.value()), self.errors, self.labels,
+                             self.clip.known if self.clip is not None else None)
 
     def export_csv_to(self, path: str | Path) -> Path:
         return export_csv(path, self._verdicts(), fps=self.clip.source.fps if self.clip else 10.0,

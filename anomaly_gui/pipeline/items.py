@@ -56,6 +56,8 @@ def split_train_val(
 
     train = training_items(project, engine_cls, train_filter)
     val = [it for it in task_items(project, engine_cls.task) if it.split == "val"]
+    if val and {"boxes", "classes"} & set(engine_cls.needs):  # a detector validates on the boxes: load them
+        val = project.items(ids=[int(it.id) for it in val if it.id is not None], with_annotations=True)
     if val:
         return train, val
     return train_val_split(train, val_fraction if len(train) >= MIN_HOLDOUT_TRAIN else 0.0, seed)

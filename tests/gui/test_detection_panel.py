@@ -196,7 +196,7 @@ def test_train_from_panel_plots_map_live(window, qtbot, tmp_path):
     panel = window.panels["detection"]
     panel.tabs.setCurrentIndex(1)
     panel.engine_combo.setCurrentIndex(panel.engine_combo.findData("retinanet"))
-    panel.param_form.set_values({"epochs": 2, "image_size": 128, "batch": 4, "pretrained": False, "lr": 0.003})
+    panel.param_form.set_values({"epochs": 2, "crops_per_epoch": 16, "batch": 4, "pretrained": False, "lr": 0.003})
     panel.device_combo.setCurrentText("cpu")
     qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
     assert panel.job is not None and not panel.train_button.isEnabled()

@@ -165,9 +165,6 @@ def run_evaluation(project: Project, run_id: int | None = None, threshold: float
     return ev
 
 
-evaluate_run = run_evaluation  # the old name of `run_evaluation`, kept for callers being moved this session
-
-
 def _display_name(it: Any) -> str:
     """'defect/000.png': MVTec-style folders reuse file names, so the parent folder is shown too."""
     from pathlib import Path

@@ -1,13 +1,28 @@
-"""RetinaNet (torchvision) on a MobileNetV2 feature pyramid, with anchors sized for small objects (ships)."""
+"""RetinaNet (torchvision) on a MobileNetV2 feature pyramid built for small objects (SAR ships).
+
+- Pyramid levels at strides 4, 8, 16 and 32 (MobileNetV2 blocks 3, 6, 13 and a max-pooled level):
+  a 6-pixel ship still covers a few stride-4 cells. Blocks after 13 are never computed.
+- Anchors from `anchor_base` pixels at stride 4, doubling per level, three scales and three aspect
+  ratios each (ships lie in every direction, so axis-aligned boxes are long, wide or square).
+- A light head (2 convs + GroupNorm instead of 4 plain convs) keeps the stride-4 level cheap on a CPU.
+- A fixed-scale transform instead of torchvision's resize-to-min-size: images are scaled by one
+  factor chosen from the training boxes (native resolution for HRSID, upsampled for tiny ships), so
+  crops in training and whole scenes at inference see objects at the same size.
+"""
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-# MobileNetV2 `features` indices whose outputs feed the pyramid: stride 8 (32 ch), 16 (96 ch), 32 (1280 ch)
-RETURN_LAYERS = {"6": "0", "13": "1", "18": "2"}
-IN_CHANNELS = [32, 96, 1280]
+# MobileNetV2 `features` indices whose outputs feed the pyramid: stride 4 (24 ch), 8 (32 ch), 16 (96 ch)
+RETURN_LAYERS = {"3": "0", "6": "1", "13": "2"}
+IN_CHANNELS = [24, 32, 96]
+FROZEN_BLOCKS = 4  # blocks 0-3 (up to stride 4) of a pretrained backbone are not trained
 
 
 def find_backbone_weights(explicit: str = "") -> Path | None:
@@ -44,24 +59,62 @@ def load_mobilenet_features(path: Path | None, frozen_bn: bool | None = None) ->
     return net.features
 
 
-def build_retinanet(num_classes: int, min_size: int, max_size: int, backbone_path: Path | None,
-                    fpn_channels: int = 64, trainable_layers: int = 19, score_thresh: float = 0.01,
-                    anchor_base: int = 16, frozen_bn: bool | None = None) -> nn.Module:
+def _light_tower(channels: int, n_convs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(n_convs):
+        conv = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(conv.bias)
+        layers += [conv, nn.GroupNorm(min(16, channels), channels), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+def _fixed_scale_transform(scale: float, base: Any) -> Any:
+    """torchvision's GeneralizedRCNNTransform with its resize replaced by one fixed factor."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    class FixedScaleTransform(GeneralizedRCNNTransform):
+        def resize(self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None):  # type: ignore[override]
+            if abs(scale - 1.0) < 1e-6:
+                return image, target
+            h, w = image.shape[-2:]
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+            if target is not None and "boxes" in target:
+                sy, sx = size[0] / h, size[1] / w
+                target = {**target, "boxes": target["boxes"] * torch.tensor([sx, sy, sx, sy], device=image.device)}
+            return image, target
+
+    return FixedScaleTransform(1, 1, base.image_mean, base.image_std, size_divisible=32)
+
+
+def anchor_sizes(anchor_base: int, levels: int = 4) -> tuple[tuple[int, ...], ...]:
+    return tuple((s, round(s * 2 ** (1 / 3)), round(s * 2 ** (2 / 3))) for s in (anchor_base * 2**k for k in range(levels)))
+
+
+def build_retinanet(num_classes: int, backbone_path: Path | None, scale: float = 1.0, fpn_channels: int = 48,
+                    score_thresh: float = 0.01, anchor_base: int = 8, head_convs: int = 2, frozen_bn: bool | None = None,
+                    detections_per_img: int = 200) -> nn.Module:
     """torchvision RetinaNet; `num_classes` counts the background (label 0 unused)."""
     from torchvision.models.detection import RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
-    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
     features = load_mobilenet_features(backbone_path, frozen_bn)
-    n_layers = len(features)
-    for i, layer in enumerate(features):
-        if i < n_layers - trainable_layers:
-            for p in layer.parameters():
-                p.requires_grad_(False)
-    backbone = BackboneWithFPN(features, RETURN_LAYERS, IN_CHANNELS, fpn_channels,
-                               extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels))
-    sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in [anchor_base * 2**k for k in range(5)])
+    if backbone_path is not None:  # pretrained: the stride-2/4 stem stays as learnt on ImageNet (and costs no backward)
+        for layer in list(features)[:FROZEN_BLOCKS]:
+            for q in layer.parameters():
+                q.requires_grad_(False)
+    backbone = BackboneWithFPN(features, RETURN_LAYERS, IN_CHANNELS, fpn_channels, extra_blocks=LastLevelMaxPool())
+    sizes = anchor_sizes(anchor_base, len(RETURN_LAYERS) + 1)
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
-    return RetinaNet(backbone, num_classes=num_classes, anchor_generator=anchors, min_size=min_size,
-                     max_size=max_size, score_thresh=score_thresh, detections_per_img=100)
+    model = RetinaNet(backbone, num_classes=num_classes, anchor_generator=anchors, score_thresh=score_thresh,
+                      detections_per_img=detections_per_img, topk_candidates=300)
+    head = model.head
+    head.classification_head.conv = _light_tower(fpn_channels, head_convs)
+    head.regression_head.conv = _light_tower(fpn_channels, head_convs)
+    prior = 0.01
+    nn.init.constant_(head.classification_head.cls_logits.bias, -math.log((1 - prior) / prior))
+    model.transform = _fixed_scale_transform(scale, model.transform)
+    return model

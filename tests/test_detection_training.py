@@ -1,0 +1,120 @@
+"""Small-object detector training parts: crops around objects, exact flips/rotations, speckle, confidence
+calibration at the best-F1 point, the auto scale, and a short RetinaNet fit on the bundled SAR sample."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_gui.engines.detection_common.calibration import best_f1_threshold, calibrate, logit, match_detections
+from anomaly_gui.engines.detection_common.sampling import Crop, flip_rotate, gain_speckle, random_crop
+
+SAMPLE_SAR = Path(__file__).resolve().parents[1] / "sample_data" / "sar"
+
+
+def _marked(h: int, w: int, boxes: np.ndarray) -> np.ndarray:
+    img = np.zeros((h, w, 3), np.uint8)
+    for x1, y1, x2, y2 in boxes.astype(int):
+        img[y1:y2, x1:x2] = 255
+    return img
+
+
+def test_object_crops_contain_their_box_and_background_crops_vary():
+    rng = np.random.default_rng(0)
+    boxes = np.array([[300.0, 420.0, 330.0, 436.0], [700.0, 100.0, 760.0, 130.0]])
+    img = _marked(800, 800, boxes)
+    hits = 0
+    for _ in range(200):
+        c = random_crop(img, boxes, ["ship", "ship"], 128, rng, object_fraction=1.0)
+        assert c.image.shape == (128, 128, 3) and len(c.boxes) >= 1
+        for x1, y1, x2, y2 in c.boxes.astype(int):  # each kept box still covers the bright pixels
+            assert c.image[y1:y2, x1:x2].mean() > 200
+        hits += len(c.boxes)
+    assert hits >= 200
+    empty = [len(random_crop(img, boxes, ["ship", "ship"], 128, rng, object_fraction=0.0).boxes) == 0 for _ in range(100)]
+    assert sum(empty) > 80  # most random crops of a sparse scene are background
+    small = random_crop(img[:100, :90], boxes[:0], [], 128, rng)
+    assert small.image.shape == (100, 90, 3)  # smaller than a crop: used whole
+
+
+def test_flips_and_rotations_move_boxes_with_pixels():
+    rng = np.random.default_rng(1)
+    boxes = np.array([[10.0, 5.0, 30.0, 12.0], [40.0, 50.0, 44.0, 70.0]])
+    img = _marked(80, 60, boxes)
+    seen_shapes = set()
+    for _ in range(40):
+        c = flip_rotate(Crop(img, boxes, ["a", "b"]), rng)
+        seen_shapes.add(c.image.shape[:2])
+        assert np.array_equal(_marked(*c.image.shape[:2], c.boxes), c.image)
+    assert seen_shapes == {(80, 60), (60, 80)}
+
+
+def test_gain_and_speckle_are_multiplicative():
+    rng = np.random.default_rng(2)
+    img = np.full((64, 64, 3), 100, np.uint8)
+    img[:, :32] = 0
+    out = gain_speckle(img, rng, speckle_prob=1.0)
+    assert (out[:, :32] == 0).all()  # dark stays dark: no additive noise
+    assert out[:, 32:].std() > 10 and out.dtype == np.uint8
+
+
+def test_best_f1_threshold_and_calibration():
+    gt = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float), np.zeros((0, 4))]
+    dets = [np.array([[0, 0, 10, 10, 0.30], [20, 20, 30, 30, 0.25], [50, 50, 60, 60, 0.10]]),
+            np.array([[5, 5, 15, 15, 0.05]])]
+    scores, tp, n_gt = match_detections(gt, dets)
+    assert n_gt == 2 and tp.sum() == 2 and len(scores) == 4
+    thr, f1 = best_f1_threshold(gt, dets)
+    assert f1 == pytest.approx(1.0) and 0.10 < thr < 0.25  # between the last true and the first false positive
+    cal = calibrate(np.array([0.30, 0.25, 0.10, 0.05]), logit(thr))
+    assert (cal[:2] > 0.5).all() and (cal[2:] < 0.5).all()
+    assert np.all(np.diff(cal) < 0)  # monotone: mAP does not change
+    assert best_f1_threshold([np.zeros((0, 4))], [np.zeros((0, 5))]) == (0.5, 0.0)
+
+
+def test_auto_scale_upsamples_only_tiny_objects():
+    from anomaly_gui.engines.retinanet import auto_scale
+
+    assert auto_scale([np.array([[0, 0, 30, 15.0]])]) == 1.0
+    assert auto_scale([np.array([[0, 0, 4, 2.0], [0, 0, 6, 4.0]])]) == pytest.approx(2.75)  # median short side 3 -> 8/3 up to a quarter
+    assert auto_scale([np.zeros((0, 4))]) == 1.0
+
+
+@pytest.mark.slow
+def test_retinanet_keeps_best_epoch_and_calibrates_on_validation(tmp_path, mobilenet_weights):
+    """A short fit on the bundled SAR sample: validation mAP every epoch, the best epoch's weights are the
+    ones kept (its validation mAP is what the final model scores), confidences are shifted so the
+    validation F1-best raw score becomes 0.5, and the model file reloads to the same boxes.
+    (Accuracy itself is measured by benchmarks/detection_shared.py: README.md of the engine.)"""
+    from anomaly_gui.core.formats.base import import_dataset
+    from anomaly_gui.core.metrics.detection import Boxes, mean_average_precision
+    from anomaly_gui.engines.base import Engine, RunContext, get_engine
+    from anomaly_gui.engines.detection_common import item_boxes
+
+    torch.set_num_threads(1)
+    items = import_dataset(SAMPLE_SAR).items
+    train, val = [it for it in items if it.split == "train"], [it for it in items if it.split == "val"]
+    eng = get_engine("retinanet")(device="cpu", epochs=4, crops_per_epoch=24, patience=0, min_confidence=0.0,
+                                  backbone_weights=str(mobilenet_weights))
+    logs = []
+    eng.fit(train + val, RunContext(log=logs.append))
+    epochs = [e for e in logs if "epoch" in e]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4] and epochs[-1]["loss"] < epochs[0]["loss"]
+    best = eng.stats["best_epoch"]
+    assert eng.stats["val_map50"] == pytest.approx(max(e["map50"] for e in epochs))
+    res = eng.score(val)
+    gt = [item_boxes(it) for it in val]
+    m = mean_average_precision([Boxes(b, lab) for b, lab in gt], [Boxes.from_annotations(r.boxes, with_scores=True) for r in res])
+    assert m.map50 == pytest.approx(epochs[best - 1]["map50"], abs=1e-6)  # the best epoch's weights were restored
+    assert eng.stats["calibrated_on"] == "validation"
+    raw_thr = eng.stats["raw_threshold"]
+    raw = eng._raw_detections([eng._prepare(__import__("anomaly_gui.core.imageio", fromlist=["read_image"]).read_image(it.path)) for it in val])
+    n_raw = sum(int((d[:, 4] >= raw_thr).sum()) for d in raw)
+    n_cal = sum(sum(1 for a in r.boxes if a.score >= 0.5) for r in res)
+    assert n_cal == n_raw  # calibrated 0.5 is exactly the validation F1-best raw cut-off
+    back = Engine.load(eng.save(tmp_path / "sar.agm"), device="cpu")
+    again = back.score(val)
+    for a, b in zip(res, again):
+        assert np.allclose([x.box() + (x.score,) for x in a.boxes], [x.box() + (x.score,) for x in b.boxes], atol=1e-4)
