@@ -51,12 +51,12 @@ DEMOS: dict[str, DemoSpec] = {
                     "detection", {"max_minutes": 1.0}),
     "wildlife": DemoSpec("wildlife", "camera_traps", "Camera traps", "t-SNE map · unseen species",
                          "Camera-trap photos (COCO Camera Traps) of deer, fox and boar; the boar is kept out of "
-                         "training, so the embedding map and the one-class models show it as an unseen species.",
+                         "training, so the embedding map and the per-species novelty scores show it as an unseen species.",
                          "simclr_ocsvm", "embedding", "cluster_view", {"epochs": 0}),
     "video": DemoSpec("video", "video", "Surveillance video", "clip playback · anomaly curve",
                       "Walkway clips in the UCSD layout (a cart, a runner): a stacked-frame autoencoder, per-frame "
                       "scores, and the clip playing with its anomaly curve.", "stacked_ae", "video", "video_player",
-                      {"epochs": 4}),
+                      {"epochs": 10}),
 }
 
 UNSEEN_SPECIES = "boar"  # held out of the wildlife demo's training
