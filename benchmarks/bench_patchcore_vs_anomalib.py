@@ -76,6 +76,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--before-src", type=Path, default=None, help="older checkout whose folder -> scores is timed")
+    ap.add_argument("--shared-bank", action="store_true",
+                    help="give anomalib our memory bank (same size) instead of fitting it: a quick scoring-speed "
+                         "comparison without anomalib's slow coreset; no fit or AUROC comparison")
     args = ap.parse_args()
     import torch
 
@@ -116,14 +119,17 @@ def main() -> None:
         model = anomalib_model(args.weights, device)
         t0 = time.perf_counter()
         model.train()
+        if args.shared_bank:
+            model.memory_bank = eng.model.memory_bank.clone()
         with torch.no_grad():
             xtr = (load_all(train, 256, 3).float() / 255.0).to(device)
-            for i in range(0, len(xtr), args.batch):
+            for i in range(0, 0 if args.shared_bank else len(xtr), args.batch):
                 model((xtr[i : i + args.batch] - mean) / std)
         t1 = time.perf_counter()
         stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # anomalib draws a tqdm bar per coreset step
         try:
-            model.subsample_embedding(args.coreset)
+            if not args.shared_bank:
+                model.subsample_embedding(args.coreset)
         finally:
             sys.stderr.close()
             sys.stderr = stderr
@@ -133,8 +139,11 @@ def main() -> None:
         with torch.no_grad():
             s = torch.cat([their_score(xn[i : i + 1]) for i in range(len(xn))])
         theirs = {"implementation": f"anomalib {anomalib.__version__} PatchcoreModel",
-                  "memory_bank": list(model.memory_bank.shape), "fit_seconds": round(t2 - t0, 3),
-                  "coreset_seconds": round(t2 - t1, 3), "image_auroc": round(auroc(labels, s.tolist()), 4)}
+                  "memory_bank": list(model.memory_bank.shape), "image_auroc": round(auroc(labels, s.tolist()), 4)}
+        if args.shared_bank:
+            theirs["memory_bank_from"] = "ours (--shared-bank)"
+        else:
+            theirs.update(fit_seconds=round(t2 - t0, 3), coreset_seconds=round(t2 - t1, 3))
     except Exception as exc:  # anomalib missing or incompatible: our side only
         theirs = {"error": f"{type(exc).__name__}: {exc}"}
         model = None
@@ -190,10 +199,13 @@ def main() -> None:
                   "folder_to_scores_images_per_second": round(len(test) / statistics.median(b_secs), 2)}
         ratio["folder_to_scores_vs_before"] = round(
             statistics.median(b / o for b, o in zip(b_secs, ft["ours"])), 2)
-    if model is not None:
+    if model is not None and not args.shared_bank:
         ratio["fit_speedup"] = round(theirs["fit_seconds"] / max(ours["fit_seconds"], 1e-6), 1)
         ratio["coreset_speedup"] = round(theirs["coreset_seconds"] / max(ours["coreset_seconds"], 1e-6), 1)
+    if model is not None and not args.shared_bank:
         ratio["auroc_difference"] = round(ours["image_auroc"] - theirs["image_auroc"], 4)
+    elif model is not None:  # anomalib pools and resizes features its own way: our bank does not fit its embedding
+        theirs["image_auroc_note"] = "not comparable with --shared-bank (different embedding)"
     machine["load_average_end"] = list(os.getloadavg())
     print(json.dumps({"machine": machine, "ours": ours, "anomalib": theirs, "before": before or None,
                       "ratio": ratio, "rounds": args.rounds}))

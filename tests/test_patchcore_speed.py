@@ -112,3 +112,40 @@ def test_onnxruntime_and_faiss_give_the_torch_scores_on_real_images():
     for a, b in zip(out["torch"], out["onnxruntime"]):
         assert a.score == pytest.approx(b.score, rel=1e-4)
         assert np.abs(a.map - b.map).max() < 1e-3
+
+
+def test_reduced_jpeg_decoding_matches_full_decoding_and_keeps_orientation(tmp_path):
+    from PIL import Image
+
+    from anomaly_gui.engines.image_data import _read_jpeg_reduced, load_image
+
+    yy, xx = np.mgrid[0:600, 0:800]
+    rgb = np.stack([xx * 255 // 800, yy * 255 // 600, (xx + yy) % 256], -1).astype(np.uint8)
+    p = tmp_path / "wide.jpg"
+    Image.fromarray(rgb).save(p, quality=95)
+    fast, size = load_image(p, 128)
+    assert size == (800, 600) and fast.shape == (128, 128, 3)
+    assert _read_jpeg_reduced(p, 128, 128)[0].shape[:2] == (150, 200)  # decoded at 1/4 scale
+    ref = cv2_area(np.asarray(Image.open(p).convert("RGB")), 128)
+    assert np.abs(fast.astype(int) - ref.astype(int)).mean() < 2.0
+    # EXIF orientation 6 (rotate 90 clockwise): size and pixels as the full decoder gives them
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    q = tmp_path / "rotated.jpg"
+    img.save(q, quality=95, exif=exif.tobytes())
+    fast, size = load_image(q, (60, 80))
+    assert size == (600, 800) and fast.shape == (80, 60, 3)
+    from anomaly_gui.core.imageio import read_image
+
+    full = read_image(q)
+    assert full.shape[:2] == (800, 600)
+    assert np.abs(fast.astype(int) - cv2_area(full, (60, 80)).astype(int)).mean() < 3.0
+    assert _read_jpeg_reduced(q, 500, 500) is None  # not twice the target: full decoding
+
+
+def cv2_area(arr, size):
+    import cv2
+
+    w, h = (size, size) if isinstance(size, int) else size
+    return cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)

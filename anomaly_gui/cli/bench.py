@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         for name, path in benches.items():
             doc = (path.read_text(encoding="utf-8").split('"""')[1].strip().splitlines() or [""])[0] if '"""' in path.read_text(encoding="utf-8") else ""
             print(f"{name:16s} {doc}")
+        for name, members in GROUPS.items():
+            print(f"{name:16s} group: {', '.join(members)} (every CPU figure of issue 15, with a summary)")
         return 0
     names = [n for name in (args.names or list(benches)) for n in GROUPS.get(name, [name])]
     unknown = [n for n in names if n not in benches]

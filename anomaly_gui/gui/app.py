@@ -92,8 +92,13 @@ def _grab_when_ready(window: object, path: Path, waiting_for_demo: bool) -> None
               + (f"; {summary}" if summary else ""), file=sys.stderr)
         QTimer.singleShot(2500, grab)  # let the layout settle and the video play a little
 
+    def on_failed(message: str) -> None:
+        print(f"demo failed: {message}", file=sys.stderr)
+        QTimer.singleShot(500, grab)  # the window as it shows the failure, then quit
+
     if waiting_for_demo:
         window.demo_ready_hook = on_ready  # type: ignore[attr-defined]
+        window.demo_failed_hook = on_failed  # type: ignore[attr-defined]
     else:
         QTimer.singleShot(2500, grab)
 

@@ -46,9 +46,9 @@ DEMOS: dict[str, DemoSpec] = {
                         "Woven fabric in the MVTec AD layout (holes, stains, loose threads): heatmaps, threshold and "
                         "minimum-area sliders, score histogram.", "patchcore", "image", "review"),
     "sar": DemoSpec("sar", "sar", "SAR ships", "ship boxes · restricted zone",
-                    "Speckled SAR chips with ships (YOLO + VOC labels): a RetinaNet trained for a few epochs, a "
+                    "Speckled SAR chips with ships (YOLO + VOC labels): a RetinaNet trained for about a minute, a "
                     "confidence slider, and a restricted zone whose ships are flagged.", "retinanet", "detection",
-                    "detection", {"epochs": 6, "image_size": 256}),
+                    "detection", {"max_minutes": 1.0}),
     "wildlife": DemoSpec("wildlife", "camera_traps", "Camera traps", "t-SNE map · unseen species",
                          "Camera-trap photos (COCO Camera Traps) of deer, fox and boar; the boar is kept out of "
                          "training, so the embedding map and the one-class models show it as an unseen species.",
@@ -73,7 +73,7 @@ def prepare_project(spec: DemoSpec, project: Any) -> None:
     if project.setting("demo.prepared"):
         return
     if spec.domain == "sar" and not project.zones():
-        project.add_zone("Harbour (restricted)", SAR_ZONE)
+        project.add_zone("Harbour (restricted)", sar_zone(project))
     if spec.domain == "wildlife":
         by_species: dict[str, list[int]] = {}
         for it in project.items():
@@ -87,6 +87,23 @@ def prepare_project(spec: DemoSpec, project: Any) -> None:
         project.set_split(train, "train")
         project.set_split(test, "test")
     project.set_setting("demo.prepared", {"domain": spec.domain, "time": time.time()})
+
+
+def sar_zone(project: Any, margin: float = 10.0) -> list[tuple[float, float]]:
+    """The SAR demo's restricted zone: an area (same in every chip) around the first labelled ship of the
+    held-out chips, so the demo shows a ship flagged inside it; `SAR_ZONE` when there is none."""
+    held = sorted((it for it in project.items(with_annotations=True) if it.split in ("val", "test")),
+                  key=lambda it: it.path)
+    for it in held:
+        boxes = [a.box() for a in it.annotations if a.kind == "box" and a.source != "model"]
+        if boxes:
+            x1, y1, x2, y2 = boxes[0]
+            w, h = float(it.width or 128), float(it.height or 128)
+            x1, y1 = max(0.0, x1 - margin), max(0.0, y1 - margin)
+            x2, y2 = min(w, x2 + margin), min(h, y2 + margin)
+            cut = min(x2 - x1, y2 - y1) / 3  # a bevelled corner: a harbour basin, not a box
+            return [(x1, y1), (x2 - cut, y1), (x2, y1 + cut), (x2, y2), (x1, y2)]
+    return list(SAR_ZONE)
 
 
 def finished_run(project: Any, spec: DemoSpec) -> int | None:

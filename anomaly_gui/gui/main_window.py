@@ -411,9 +411,10 @@ class MainWindow(QMainWindow):
 
         if getattr(self, "demo", None) is None:
             self.demo = DemoController(self)
-            hook = getattr(self, "demo_ready_hook", None)
-            if hook is not None:
-                self.demo.ready.connect(hook)
+            for signal, hook in ((self.demo.ready, getattr(self, "demo_ready_hook", None)),
+                                 (self.demo.failed, getattr(self, "demo_failed_hook", None))):
+                if hook is not None:
+                    signal.connect(hook)
         return self.demo.open(domain, project)
 
     def _on_import_finished(self, result: Any) -> None:
