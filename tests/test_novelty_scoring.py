@@ -173,3 +173,31 @@ def test_knn_engine_flags_unknown_and_round_trips(camtrap_items, tmp_path):
     assert r.extra["unknown_species"] and r.extra["is_anomaly"]
     back = Engine.load(eng.save(tmp_path / "knn.agm"), device="cpu")
     np.testing.assert_allclose([x.score for x in back.score(camtrap_items[:3])], own[:3], rtol=1e-5)
+
+
+def test_species_validation_keeps_burst_sequences_whole():
+    """Issue 12 (5): a burst of one camera-trap sequence never sits on both sides of the novelty checks."""
+    from anomaly_gui.engines.embedding.validation import finetune_split, pseudo_novelty_auroc
+
+    labels = ["deer"] * 6 + ["fox"] * 6 + ["wolf"] * 6
+    groups = [f"seq:{lab}{i // 3}" for i, lab in enumerate(labels)]  # two sequences of three shots per species
+    for seed in range(4):
+        tune, normal, novel = finetune_split(labels, seed=seed, groups=groups)
+        assert normal, "each known species keeps one whole sequence out"
+        assert not {groups[i] for i in tune} & {groups[i] for i in normal}
+        assert sorted(tune + normal + novel) == list(range(len(labels)))
+
+    seen: list[tuple[set[str], set[str]]] = []
+
+    class Recorder:
+        def fit(self, emb, labs):
+            self.fit_groups = {groups[int(r)] for r in emb[:, 0]}
+            return self
+
+        def distances(self, emb):
+            seen.append((self.fit_groups, {groups[int(r)] for r in emb[:, 0]}))
+            return np.zeros((len(emb), 1))
+
+    emb = np.arange(len(labels), dtype=float)[:, None]
+    pseudo_novelty_auroc(emb, labels, Recorder, groups=groups)
+    assert seen and all(not fit & test for fit, test in seen)

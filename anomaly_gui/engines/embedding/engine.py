@@ -24,6 +24,7 @@ from anomaly_gui.core.crops import GENERIC_LABELS, CropSpec, crop_specs, load_cr
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.formats.camtrap import species_key
+from anomaly_gui.core.splits import group_key
 from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Task, param
 from anomaly_gui.engines.embedding.network import (EmbeddingNet, augment, find_mobilenet_weights, nt_xent_loss,
                                                    other_index, triplet_loss)
@@ -81,6 +82,7 @@ class EmbeddingEngine(Engine):
                 raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
         self.net = EmbeddingNet(p.projection_dim).to(self.device)
         self.scorer: Any = None
+        self._groups: list[str] | None = None  # per training crop: its sequence / location (validation keeps them whole)
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -96,6 +98,7 @@ class EmbeddingEngine(Engine):
         if not kept:
             raise DataError(items[0].path if items else ".", f"no readable crop among {len(specs)} ({problems[:1]})")
         labels = [species_key(specs[k].label) for k in kept]
+        self._groups = [group_key(items[specs[k].item_index]) for k in kept]  # sequences stay whole in validation
         crops, emb0, colour = self._choose_colour(crops, labels, ctx)
         self.stats = {"gray": colour["colour"] == "gray"}
         emb, choice = self._choose_encoder(crops, emb0, labels, ctx, gen)
@@ -143,8 +146,8 @@ class EmbeddingEngine(Engine):
             use = gray if p.colour == "gray" else crops
             return use, self.embed_array(use, ctx), {"colour": p.colour, "colour_reason": "asked"}
         emb_rgb, emb_gray = self.embed_array(crops, ctx), self.embed_array(gray, ctx)
-        a_rgb = pseudo_novelty_auroc(emb_rgb, labels, self._new_scorer, seed=p.seed)
-        a_gray = pseudo_novelty_auroc(emb_gray, labels, self._new_scorer, seed=p.seed)
+        a_rgb = pseudo_novelty_auroc(emb_rgb, labels, self._new_scorer, seed=p.seed, groups=self._groups)
+        a_gray = pseudo_novelty_auroc(emb_gray, labels, self._new_scorer, seed=p.seed, groups=self._groups)
         if a_rgb is not None and a_gray is not None:
             pick = "gray" if a_gray > a_rgb + 0.005 else "rgb"
             why = f"pseudo-novelty AUROC rgb {a_rgb:.3f}, gray {a_gray:.3f}"
@@ -158,7 +161,7 @@ class EmbeddingEngine(Engine):
                         gen: torch.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         """Pretrained embeddings, or fine-tuned ones when asked / when validation says they are better."""
         p = self.params
-        info: dict[str, Any] = {"pseudo_novelty_auroc": pseudo_novelty_auroc(emb0, labels, self._new_scorer, seed=p.seed),
+        info: dict[str, Any] = {"pseudo_novelty_auroc": pseudo_novelty_auroc(emb0, labels, self._new_scorer, seed=p.seed, groups=self._groups),
                                 "losses": []}
         base = "pretrained" if p.pretrained else "untrained"
         if p.epochs <= 0 or p.encoder == "pretrained" or len(labels) < 2:
@@ -167,8 +170,8 @@ class EmbeddingEngine(Engine):
             info["losses"] = self._train(crops, labels, ctx, gen)
             emb = self.embed_array(crops, ctx)
             return emb, {**info, "encoder": "finetuned", "encoder_reason": "fine-tuning asked",
-                         "pseudo_novelty_auroc": pseudo_novelty_auroc(emb, labels, self._new_scorer, seed=p.seed)}
-        tune, normal, novel = finetune_split(labels, seed=p.seed)
+                         "pseudo_novelty_auroc": pseudo_novelty_auroc(emb, labels, self._new_scorer, seed=p.seed, groups=self._groups)}
+        tune, normal, novel = finetune_split(labels, seed=p.seed, groups=self._groups)
         if not normal or not novel:
             return emb0, {**info, "encoder": base, "encoder_reason": "too few species/photos to validate fine-tuning"}
         start = copy.deepcopy(self.net.state_dict())
@@ -183,7 +186,7 @@ class EmbeddingEngine(Engine):
                           "encoder_reason": "fine-tuning did not improve pseudo-novelty AUROC on training species"}
         losses = self._train(crops, labels, ctx, gen)
         emb = self.embed_array(crops, ctx)
-        loso = pseudo_novelty_auroc(emb, labels, self._new_scorer, seed=p.seed)
+        loso = pseudo_novelty_auroc(emb, labels, self._new_scorer, seed=p.seed, groups=self._groups)
         if loso is not None and info["pseudo_novelty_auroc"] is not None and loso < info["pseudo_novelty_auroc"]:
             # tuned on every species, leave-one-species-out favours it; worse even so: keep the pretrained one
             self.net.load_state_dict(start)

@@ -17,10 +17,24 @@ from anomaly_gui.core.metrics import auroc
 ScorerFactory = Callable[[], object]
 
 
+def _species_groups(labels: Sequence[str], groups: Sequence[str] | None, species: str) -> list[list[int]]:
+    """Rows of `species`, bunched by group (camera-trap sequence, location...) in order of first row.
+
+    Without `groups` every photo is its own group. A species' normal validation photos are one whole
+    group, so burst shots of one sequence never sit on both sides of the check."""
+    bunches: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        if lab == species:
+            bunches.setdefault(str(i) if groups is None else str(groups[i]), []).append(i)
+    return list(bunches.values())
+
+
 def pseudo_novelty_auroc(emb: np.ndarray, labels: Sequence[str], make: ScorerFactory, held_out: Sequence[str] | None = None,
-                         max_folds: int = 12, seed: int = 0) -> float | None:
+                         max_folds: int = 12, seed: int = 0, groups: Sequence[str] | None = None) -> float | None:
     """Mean AUROC over folds, each holding out one species (those in `held_out`, else up to
-    `max_folds` species chosen by `seed`). None when fewer than two species exist."""
+    `max_folds` species chosen by `seed`). None when fewer than two species exist. With `groups`
+    (one per row, e.g. `core.splits.group_key` of the photo), the normal photos held out of each
+    known species are one whole group."""
     labels = list(labels)
     names = sorted(set(labels))
     if len(names) < 2:
@@ -32,13 +46,13 @@ def pseudo_novelty_auroc(emb: np.ndarray, labels: Sequence[str], make: ScorerFac
         known = [s for s in names if s != novel]
         fit_rows, normal_rows = [], []
         for s in known:
-            rows = [i for i, lab in enumerate(labels) if lab == s]
-            if len(rows) >= 2:
-                pick = rows[k % len(rows)]
-                normal_rows.append(pick)
-                fit_rows += [i for i in rows if i != pick]
+            bunches = _species_groups(labels, groups, s)
+            if len(bunches) >= 2:
+                pick = k % len(bunches)
+                normal_rows += bunches[pick]
+                fit_rows += [i for j, b in enumerate(bunches) if j != pick for i in b]
             else:
-                fit_rows += rows
+                fit_rows += [i for b in bunches for i in b]
         novel_rows = [i for i, lab in enumerate(labels) if lab == novel]
         if not normal_rows or not novel_rows or not fit_rows:
             continue
@@ -60,23 +74,25 @@ def held_out_species(labels: Sequence[str], fraction: float = 0.34, seed: int = 
     return sorted(held)
 
 
-def finetune_split(labels: Sequence[str], seed: int = 0) -> tuple[list[int], list[int], list[int]]:
+def finetune_split(labels: Sequence[str], seed: int = 0,
+                   groups: Sequence[str] | None = None) -> tuple[list[int], list[int], list[int]]:
     """Rows for validating fine-tuning: (tune rows, normal validation rows, pseudo-novel rows).
 
-    About a third of the species are pseudo-novel (never tuned on); of each other species one photo
-    (when it has two or more) is kept out of tuning as a normal validation photo."""
+    About a third of the species are pseudo-novel (never tuned on); of each other species one group
+    of photos (one photo without `groups`; only when the species has two or more groups) is kept out
+    of tuning as normal validation photos."""
     labels = list(labels)
     novel = set(held_out_species(labels, seed=seed))
     rng = np.random.default_rng(seed + 1)
     tune, normal = [], []
     for s in sorted(set(labels) - novel):
-        rows = [i for i, lab in enumerate(labels) if lab == s]
-        if len(rows) >= 2:
-            pick = rows[int(rng.integers(len(rows)))]
-            normal.append(pick)
-            tune += [i for i in rows if i != pick]
+        bunches = _species_groups(labels, groups, s)
+        if len(bunches) >= 2:
+            pick = int(rng.integers(len(bunches)))
+            normal += bunches[pick]
+            tune += [i for j, b in enumerate(bunches) if j != pick for i in b]
         else:
-            tune += rows
+            tune += [i for b in bunches for i in b]
     return tune, normal, [i for i, lab in enumerate(labels) if lab in novel]
 
 
