@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,26 @@ def scored_project(tmp_path):
     proj.update_run(run.id, status="done", threshold=0.6, min_area=40.0)
     yield proj
     proj.close()
+
+
+# -- leaving the test process -----------------------------------------------------------------
+# With Ray, faiss, ONNX Runtime, OpenVINO and Qt loaded in one process, CPython's final garbage
+# collection at interpreter shutdown once aborted (`Fatal Python error: none_dealloc`, exit 134) after
+# every test had passed: a refcount bug in one of those C extensions, in teardown only (the same test
+# files run alone exit cleanly). pytest has written its report and its exit status by the time
+# `pytest_unconfigure` runs last, so the process leaves there with that status and skips finalisation.
+# Set ANOMALY_GUI_TEST_FINALIZE=1 to run the normal shutdown (to hunt the extension down).
+_EXIT_STATUS: dict[str, int] = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: D103 (pytest hook)
+    _EXIT_STATUS["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):  # noqa: D103 (pytest hook)
+    if os.environ.get("ANOMALY_GUI_TEST_FINALIZE") == "1":
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS["code"])
