@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMes
 
 from anomaly_gui.core.project import Run
 from anomaly_gui.pipeline import rename_run
+from anomaly_gui.gui.model_export import export_dialog, run_exportable
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.state import AppState
 
@@ -65,7 +66,11 @@ class RunsPanel(QWidget):
         self.rename_button = QPushButton("Rename")
         self.delete_button = QPushButton("Delete")
         self.delete_button.setToolTip("Delete the selected run, its model and cached scores (Delete)")
+        self.export_button = QPushButton("Export model…")
+        self.export_button.setToolTip("Write the selected run's model as ONNX or OpenVINO IR for deployment "
+                                      "(finished PatchCore runs; the same as `anomaly-gui export-model`)")
         buttons = QHBoxLayout()
+        buttons.addWidget(self.export_button)
         buttons.addStretch(1)
         buttons.addWidget(self.rename_button)
         buttons.addWidget(self.delete_button)
@@ -84,6 +89,7 @@ class RunsPanel(QWidget):
         self.table.itemChanged.connect(self._on_item_changed)
         self.rename_button.clicked.connect(self._start_rename)
         self.delete_button.clicked.connect(self.delete_selected)
+        self.export_button.clicked.connect(self.export_selected)
         state.projectChanged.connect(self._on_project)
         state.runsChanged.connect(self.refresh)
         state.currentRunChanged.connect(self._select_run)
@@ -177,6 +183,16 @@ class RunsPanel(QWidget):
         has = self.selected_run() is not None
         self.rename_button.setEnabled(has)
         self.delete_button.setEnabled(has)
+        run_id = self.selected_run()
+        project = self.state.project
+        self.export_button.setEnabled(bool(has and project is not None and run_exportable(project.run(run_id))))
+
+    def export_selected(self) -> Any:
+        """Export the selected run's model (asks for the file; the export runs in a worker)."""
+        run_id = self.selected_run()
+        if run_id is None or self.state.project is None:
+            return None
+        return export_dialog(self, self.state.project, self.state.project.run(run_id))
 
     # -- rename / delete ---------------------------------------------------------------------------------
     def _start_rename(self) -> None:
