@@ -180,12 +180,11 @@ class RunsPanel(QWidget):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        has = self.selected_run() is not None
-        self.rename_button.setEnabled(has)
-        self.delete_button.setEnabled(has)
         run_id = self.selected_run()
         project = self.state.project
-        self.export_button.setEnabled(bool(has and project is not None and run_exportable(project.run(run_id))))
+        self.rename_button.setEnabled(run_id is not None)
+        self.delete_button.setEnabled(run_id is not None)
+        self.export_button.setEnabled(run_id is not None and project is not None and run_exportable(project.run(run_id)))
 
     def export_selected(self) -> Any:
         """Export the selected run's model (asks for the file; the export runs in a worker)."""
