@@ -53,7 +53,10 @@ class SelfSimilarityEngine(ImageEngine):
     Params = SelfSimilarityParams
     title = "CNN self-similarity"
     description = ("Pretrained CNN features of patches, a k-means dictionary of normal patches; a patch is anomalous "
-                   "when it is far from its nearest dictionary words. Works from a single normal image.")
+                   "when it is far from its nearest dictionary words. The right choice for textures and regular "
+                   "surfaces (leather, fabric, solar cells) from one or a few normal images: it learns what the "
+                   "surface is made of, not where things are, so it is no choice for objects whose parts depend on "
+                   "position or pose (MVTec screw: near chance). engines/selfsimilarity/README.md has the figures.")
     rank = 1
     needs = frozenset({"normal_images"})
 
