@@ -90,7 +90,8 @@ class PatchCoreEngine(ImageEngine):
     description = ("Pretrained mid-level patch features in a coreset memory bank; the anomaly map is each patch's "
                    "distance to its nearest normal patch. The right choice for objects and parts (screws, bottles, "
                    "boards) and for textures alike, from about ten normal images; no training loop. Offered first: "
-                   "best measured image AUROC on MVTec screw and leather (engines/patchcore/README.md). Image edges "
+                   "best measured image AUROC (MVTec screw 0.88 vs 0.50 self-similarity; leather 1.00; "
+                   "engines/patchcore/README.md). Image edges "
                    "are mirrored and normalised, so they raise no false alarms; scores are in units of the most "
                    "unusual normal training image.")
     rank = 0
