@@ -88,10 +88,12 @@ def test_yolo_default_network_is_the_imagenet_mobilenet_offline(hrsid_items, mob
     monkeypatch.setattr("anomaly_gui.engines.yolo.EPOCH_IMAGES", 4)
     eng = get_engine("yolo")(device="cpu", epochs=1, batch=2, mosaic=0.0)
     assert eng.params.model == MOBILENET_MODEL and eng.params.imgsz == 0
-    eng.params.imgsz = 128  # the automatic size is checked below, training stays small
+    eng.params.imgsz, eng.params.crop = 256, 96  # the automatic size is checked below, training stays small
     train = [DatasetItem(path=it.path, annotations=it.annotations, width=it.width, height=it.height) for it in hrsid_items[:4]]
     eng.fit(train)
     assert eng.stats["pretrained_backbone"] == str(mobilenet_weights) and not no_network
+    # trained on 96-px crops around ships and background, detects on whole chips at 256 px
+    assert (eng.stats["train_imgsz"], eng.stats["crop"], eng.stats["imgsz"]) == (96, 96, 256)
     net = eng._yolo.model
     assert [int(s) for s in net.stride] == [4, 8, 16]
     ref = read_state_dict(mobilenet_weights)
@@ -117,7 +119,7 @@ def test_yolo_cancel_and_missing_weights(hrsid_items):
         get_engine("yolo")(device="cpu", model="/nowhere/best.pt").fit(hrsid_items[:4])
 
 
-def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network):
+def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network, monkeypatch):
     """A user's own ultralytics .pt (made here from yolov8n.yaml, with recognisable weights) is the start
     of training: after one epoch at a tiny learning rate the network still carries those weights."""
     pytest.importorskip("ultralytics")
@@ -134,6 +136,7 @@ def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network):
     ref = mine.model.state_dict()[key].detach().clone().float()
     pt = tmp_path / "mine.pt"
     mine.save(str(pt))
+    monkeypatch.setattr("anomaly_gui.engines.yolo.EPOCH_IMAGES", 4)
     eng = get_engine("yolo")(device="cpu", model=str(pt), epochs=1, imgsz=128, batch=2, mosaic=0.0, lr0=1e-6)
     train = [DatasetItem(path=it.path, annotations=it.annotations, width=it.width, height=it.height) for it in hrsid_items[:4]]
     logs = []

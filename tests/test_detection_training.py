@@ -152,3 +152,21 @@ def test_flip_fusion_maps_boxes_back_and_averages_them():
     assert out["scores"][0] == pytest.approx((0.8 + 0.4) / 4)
     two = fuse_variants([a, lone])  # an object seen by one variant of two keeps half its score
     assert np.allclose(sorted(two["scores"]), [0.4, 0.45])
+
+
+def test_yolo_validation_tiles_cover_the_chip_and_keep_whole_objects():
+    from anomaly_gui.engines.yolo.staging import tiles
+
+    boxes = np.array([[300.0, 420.0, 330.0, 436.0], [700.0, 100.0, 760.0, 130.0], [0.0, 0.0, 12.0, 12.0]])
+    img = _marked(800, 800, boxes)
+    parts = tiles(img, boxes, ["ship"] * 3, 320)
+    assert len(parts) == 9 and all(p.image.shape == (320, 320, 3) for p in parts)
+    assert sum(int(p.image.sum() // 255 // 3) for p in parts) >= int(img.sum() // 255 // 3)  # every pixel is in a tile
+    whole = 0
+    for p in parts:
+        for x1, y1, x2, y2 in p.boxes.astype(int):
+            assert p.image[y1:y2, x1:x2].mean() > 200  # kept boxes still cover their ship
+            whole += (x2 - x1) * (y2 - y1) in (30 * 16, 60 * 30, 12 * 12)
+    assert whole >= 3  # each ship lies whole inside at least one tile
+    small = tiles(img[:200, :300], boxes[:1], ["ship"], 320)
+    assert len(small) == 1 and small[0].image.shape == (200, 300, 3)

@@ -30,6 +30,7 @@ from anomaly_gui.engines.detection_common import (
 
 from anomaly_gui.engines.detection_common.sampling import auto_scale
 from anomaly_gui.engines.yolo.backbone import MOBILENET_MODEL, imagenet_trainer, is_mobilenet, mobilenet_yaml
+from anomaly_gui.engines.yolo.staging import crops_per_image, write_yolo_dataset
 
 MODEL_CHOICES = [MOBILENET_MODEL, "yolov8n.yaml", "yolov8n-p2.yaml", "yolov8s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 #: SAR-safe augmentation: flips both ways and a global gain (value jitter); no hue / saturation jitter,
@@ -78,6 +79,8 @@ class YoloParams:
     patience: int = param(15, "stop after this many epochs without a better validation fitness (0: never stop early)", minimum=0, maximum=1000)
     max_minutes: float = param(10.0, "time budget for training in minutes (0: none); the best epoch so far is kept", minimum=0.0, maximum=10000.0)
     imgsz: int = param(0, "network input size in pixels (0: auto, the training images' size, upsampled when objects are tiny)", minimum=0, maximum=2048, step=32)
+    crop: int = param(320, "training crop size at model scale: larger images are trained on crops around objects plus background "
+                           "crops (validated on tiles) and detected whole (0: train on whole images)", minimum=0, maximum=2048, step=32)
     batch: int = param(8, "images per batch", minimum=1, maximum=256)
     lr0: float = param(0.01, "initial learning rate", minimum=1e-6, maximum=1.0, advanced=True)
     mosaic: float = param(1.0, "mosaic augmentation probability", minimum=0.0, maximum=1.0, advanced=True)
@@ -94,43 +97,6 @@ class YoloParams:
 
 def _device_arg(device: Any) -> str:
     return "cpu" if device.type == "cpu" else str(device.index or 0)
-
-
-def write_yolo_dataset(root: Path, splits: dict[str, TrainingSet], classes: Sequence[str], prepare: Any, repeats: int = 1) -> Path:
-    """A YOLO folder (written by `core.formats.yolo.write_yolo`) in a temporary place: ultralytics writes
-    `labels.cache` beside the labels, so the user's folder is never used directly. With `prepare`, images
-    are converted first (SAR stretch, speckle filter) and written as PNG. With `repeats` > 1 the training split is
-a list naming each image that many times (an epoch of a small dataset is then long enough to learn between
-two validations). Returns data.yaml."""
-    import yaml
-
-    from anomaly_gui.core.formats.yolo import write_yolo
-    from anomaly_gui.core.imageio import read_image, write_image
-
-    staged: list[DatasetItem] = []
-    for split, data in splits.items():
-        for k, (it, boxes, labels) in enumerate(zip(data.items, data.boxes, data.labels)):
-            path, (w, h) = it.path, (it.width, it.height)
-            if prepare is not None:
-                img = prepare(read_image(it.path))
-                path = str(write_image(root / "prepared" / split / f"{k:06d}_{Path(it.path).stem}.png", img))
-                w, h = img.shape[1], img.shape[0]
-            anns = [make_box(*b, lab, 1.0) for b, lab in zip(boxes, labels)]
-            for a in anns:
-                a.score, a.source = None, "import"
-            staged.append(DatasetItem(path=path, split=split, annotations=anns, width=w, height=h))
-    out = write_yolo(staged, root / "yolo", classes=list(classes)).resolve()
-    # ultralytics resolves a relative `path` against the working directory, not the YAML: make it absolute
-    data_yaml = out / "data.yaml"
-    spec = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    spec["path"] = str(out)
-    if repeats > 1 and "train" in spec:
-        images = sorted(str(f.resolve()) for f in (out / spec["train"]).iterdir() if f.is_file())
-        listing = out / "train_repeated.txt"
-        listing.write_text("".join(f"{f}\n" for _ in range(repeats) for f in images), encoding="utf-8")
-        spec["train"] = str(listing)
-    data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return data_yaml
 
 
 @register_engine
@@ -176,6 +142,14 @@ class YoloEngine(DetectionEngine):
         side = float(np.median([max(it.width or 0, it.height or 0) for it in data.items]))
         return int(np.clip(np.ceil(side * auto_scale(data.boxes) / 32) * 32, 128, 1280))
 
+    def _train_size(self, imgsz: int) -> tuple[int, int]:
+        """(training input size, crop size for staging; 0: whole images): crops when the images at model
+        scale are well over `crop` pixels."""
+        crop = int(np.ceil(self.params.crop / 32) * 32)
+        if crop and imgsz > crop * 1.25:
+            return crop, crop
+        return imgsz, 0
+
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
         ctx = ctx or RunContext()
         ultralytics_offline()
@@ -191,8 +165,11 @@ class YoloEngine(DetectionEngine):
                       "n_train": len(data.items), "n_val": len(val.items), "source_model": p.model}
         source, trainer = self._source(data, ctx)
         imgsz = self._imgsz(data)
-        repeats = max(1, int(np.ceil(EPOCH_IMAGES / len(data.items))))
-        self.stats.update({"imgsz": imgsz, "repeats": repeats})
+        train_size, crop = self._train_size(imgsz)
+        scale = imgsz / max(1.0, float(np.median([max(it.width or 0, it.height or 0) for it in data.items])))
+        n_train = sum(crops_per_image(len(b)) for b in data.boxes) if crop else len(data.items)
+        repeats = max(1, int(np.ceil(EPOCH_IMAGES / max(1, n_train))))
+        self.stats.update({"imgsz": imgsz, "train_imgsz": train_size, "crop": crop, "repeats": repeats})
         history: list[dict[str, Any]] = []
         total_epochs = p.epochs
         t0 = time.perf_counter()
@@ -227,7 +204,8 @@ class YoloEngine(DetectionEngine):
         tmp = Path(tempfile.mkdtemp(prefix="anomaly_gui-yolo-"))
         try:
             prep = None if p.input_stretch == "auto" and p.speckle == "none" else self._prepare
-            data_yaml = write_yolo_dataset(tmp / "data", {"train": data, "val": val}, data.classes, prep, repeats=repeats)
+            data_yaml = write_yolo_dataset(tmp / "data", {"train": data, "val": val}, data.classes, prep, repeats=repeats,
+                                           crop=crop, scale=scale, seed=p.seed)
             if not source:  # our MobileNetV2 network, as a yaml file ultralytics can read
                 import yaml
 
@@ -239,7 +217,7 @@ class YoloEngine(DetectionEngine):
             if self.device.type == "cuda":
                 self._skip_amp_download()
             augment = SAR_AUGMENT if p.augment else {k: 0.0 for k in SAR_AUGMENT}
-            yolo.train(data=str(data_yaml), epochs=p.epochs, imgsz=imgsz, batch=p.batch, lr0=p.lr0, device=_device_arg(self.device),
+            yolo.train(data=str(data_yaml), epochs=p.epochs, imgsz=train_size, batch=p.batch, lr0=p.lr0, device=_device_arg(self.device),
                        workers=0, plots=False, project=str(tmp / "runs"), name="train", exist_ok=True, verbose=False,
                        seed=p.seed, deterministic=True, mosaic=p.mosaic if p.augment else 0.0, close_mosaic=0, cache=True,
                        patience=p.patience or 10_000, val=True, amp=self.device.type == "cuda", pretrained=source.endswith(".pt"),
