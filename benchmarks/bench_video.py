@@ -1,7 +1,7 @@
 """Video benchmark on UCSD Ped2 (../shared/data/ucsd_ped2): per engine, training time, frames/s scoring,
 frame-level AUC and pixel figures; and player playback fps with overlays on 360x240 frames. Prints one JSON.
 
-    python benchmarks/bench_video.py [--engines frame_ae,stacked_ae,convlstm_ae] [--epochs N] [--device cpu|cuda]
+    python benchmarks/bench_video.py [--engines future_frame,frame_ae,stacked_ae,convlstm_ae] [--epochs N] [--device cpu|cuda]
                                      [--param KEY=VALUE ...] [--playback-only] [--threads N]
 """
 from __future__ import annotations
@@ -93,7 +93,7 @@ def bench_playback(seconds: float = 4.0) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--engines", default="frame_ae,stacked_ae,convlstm_ae")
+    ap.add_argument("--engines", default="future_frame,frame_ae,stacked_ae,convlstm_ae")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")

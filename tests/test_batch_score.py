@@ -168,6 +168,33 @@ def test_cli_score_with_a_project_run_and_bad_input(app_run, tmp_path, monkeypat
     assert rc == 2 and "--threshold" in capsys.readouterr().err  # the bare model file carries no threshold
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_cli_score_with_an_exported_model_decides_as_the_app_run(app_run, tmp_path, monkeypatch, capsys, fmt):
+    """The run exported as ONNX / OpenVINO IR carries its threshold and minimum area; `score` with that
+    file gives the app's scores (1e-4) and verdicts, and lists the corrupt file as an error."""
+    pytest.importorskip("onnxruntime")
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    from anomaly_gui.cli import main
+
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(app_run["weights"]))
+    exported = tmp_path / ("run.onnx" if fmt == "onnx" else "run.xml")
+    assert main(["export-model", str(app_run["project"]), "--run", str(app_run["run_id"]), "--format", fmt,
+                 "--out", str(exported)]) == 0
+    capsys.readouterr()
+    rc = main(["score", str(app_run["folder"]), "--model", str(exported), "--out", str(tmp_path / "o"), "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    summary = json.loads(out.out)
+    assert summary["threshold"] == pytest.approx(app_run["threshold"]) and summary["min_area"] == MIN_AREA
+    assert summary["engine"] == "patchcore" and summary["results"] == 8
+    _check_same_as_app(tmp_path / "o", app_run["expected"])
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    assert main(["score", str(app_run["folder"]), "--model", str(bad), "--out", str(tmp_path / "o2")]) == 2
+    assert "bad.onnx" in capsys.readouterr().err
+
+
 def test_import_batch_results_as_a_run(app_run, tmp_path, monkeypatch):
     from anomaly_gui.batch.importer import import_results
     from anomaly_gui.core.project import open_project
@@ -239,6 +266,20 @@ def test_local_ray_with_two_workers_equals_in_process_and_app(ray_session, app_r
     assert summary["workers"] == 2 and summary["results"] == 8 and summary["errors"] == 1
     assert all(r["worker_pid"] != os.getpid() for r in rows)  # scored by Ray actors, not this process
     assert all(n == 1 for n in _raw_unit_counts(out).values())
+
+
+@pytest.mark.slow
+def test_local_ray_scores_with_an_exported_onnx_model(ray_session, app_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from anomaly_gui.cli.export_model import load_engine
+    from anomaly_gui.engines.deploy import export_model
+
+    exported = export_model(load_engine(app_run["project"], app_run["run_id"]), tmp_path / "run.onnx")
+    out = tmp_path / "ray"
+    summary = score_batch(app_run["folder"], exported, out, ray="local", workers=1, batch_size=4)
+    rows = _check_same_as_app(out, app_run["expected"])
+    assert summary["threshold"] == pytest.approx(app_run["threshold"]) and summary["results"] == 8
+    assert all(r["worker_pid"] != os.getpid() for r in rows)  # scored by a Ray actor holding the ONNX file
 
 
 @pytest.mark.slow

@@ -74,10 +74,44 @@ def test_export_check_reports_differences_and_bad_input_names_the_file(tmp_path,
     assert "bad.agm" in capsys.readouterr().err
 
 
-def test_engines_without_an_export_module_are_refused(tmp_path, screw):
-    from anomaly_gui.engines.deploy import export_model
+#: small real fits of the other image engines; the autoencoder tiles 96 px images with 32 px patches
+#: (stride 16: 25 tiles), gray and RGB, and its pretrained-encoder variant
+OTHER_ENGINES = {
+    "selfsimilarity": {"image_size": 96, "n_words": 16},
+    "autoencoder": {"image_size": 96, "patch_size": 32, "epochs": 2, "color": "gray"},
+    "autoencoder-rgb-l2-whole": {"image_size": 64, "patch_size": 64, "epochs": 2, "color": "rgb", "residual": "l2"},
+    "autoencoder-pretrained": {"image_size": 64, "patch_size": 64, "epochs": 1, "architecture": "pretrained",
+                               "color": "rgb"},
+}
 
-    eng = get_engine("autoencoder")(device="cpu")
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+@pytest.mark.parametrize("case", list(OTHER_ENGINES))
+def test_other_image_engines_export_with_the_same_scores(tmp_path, screw, case, fmt):
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    from anomaly_gui.engines.deploy import ExportedScorer, export_model
+
+    eng = get_engine(case.split("-")[0])(device="cpu", **OTHER_ENGINES[case])
+    eng.fit(screw[0])
+    path = export_model(eng, tmp_path / "m", fmt)
+    scorer = ExportedScorer(path)
+    size = OTHER_ENGINES[case]["image_size"]
+    assert scorer.image_size == size and scorer.channels == eng.channels()
+    x = load_all(screw[1][:5], size, eng.channels()).float() / 255.0
+    s_ref, m_ref = eng.score_tensor(x)
+    s_exp, m_exp = scorer.score_tensor(x)
+    assert m_exp.shape == m_ref.shape == (5, size, size)
+    assert torch.allclose(s_exp, s_ref, rtol=1e-4, atol=1e-5 * float(s_ref.abs().max()))
+    assert (m_exp - m_ref).abs().max() < 1e-3 * float(m_ref.abs().max())  # SSIM divides: float rounding grows
+    assert s_ref.std() > 1e-3 * float(s_ref.abs().max())  # scores differ between images: the test can fail
+
+
+def test_engines_without_an_export_module_are_refused(tmp_path):
+    from anomaly_gui.engines.deploy import export_model, exportable_engines
+
+    assert exportable_engines() == ["patchcore", "selfsimilarity", "autoencoder"]
+    eng = get_engine("stacked_ae")(device="cpu")
     eng.fitted = True
-    with pytest.raises(ValueError, match="cannot be exported"):
+    with pytest.raises(ValueError, match="cannot be exported.*patchcore, selfsimilarity, autoencoder"):
         export_model(eng, tmp_path / "ae.onnx")

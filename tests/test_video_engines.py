@@ -21,7 +21,7 @@ from anomaly_gui.engines.base import (
 from tests.conftest import shared_dataset
 
 TINY = {"width": 48, "height": 32, "batch_size": 8, "lr": 3e-3}
-WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}}
+WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}, "future_frame": {"past": 3}}
 
 
 @pytest.fixture(autouse=True)
@@ -56,17 +56,18 @@ def synthetic_clip(ped2_train, tmp_path_factory) -> list[DatasetItem]:
     return items
 
 
-def test_three_video_engines_are_registered():
+def test_four_video_engines_are_registered():
     names = {e.name for e in list_engines(Task.VIDEO)}
-    assert {"frame_ae", "stacked_ae", "convlstm_ae"} <= names
+    assert {"frame_ae", "stacked_ae", "convlstm_ae", "future_frame"} <= names
+    assert get_engine("future_frame").Params().past == 4  # Liu et al. 2018 predict from 4 frames
     assert get_engine("stacked_ae").Params().window == 10  # the paper's default
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["frame_ae", "stacked_ae", "convlstm_ae"])
+@pytest.mark.parametrize("name", ["frame_ae", "stacked_ae", "convlstm_ae", "future_frame"])
 def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_path):
     assert get_engine(name).Params().normalise is False  # deployable default (issue 12); the paper's is asked for here
-    eng = get_engine(name)(device="cpu", epochs=3, normalise=True, **TINY, **WINDOWED[name])
+    eng = get_engine(name)(device="cpu", epochs=3, normalise=True, patience=0, **TINY, **WINDOWED[name])
     logged = []
     eng.fit(ped2_train, RunContext(log=logged.append))
     hist = eng.stats["loss_history"]
@@ -85,15 +86,19 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
     assert again.pixel_mean is not None and np.array_equal(again.pixel_mean, eng.pixel_mean)
     # dividing by the mean training error per pixel: a pixel that is always hard counts less
     err = np.ones((2, 32, 48), np.float32)
-    again.params.pixel_norm, again.params.box = "divide", 1
+    again.params.pixel_norm, again.params.box, again.params.pixel_error = "divide", 1, "abs"
     again.pixel_mean = np.zeros((32, 48), np.float32)
     again.pixel_mean[0, 0] = 0.98
     _, maps = again._errors_and_maps(err)
     assert maps[0, 0, 0] == pytest.approx(1.0) and maps[0, 5, 5] == pytest.approx(50.0)
+    # squared errors (PSNR units) keep the floor in squared units: 0.02 ** 2
+    again.params.pixel_error = "squared"
+    _, maps = again._errors_and_maps(err)
+    assert maps[0, 5, 5] == pytest.approx(1 / 0.02 ** 2) and maps[0, 0, 0] == pytest.approx(1 / (0.98 + 0.02 ** 2))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["frame_ae", "stacked_ae"])
+@pytest.mark.parametrize("name", ["frame_ae", "stacked_ae", "future_frame"])
 def test_anomalous_part_of_a_clip_scores_higher(name, ped2_train, synthetic_clip):
     eng = get_engine(name)(device="cpu", epochs=4, **TINY, **WINDOWED[name])
     eng.fit(ped2_train)

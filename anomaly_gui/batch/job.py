@@ -19,6 +19,7 @@ from anomaly_gui.batch.shards import BatchError
 from anomaly_gui.batch.units import MANIFEST_SUFFIXES, Unit, dedupe, image_unit, read_manifest
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.engines.base import Engine, Task, params_to_dict
+from anomaly_gui.engines.deploy import load_for_scoring
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def score_batch(
     model = Path(model).resolve()
     out = Path(out_dir).resolve()
     # in process the planner is the engine that scores; for Ray it only plans (workers load their own)
-    planner = Engine.load(model, device=device if ray is None else "cpu")
+    planner = load_for_scoring(model, device=device if ray is None else "cpu")  # also exported .onnx / .xml
     thr, area = decision(planner, threshold, min_area)
     units = plan_units(source, planner, frames_per_unit)
     if save_maps is None:

@@ -87,7 +87,9 @@ class UnitScorer:
             import torch
 
             torch.set_num_threads(int(self.cfg.torch_threads))
-        self.engine: Engine = Engine.load(self.cfg.model_path, device=self.cfg.device)
+        from anomaly_gui.engines.deploy import load_for_scoring
+
+        self.engine: Engine = load_for_scoring(self.cfg.model_path, device=self.cfg.device)
         self.out_dir = Path(self.cfg.out_dir)
 
     @classmethod

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_engine(model: Path, run_id: int | None):
-    """The fitted engine of a model file, or of run `run_id` of a project file."""
+    """The fitted engine of a model file, or of run `run_id` of a project file (with the run's threshold and
+    minimum area in its stats, so that the exported file decides as the run does)."""
     from anomaly_gui.core.errors import ModelFileError
     from anomaly_gui.engines.base import Engine
 
@@ -38,7 +39,11 @@ def load_engine(model: Path, run_id: int | None):
             raise ValueError(f"{model}: a project needs --run ID (the run whose model to export)")
         project = open_project(model)
         try:
-            return load_run_engine(project, run_id, device="cpu")
+            engine = load_run_engine(project, run_id, device="cpu")
+            run = project.run(run_id)
+            engine.stats.update({k: float(v) for k, v in (("threshold", run.threshold), ("min_area", run.min_area))
+                                 if v is not None})
+            return engine
         finally:
             close = getattr(project, "close", None)
             if close:

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verdict, regions, boxes, frame index, map path), errors/*.parquet, job.json, summary.json.")
     p.add_argument("input", type=Path, help="folder, manifest (.txt/.csv), video file, frame folder or scene")
     p.add_argument("--model", type=Path, required=True,
-                   help="model file (.agm), or a project file (.agproj) with --run: that run's model and settings")
+                   help="model file (.agm), a file from `export-model` (.onnx: ONNX Runtime, .xml: OpenVINO; image "
+                        "engines, CPU), or a project file (.agproj) with --run: that run's model and settings")
     p.add_argument("--run", type=int, default=None, help="with a project as --model: the run id")
     p.add_argument("--out", type=Path, required=True, help="output folder (a rerun into it skips what is written)")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's / run's)")

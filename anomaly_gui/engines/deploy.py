@@ -4,36 +4,52 @@ An exportable engine returns, from `export_module()`, a plain `nn.Module` that m
 in [0, 1] at the engine's input size to (image scores (N,), score maps (N, H, W)): the same numbers as
 `engine.score_tensor`, with no Python control flow left, so ONNX Runtime or OpenVINO can run it on a
 machine without torch. The ONNX file carries metadata (engine, input size, channels, parameters) that
-`ExportedScorer` reads back.
+`ExportedScorer` reads back. `ExportedEngine` wraps an exported file as an image engine (decoding,
+batching, per-item errors of `ImageEngine.score`), so `anomaly-gui score` and the batch scorer take an
+exported file wherever they take a model file (`load_for_scoring`).
 """
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from anomaly_gui.core.errors import ModelFileError
-from anomaly_gui.engines.base import Engine, params_to_dict
+from anomaly_gui.core.formats.base import DatasetItem
+from anomaly_gui.engines.base import Engine, RunContext, Task, get_engine, params_from_dict, params_to_dict
+from anomaly_gui.engines.image_data import ImageEngine
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "openvino")
+#: file suffixes of exported models (ONNX, OpenVINO IR)
+EXPORTED_SUFFIXES = (".onnx", ".xml")
 
 
-def exportable(engine: Engine) -> bool:
+def exportable(engine: Engine | type) -> bool:
+    """True for engines (or engine classes) with an `export_module()`: patchcore, selfsimilarity, autoencoder."""
     return callable(getattr(engine, "export_module", None))
 
 
-def export_model(engine: Engine, out: str | Path, fmt: str = "onnx") -> Path:
-    """Write `engine` as ONNX (`out` .onnx) or OpenVINO IR (`out` .xml + .bin); returns the written path."""
+def exportable_engines() -> list[str]:
+    from anomaly_gui.engines.base import list_engines
+
+    return [e.name for e in list_engines() if exportable(e)]
+
+
+def export_model(engine: Engine, out: str | Path, fmt: str = "onnx", decision: dict[str, Any] | None = None) -> Path:
+    """Write `engine` as ONNX (`out` .onnx) or OpenVINO IR (`out` .xml + .bin); returns the written path.
+
+    `decision`: a run's threshold and min_area, stored with the engine's stats so that scoring with the
+    exported file decides as the run does."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if not exportable(engine):
-        raise ValueError(f"engine {engine.name!r} cannot be exported yet (exportable: patchcore)")
+        raise ValueError(f"engine {engine.name!r} cannot be exported (exportable: {', '.join(exportable_engines())})")
     if not getattr(engine, "fitted", False):
         raise ValueError(f"{engine.name}: train the model before exporting it")
     out = Path(out)
@@ -41,15 +57,23 @@ def export_model(engine: Engine, out: str | Path, fmt: str = "onnx") -> Path:
     if out.suffix.lower() != suffix:
         out = out.with_suffix(suffix)
     out.parent.mkdir(parents=True, exist_ok=True)
-    module = engine.export_module().cpu().eval()
+    module = engine.export_module()
+    if any(t.device.type != "cpu" for t in [*module.parameters(), *module.buffers()]):
+        import copy
+
+        module = copy.deepcopy(module).cpu()  # the engine keeps its device
+    module = module.eval()
     size = int(engine.input_size())
     example = torch.rand(1, int(engine.channels()), size, size, generator=torch.Generator().manual_seed(0))
     from anomaly_gui.engines.patchcore.runtime import export_onnx_bytes
 
     blob = export_onnx_bytes(module, example, ["images"], ["scores", "maps"],
                              {"images": {0: "batch"}, "scores": {0: "batch"}, "maps": {0: "batch"}})
-    blob = _with_metadata(blob, {"engine": engine.name, "image_size": str(size), "channels": str(engine.channels()),
-                                 "params": json.dumps(params_to_dict(engine.params), default=str)})
+    meta = {"engine": engine.name, "image_size": str(size), "channels": str(engine.channels()),
+            "params": json.dumps(params_to_dict(engine.params), default=str),
+            "stats": json.dumps(_plain({**engine.stats, **{k: v for k, v in (decision or {}).items() if v is not None}}),
+                                default=str)}  # threshold / min_area when the run had them
+    blob = _with_metadata(blob, meta)
     if fmt == "onnx":
         from anomaly_gui.core.imageio import atomic_path
 
@@ -68,8 +92,18 @@ def export_model(engine: Engine, out: str | Path, fmt: str = "onnx") -> Path:
         ov.save_model(ov.convert_model(str(src)), str(out), compress_to_fp16=False)  # the bank stays fp32
     from anomaly_gui.core.imageio import write_text
 
-    write_text(out.with_suffix(".json"), json.dumps({"engine": engine.name, "image_size": str(size),
-                                                    "channels": str(engine.channels())}))
+    write_text(out.with_suffix(".json"), json.dumps(meta))
+    return out
+
+
+def _plain(stats: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in stats.items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
     return out
 
 
@@ -104,9 +138,11 @@ class ExportedScorer:
         elif self.path.suffix.lower() == ".xml":
             import openvino as ov
 
-            core = ov.Core()
-            compiled = core.compile_model(str(self.path), "CPU",
-                                          {"INFERENCE_NUM_THREADS": max(1, threads or torch.get_num_threads())})
+            try:
+                compiled = ov.Core().compile_model(str(self.path), "CPU",
+                                                   {"INFERENCE_NUM_THREADS": max(1, threads or torch.get_num_threads())})
+            except Exception as exc:  # OpenVINO raises its own exception types for corrupt files
+                raise ModelFileError(f"{self.path}: not a readable OpenVINO model ({exc})") from exc
             self._run = lambda x: [v for v in compiled(x).values()]
             onnx_meta = self.path.with_suffix(".json")
             if onnx_meta.is_file():
@@ -126,3 +162,53 @@ class ExportedScorer:
         """(scores (N,), maps (N, H, W)) of a batch in [0, 1]."""
         scores, maps = self._run(np.ascontiguousarray(x.detach().cpu().float().numpy()))
         return torch.from_numpy(np.asarray(scores)), torch.from_numpy(np.asarray(maps))
+
+
+class ExportedEngine(ImageEngine):
+    """An exported .onnx / .xml file as a fitted image engine on the CPU: `score(items)` decodes, batches and
+    reports unreadable images like the engine it was exported from; the model runs in ONNX Runtime or
+    OpenVINO. Name, params and stats (threshold, min area) are the source engine's, from the file's metadata."""
+
+    task = Task.IMAGE
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.scorer = ExportedScorer(path, threads)
+        meta = self.scorer.meta
+        if "engine" not in meta:
+            raise ModelFileError(f"{self.scorer.path}: not exported by anomaly_gui (no engine in its metadata)")
+        try:
+            source = get_engine(meta["engine"])
+        except KeyError as exc:
+            raise ModelFileError(f"{self.scorer.path}: unknown engine {meta['engine']!r}") from exc
+        self.name = source.name  # type: ignore[misc]  (the instance reports its source engine)
+        self.Params = source.Params  # type: ignore[misc]
+        params = params_from_dict(source.Params, json.loads(meta.get("params") or "{}"))
+        super().__init__(params, device="cpu")
+        self.stats = json.loads(meta.get("stats") or "{}")
+        self.runtime = "onnxruntime" if self.scorer.path.suffix.lower() == ".onnx" else "openvino"
+        self.fitted = True
+
+    def channels(self) -> int:
+        return self.scorer.channels
+
+    def input_size(self) -> int:
+        return self.scorer.image_size
+
+    def _score_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.scorer.score_tensor(x)
+
+    def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
+        raise ValueError(f"{self.scorer.path}: an exported model scores only; train the original engine")
+
+    def state_tensors(self) -> dict[str, Any]:
+        raise ValueError(f"{self.scorer.path}: an exported model is already saved")
+
+    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        raise ValueError(f"{self.scorer.path}: an exported model is loaded from its file")
+
+
+def load_for_scoring(path: str | Path, device: str = "auto") -> Engine:
+    """The engine that scores with `path`: an exported .onnx / .xml file (CPU) or an app model file."""
+    if Path(path).suffix.lower() in EXPORTED_SUFFIXES:
+        return ExportedEngine(path)
+    return Engine.load(path, device=device)

@@ -54,8 +54,8 @@ DEMOS: dict[str, DemoSpec] = {
                          "training, so the embedding map and the per-species novelty scores show it as an unseen species.",
                          "simclr_ocsvm", "embedding", "cluster_view", {"epochs": 0}),
     "video": DemoSpec("video", "video", "Surveillance video", "clip playback · anomaly curve",
-                      "Walkway clips in the UCSD layout (a cart, a runner): a stacked-frame autoencoder, per-frame "
-                      "scores, and the clip playing with its anomaly curve.", "stacked_ae", "video", "video_player",
+                      "Walkway clips in the UCSD layout (a cart, a runner): a future-frame predictor, per-frame "
+                      "scores, and the clip playing with its anomaly curve.", "future_frame", "video", "video_player",
                       {"epochs": 10}),
 }
 

@@ -34,12 +34,14 @@ def export_run_model(project: Any, run_id: int, out: str | Path, fmt: str,
 
     try:
         engine = load_run_engine(project, run_id, device="cpu")
+        run = project.run(run_id)
     except Exception as exc:
         on_error(str(exc))
         return None
+    decision = {"threshold": run.threshold, "min_area": run.min_area}  # the exported file decides as the run
 
     def work(ctx: Any) -> Path:
-        return export_model(engine, out, fmt)
+        return export_model(engine, out, fmt, decision)
 
     job = start_job(work, title=f"Export model of run #{run_id}", kind="export-model")
     job.result.connect(lambda path: on_done(Path(path)))
@@ -52,7 +54,8 @@ def export_dialog(parent: QWidget, project: Any, run: Any) -> Job | None:
     if not run_exportable(run):
         QMessageBox.information(parent, "Export model",
                                 f"The model of run #{getattr(run, 'id', '?')} ({getattr(run, 'engine', '?')}) cannot be "
-                                "exported: only finished runs of exportable engines (PatchCore) can.")
+                                "exported: only finished runs of exportable engines (PatchCore, CNN self-similarity, "
+                                "autoencoder) can.")
         return None
     default = str(Path(project.path).parent / f"run{run.id}_{run.engine}.onnx")
     path, chosen = QFileDialog.getSaveFileName(parent, "Export model", default, ";;".join(FILTERS))

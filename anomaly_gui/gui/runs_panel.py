@@ -68,7 +68,8 @@ class RunsPanel(QWidget):
         self.delete_button.setToolTip("Delete the selected run, its model and cached scores (Delete)")
         self.export_button = QPushButton("Export model…")
         self.export_button.setToolTip("Write the selected run's model as ONNX or OpenVINO IR for deployment "
-                                      "(finished PatchCore runs; the same as `anomaly-gui export-model`)")
+                                      "(finished PatchCore, self-similarity and autoencoder runs; the same as "
+                                      "`anomaly-gui export-model`)")
         buttons = QHBoxLayout()
         buttons.addWidget(self.export_button)
         buttons.addStretch(1)

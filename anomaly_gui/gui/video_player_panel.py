@@ -92,6 +92,7 @@ class VideoPlayerPanel(QWidget):
         self.keys = PlayerKeys.install(self)  # Space / arrows wherever focus is, unless a text field has it
         state.currentItemChanged.connect(self._on_current_item)
         state.projectChanged.connect(lambda _p: self.close_clip())
+        state.currentRunChanged.connect(self._on_current_run)
         self._update_enabled()
 
     # -- layout -----------------------------------------------------------------------------------
@@ -280,6 +281,18 @@ class VideoPlayerPanel(QWidget):
         # in float64: numpy casts the Python threshold to the scores' float32, where a threshold just above a
         # raw error of ~100 (spacing 7.6e-6) would round back onto it
         return None if self.scores is None else np.asarray(self.scores, np.float64) >= self.threshold
+
+    def _on_current_run(self, _run_id: Any) -> None:
+        """A run was chosen or has just been trained: an open project clip shows that run's scores (none if it
+        did not score the clip, so no curve is ever shown under another run's name)."""
+        clip = self.clip
+        if clip is not None and clip.items and clip.items[0].id is not None:
+            self.scores = self.errors = self.maps = None
+            self.curve.set_scores(None)
+            self.curve.set_detected(None)
+            self._load_project_scores()
+            self._update_enabled()
+            self.show_frame(self.index)
 
     def _load_project_scores(self) -> None:
         """Scores of the current run for the clip's project items, when the run has them."""
@@ -535,8 +548,7 @@ class VideoPlayerPanel(QWidget):
         proj, clip = self.state.project, self.clip
         if proj is None or clip is None or not clip.per_frame_items or clip.items[0].id is None:
             return
-        run_id = store_clip_run(proj, self.engine, clip, cs, {"pixel_threshold": float(self.pixel_thr.value())})
-        self.state.set_current_run(run_id)
+        self.state.set_current_run(store_clip_run(proj, self.engine, clip, cs, {"pixel_threshold": float(self.pixel_thr.value())}))
 
     def _verdicts(self) -> FrameVerdicts:
         assert self.scores is not None

@@ -144,7 +144,7 @@ def test_video_demo_player_curve_keys_and_csv(qtbot, window, tmp_path):
     shown = _shown_docks(window)
     assert "video_player" in shown and not {"review", "cluster_view", "detection"} & shown
     tp, player = window.panels["train"], window.panels["video_player"]
-    assert tp.engine_combo.itemData(0) == "stacked_ae"
+    assert tp.engine_combo.itemData(0) == "future_frame" == tp.engine_name()
     assert player.clip is not None and player.clip.name.startswith("Test001") and len(player.clip) == 60
     assert player.scores is not None and len(player.scores) == 60
     assert window.docks["video_player"].height() >= 0.45 * window.height()
@@ -177,4 +177,4 @@ def test_video_demo_player_curve_keys_and_csv(qtbot, window, tmp_path):
     rows = list(csv.DictReader(Path(out).open()))
     assert len(rows) == 60
     assert sum(r["verdict"] == "anomalous" for r in rows) == n
-    assert "stacked_ae" in _export_report(qtbot, window, tmp_path / "report.html")
+    assert "future_frame" in _export_report(qtbot, window, tmp_path / "report.html")

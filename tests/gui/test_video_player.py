@@ -162,3 +162,48 @@ def test_score_with_a_model_in_a_worker_and_keep_it_in_the_project(qtbot, test_i
 def test_main_window_docks_the_player(window):
     assert "video_player" in window.panels
     assert window.panel_errors.get("video_player") is None
+
+
+@pytest.mark.slow
+def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_clip(qtbot, test_items, tmp_path):
+    """The analyst opens a test clip in the player, chooses the future-frame predictor in the Train panel and
+    trains it (tiny schedule): when the run ends, the open clip shows that run's frame scores and maps."""
+    from anomaly_gui.core.project import open_project
+    from anomaly_gui.gui.main_window import MainWindow
+    from anomaly_gui.gui.state import AppState
+    from tests.c2_engines import stop_jobs
+
+    import dataclasses
+
+    train = [dataclasses.replace(it, is_anomalous=False)  # training clips are normal (as the importer marks them)
+             for it in scan_ucsd(shared_dataset("ucsd_ped2"), "train") if it.frame_index < 16]
+    proj = open_project(tmp_path / "v.agproj")
+    proj.add_items(train + list(test_items))
+    proj.set_setting("train.params.future_frame", {"width": 48, "height": 32, "epochs": 1, "batch_size": 8, "past": 3})
+    state = AppState()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    state.set_project(proj)
+    player, tp = win.panels["video_player"], win.panels["train"]
+    test_ids = [it.id for it in proj.items(split="test")]
+    state.set_current_item(test_ids[5])
+    assert player.clip is not None and len(player.clip) == N and player.scores is None
+    tp.select_engine("future_frame")
+    assert "4 before it" in tp.engine_desc.text()
+    with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
+        qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
+    run_id = int(blocker.args[0])
+    run = proj.run(run_id)
+    assert run.status == "done" and run.engine == "future_frame" and run.params["width"] == 48
+    assert "frame_auc" in run.metrics and "frame_auc_raw" in run.metrics
+    # the open clip now shows this run: one score per frame, the stored ones, and a map per frame
+    qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)
+    stored = proj.scores(run_id)
+    assert np.allclose(player.scores, [stored[i].score for i in sorted(test_ids)])
+    assert player.maps.shape == (N, 32, 48) and player.threshold == pytest.approx(run.threshold)
+    assert player.export_csv_btn.isEnabled()
+    stop_jobs(qtbot)
+    win.close()
+    proj.close()

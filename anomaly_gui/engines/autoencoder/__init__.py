@@ -167,6 +167,16 @@ class AutoencoderEngine(ImageEngine):
         if p < s and (s - p) % (p // 2):
             raise ValueError(f"image_size {s} must be patch_size {p} plus a multiple of {p // 2} for tiling")
 
+    def export_module(self) -> torch.nn.Module:
+        """A traceable module with this model's scores and maps, for `engines.deploy.export_model`."""
+        if self.model is None:
+            raise RuntimeError("nothing to export: the autoencoder is not trained")
+        from anomaly_gui.engines.autoencoder.export import AutoencoderExport
+
+        p = self.params
+        self._check_tiling(torch.empty(1, 1, p.image_size, p.image_size))
+        return AutoencoderExport(self.model, p.image_size, p.patch_size, p.residual, p.sigma)
+
     def state_tensors(self) -> dict[str, Any]:
         if self.model is None:
             raise RuntimeError("nothing to save: the autoencoder is not trained")

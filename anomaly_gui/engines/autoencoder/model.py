@@ -22,7 +22,7 @@ def _gauss_1d(size: int, sigma: float, device: torch.device, dtype: torch.dtype)
 
 
 def _filter(x: torch.Tensor, g: torch.Tensor, padding: str) -> torch.Tensor:
-    c = x.shape[1]
+    c = int(x.shape[1])  # a constant when traced for ONNX export (a depthwise kernel needs a known shape)
     r = g.numel() // 2
     if padding == "same":
         mode = "reflect" if r < min(x.shape[-2:]) else "replicate"

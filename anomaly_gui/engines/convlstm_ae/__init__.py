@@ -73,7 +73,7 @@ class ConvLSTMAEEngine(VideoAEEngine):
     name = "convlstm_ae"
     title = "ConvLSTM autoencoder (Chong & Tay 2017)"
     description = "Spatial conv encoder + ConvLSTM temporal encoder-decoder; models motion explicitly (slowest)."
-    rank = 2
+    rank = 3
     Params = ConvLSTMAEParams
 
     @property

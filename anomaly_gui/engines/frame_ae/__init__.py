@@ -28,7 +28,7 @@ class FrameAEEngine(VideoAEEngine):
     name = "frame_ae"
     title = "Frame autoencoder"
     description = "Convolutional autoencoder on single grayscale frames; appearance only (fast)."
-    rank = 1
+    rank = 2
 
     def build_module(self) -> nn.Module:
         return FrameAE()

@@ -11,8 +11,10 @@ from anomaly_gui.core.errors import ModelFileError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.engines.backbones import backbone_names, get_spec
 from anomaly_gui.engines.base import RunContext, Task, param, register_engine
-from anomaly_gui.engines.image_data import ImageEngine, as_items, autocast, iter_batches, require_images
-from anomaly_gui.engines.patchcore.model import PatchCoreExport, PatchCoreModel, chunked_coreset, random_projection
+from anomaly_gui.engines.image_data import ImageEngine, as_items, autocast, iter_batches, require_images, upsample_blur
+from anomaly_gui.engines.patchcore.calibration import MAX_IMAGES, border_weight, leave_image_out_distances
+from anomaly_gui.engines.patchcore.model import (BANK_AUGMENTS, BORDERS, PatchCoreExport, PatchCoreModel,
+                                                 augmented_views, chunked_coreset, random_projection)
 
 
 @dataclass
@@ -22,6 +24,14 @@ class PatchCoreParams:
                             "(features.6,features.13 for MobileNetV2, layer2,layer3 for ResNets)", advanced=True)
     weights: str = param("", "weights file or folder for the backbone (empty: the standard search)", advanced=True)
     image_size: int = param(256, "images are resized to this square size", minimum=64, maximum=1024, step=32)
+    border: str = param("reflect", "image edges: reflect = mirror the image outwards before the CNN so its zero "
+                                   "padding does not make every edge look anomalous; zero = the CNN's own padding "
+                                   "(original PatchCore)", choices=list(BORDERS))
+    border_pad: int = param(32, "pixels mirrored on each side with border = reflect", minimum=0, maximum=256,
+                            step=8, advanced=True)
+    bank_augment: str = param("none", "add rotated / flipped copies of the training images to the memory bank, "
+                                      "for parts that lie in any orientation (rot90: 4 copies, flips: 4, d4: "
+                                      "all 8; fit time grows alike)", choices=list(BANK_AUGMENTS))
     coreset_ratio: float = param(0.1, "fraction of training patches kept in the memory bank", minimum=0.001,
                                  maximum=1.0, step=0.01)
     projection_dim: int = param(128, "random projection used for coreset distances (0 = none)", minimum=0,
@@ -29,6 +39,10 @@ class PatchCoreParams:
     coreset_chunk: int = param(8192, "approximate coreset: greedy within random chunks of this many patches, so "
                                      "fit time grows linearly (0 = exact greedy over all patches)", minimum=0,
                                maximum=1 << 24, advanced=True)
+    normalize: bool = param(True, "learn from the training images (each left out in turn) how far normal patches "
+                                  "lie from the bank: edge cells are divided by the normal edge profile (no false "
+                                  "alarms along the border) and scores by the most unusual normal image's, so 1.0 "
+                                  "means 'as unusual as the most unusual normal image' for every model")
     num_neighbors: int = param(9, "bank neighbours used to reweight the image score", minimum=1, maximum=64,
                                advanced=True)
     score_mode: str = param("reweighted", "image score: the paper's reweighted max patch distance, or the max",
@@ -69,7 +83,7 @@ class PatchCoreEngine(ImageEngine):
         p = self.params
         model = PatchCoreModel(p.backbone, self._layers(), p.weights or None, p.num_neighbors, p.score_mode, p.sigma,
                                use_bf16=(p.precision == "bf16" and self.device.type == "cuda"),
-                               runtime=p.runtime, knn_index=p.knn_index)
+                               runtime=p.runtime, knn_index=p.knn_index, border=p.border, border_pad=p.border_pad)
         return model.to(self.device)
 
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -79,16 +93,25 @@ class PatchCoreEngine(ImageEngine):
         p = self.params
         t0 = time.perf_counter()
         self.model = self._build()
-        chunks = []
+        chunks, ids, first_view = [], [], []
+        grid: tuple[int, int] = (0, 0)
         for batch in iter_batches(items, p.image_size, 3, p.batch_size, self.device, ctx, strict=True,
                                   message="extracting features"):
             def run(x: torch.Tensor) -> torch.Tensor:
+                nonlocal grid
                 with autocast(self.device, p.precision):
                     e = self.model.embed(x)
+                grid = (int(e.shape[-2]), int(e.shape[-1]))
                 return e.permute(0, 2, 3, 1).reshape(-1, e.shape[1])
 
-            chunks += self.with_backoff(run, batch.images, ctx)
+            for v, view in enumerate(augmented_views(batch.images, p.bank_augment)):
+                part = torch.cat(self.with_backoff(run, view, ctx))
+                chunks.append(part)
+                cells = part.shape[0] // len(batch.indices)
+                ids.append(torch.tensor(batch.indices, device=part.device).repeat_interleave(cells))
+                first_view.append(torch.full((part.shape[0],), v == 0, device=part.device))
         feats = torch.cat(chunks)
+        image_ids, first = torch.cat(ids), torch.cat(first_view)
         del chunks
         n_keep = max(1, int(round(feats.shape[0] * p.coreset_ratio)))
         message = f"coreset: {n_keep} of {feats.shape[0]} patches"
@@ -104,17 +127,44 @@ class PatchCoreEngine(ImageEngine):
         idx = chunked_coreset(feats, n_keep, proj, seed=p.seed, chunk_size=p.coreset_chunk,
                               use_bf16=p.precision == "bf16", progress=progress)
         self.model.set_memory_bank(feats.index_select(0, idx))
+        if p.normalize:
+            ctx.progress(1, 1, "learning the normal border profile and score scale")
+            self._calibrate(feats, image_ids, first, image_ids.index_select(0, idx), grid, len(items))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         coreset_s = time.perf_counter() - t1
         ctx.progress(1, 1, "memory bank ready")
         self.fitted = True
         self.stats.update({
-            "image_size": p.image_size, "n_train": len(items), "n_patches": int(feats.shape[0]),
+            "image_size": p.image_size, "n_train": len(items), "border": p.border, "bank_augment": p.bank_augment, "n_patches": int(feats.shape[0]),
             "bank_size": int(n_keep), "feature_dim": int(feats.shape[1]), "layers": self._layers(),
             "coreset_seconds": round(coreset_s, 3), "fit_seconds": round(time.perf_counter() - t0, 3),
         })
         ctx.log({"epoch": 1, "bank_size": int(n_keep), "coreset_seconds": coreset_s})
+
+    def _calibrate(self, feats: torch.Tensor, image_ids: torch.Tensor, first: torch.Tensor,
+                   bank_ids: torch.Tensor, grid: tuple[int, int], n_images: int) -> None:
+        """Border profile and score scale from leave-one-image-out distances (`calibration.py`); nothing
+        with a single training image (nothing to leave out)."""
+        assert self.model is not None
+        if n_images < 2 or len(torch.unique(bank_ids)) < 2:
+            self.stats.update({"border_weight_max": 1.0, "score_scale": 1.0})
+            return
+        g = torch.Generator().manual_seed(self.params.seed)
+        chosen = torch.randperm(n_images, generator=g)[:MAX_IMAGES].to(feats.device)
+        rows = torch.nonzero(first & torch.isin(image_ids, chosen)).squeeze(1)
+        h, w = grid
+        dist = leave_image_out_distances(feats.index_select(0, rows), image_ids.index_select(0, rows),
+                                         self.model.memory_bank, bank_ids).view(-1, h, w)
+        dist = dist[torch.isfinite(dist).flatten(1).all(1)]
+        if len(dist) == 0:
+            return
+        weight = border_weight(dist)
+        size = int(self.params.image_size)
+        maps = upsample_blur(dist / weight, (size, size), float(self.params.sigma))
+        scale = float(maps.flatten(1).max(1).values.max().clamp_min(1e-12))
+        self.model.set_calibration(weight, scale)
+        self.stats.update({"border_weight_max": round(float(weight.max()), 4), "score_scale": round(scale, 6)})
 
     def _score_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.model is not None
@@ -130,10 +180,14 @@ class PatchCoreEngine(ImageEngine):
     def state_tensors(self) -> dict[str, Any]:
         if self.model is None:
             raise RuntimeError("nothing to save: PatchCore is not fitted")
-        return {"memory_bank": self.model.memory_bank}
+        return {"memory_bank": self.model.memory_bank, "border_weight": self.model.border_weight,
+                "score_scale": self.model.score_scale}
 
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
         if "memory_bank" not in tensors:
             raise ModelFileError("PatchCore model file has no memory_bank tensor")
+        if "border" not in self.stats:  # a file from before border handling: its bank has zero-padded edges
+            self.params.border = "zero"
         self.model = self._build()
         self.model.set_memory_bank(tensors["memory_bank"].to(self.device))
+        self.model.set_calibration(tensors.get("border_weight"), tensors.get("score_scale", 1.0))

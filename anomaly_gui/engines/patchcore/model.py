@@ -169,16 +169,51 @@ def knn(q: torch.Tensor, bank: torch.Tensor, k: int, bank_sq: torch.Tensor | Non
     return best_i
 
 
-class Embedder(nn.Module):
-    """Backbone + PatchCore pooling: (N, 3|1, H, W) in [0, 1] -> (N, D, h, w) fp32 patch embeddings."""
+BORDERS = ("reflect", "zero")
+BANK_AUGMENTS = ("none", "flips", "rot90", "d4")
 
-    def __init__(self, extractor: FeatureExtractor) -> None:
+
+def augmented_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
+    """The training batch (N, C, H, W) and its copies for an augmented memory bank: "flips" adds the
+    horizontal, vertical and both flips, "rot90" the 90/180/270-degree rotations, "d4" all eight symmetries
+    of the square."""
+    if kind not in BANK_AUGMENTS:
+        raise ValueError(f"unknown bank augmentation {kind!r}; known: {', '.join(BANK_AUGMENTS)}")
+    if kind == "none":
+        return [x]
+    if kind == "flips":
+        return [x, x.flip(-1), x.flip(-2), x.flip(-1, -2)]
+    rots = [x if k == 0 else torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    return rots if kind == "rot90" else rots + [r.flip(-1) for r in rots]
+
+
+class Embedder(nn.Module):
+    """Backbone + PatchCore pooling: (N, 3|1, H, W) in [0, 1] -> (N, D, h, w) fp32 patch embeddings.
+
+    border "reflect": the image is mirrored outwards by `pad` pixels before the backbone and the embedding
+    cropped back to the image's own cells, so the CNN's zero padding falls outside the image and border
+    patches look like their neighbours (without it, every edge of a normal image is "hot"). "zero": the
+    backbone's own padding at the image edge (the original PatchCore)."""
+
+    def __init__(self, extractor: FeatureExtractor, border: str = "reflect", pad: int = 32) -> None:
         super().__init__()
+        if border not in BORDERS:
+            raise ValueError(f"unknown border handling {border!r}; known: {', '.join(BORDERS)}")
         self.extractor = extractor
         self.layers = extractor.layers
+        self.pad = int(pad) if border == "reflect" else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return embed(self.extractor(x), self.layers).float()
+        p = min(self.pad, int(x.shape[-2]) - 1, int(x.shape[-1]) - 1)
+        if p <= 0:
+            return embed(self.extractor(x), self.layers).float()
+        H, W = int(x.shape[-2]), int(x.shape[-1])
+        e = embed(self.extractor(F.pad(x, (p, p, p, p), mode="reflect")), self.layers).float()
+        # the padded image's grid has (H + 2p) / stride cells a side; keep the cells over the image itself
+        sy, sx = (H + 2 * p) / int(e.shape[-2]), (W + 2 * p) / int(e.shape[-1])  # ints: constants when traced
+        cy, cx = int(round(p / sy)), int(round(p / sx))
+        h, w = int(round(H / sy)), int(round(W / sx))
+        return e[..., cy:cy + h, cx:cx + w]
 
 
 class PatchCoreModel(nn.Module):
@@ -189,14 +224,17 @@ class PatchCoreModel(nn.Module):
 
     def __init__(self, backbone: str = "mobilenet_v2", layers: Sequence[str] | None = None,
                  weights: str | None = None, num_neighbors: int = 9, score_mode: str = "reweighted",
-                 sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact") -> None:
+                 sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact",
+                 border: str = "reflect", border_pad: int = 32) -> None:
         super().__init__()
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
         if knn_index not in INDEX_KINDS:
             raise ValueError(f"unknown nearest-neighbour index {knn_index!r}; known: {', '.join(INDEX_KINDS)}")
         self.extractor = FeatureExtractor(backbone, layers, weights)
-        object.__setattr__(self, "embedder", Embedder(self.extractor))  # shares the extractor; no second copy
+        self.border, self.border_pad = border, border_pad
+        # shares the extractor; no second copy
+        object.__setattr__(self, "embedder", Embedder(self.extractor, border, border_pad))
         self._channels_last = False
         self.layers = self.extractor.layers
         self.num_neighbors = num_neighbors
@@ -209,6 +247,20 @@ class PatchCoreModel(nn.Module):
         self._index: BankIndex | None = None
         self.register_buffer("memory_bank", torch.zeros(0, 0))
         self.register_buffer("bank_sq", torch.zeros(0))
+        self.register_buffer("border_weight", torch.zeros(0, 0))  # (h, w) divisor of patch distances; empty: none
+        self.register_buffer("score_scale", torch.ones(()))  # scores and maps are divided by it
+
+    def set_calibration(self, border_weight: torch.Tensor | None, score_scale: float | torch.Tensor = 1.0) -> None:
+        """The training statistics of `calibration.py` (None / 1.0: raw distances)."""
+        dev = self.memory_bank.device
+        self.border_weight = (border_weight if border_weight is not None else torch.zeros(0, 0)).float().to(dev)
+        self.score_scale = torch.as_tensor(score_scale, dtype=torch.float32).reshape(()).to(dev)
+
+    def normalise_patches(self, patch: torch.Tensor) -> torch.Tensor:
+        """(n, h, w) patch distances over the border profile (when it was learnt for this grid)."""
+        if tuple(self.border_weight.shape) == tuple(patch.shape[-2:]):
+            return patch / self.border_weight
+        return patch
 
     def set_memory_bank(self, bank: torch.Tensor) -> None:
         self.memory_bank = bank.float().contiguous()
@@ -263,11 +315,11 @@ class PatchCoreModel(nn.Module):
             dist, idx = d2[:, 0].clamp_min(0).sqrt(), i1[:, 0]
         else:
             dist, idx = nearest(flat, self.memory_bank, self.bank_sq, self.use_bf16)
-        patch = dist.view(n, h * w)
+        patch = self.normalise_patches(dist.view(n, h, w)).reshape(n, h * w)
         idx = idx.view(n, h * w)
         scores = self._image_scores(flat.view(n, h * w, d), patch, idx, index)
         maps = upsample_blur(patch.view(n, h, w), (int(x.shape[-2]), int(x.shape[-1])), self.sigma)
-        return scores, maps
+        return scores / self.score_scale, maps / self.score_scale
 
     def _image_scores(self, emb: torch.Tensor, patch: torch.Tensor, idx: torch.Tensor,
                       index: BankIndex | None = None) -> torch.Tensor:
@@ -295,9 +347,11 @@ class PatchCoreExport(nn.Module):
 
     def __init__(self, model: PatchCoreModel, image_size: tuple[int, int]) -> None:
         super().__init__()
-        self.embedder = Embedder(model.extractor)
+        self.embedder = Embedder(model.extractor, model.border, model.border_pad)
         self.register_buffer("bank", model.memory_bank.detach().clone().float())
         self.register_buffer("bank_sq", (self.bank**2).sum(1))
+        self.register_buffer("border_weight", model.border_weight.detach().clone().float())
+        self.register_buffer("inv_scale", 1.0 / model.score_scale.detach().clone().float())
         self.k = min(model.num_neighbors, self.bank.shape[0])
         self.reweight = model.score_mode != "max" and self.bank.shape[0] >= 2
         H, W = image_size
@@ -321,13 +375,15 @@ class PatchCoreExport(nn.Module):
         flat = e.permute(0, 2, 3, 1).reshape(n, h * w, d)
         d2, nn_idx = self._sq_dist(flat).min(-1)  # (n, h*w)
         patch = d2.clamp_min(0).sqrt()
+        if tuple(self.border_weight.shape) == (h, w):
+            patch = (patch.view(n, h, w) / self.border_weight).reshape(n, h * w)
         s_star, p_star = patch.max(1)
-        maps = self.a_v @ patch.view(n, h, w) @ self.a_h.t()
+        maps = self.a_v @ patch.view(n, h, w) @ self.a_h.t() * self.inv_scale
         if not self.reweight:
-            return s_star, maps
+            return s_star * self.inv_scale, maps
         m_test = torch.gather(flat, 1, p_star.view(n, 1, 1).expand(n, 1, d)).squeeze(1)  # (n, d)
         m_star = self.bank[torch.gather(nn_idx, 1, p_star.view(n, 1)).squeeze(1)]  # (n, d)
         support = self._sq_dist(m_star).topk(self.k, dim=1, largest=False).indices  # (n, k)
         d_support = ((m_test.unsqueeze(1) - self.bank[support]) ** 2).sum(-1).sqrt()
         weights = 1.0 - torch.softmax(d_support, dim=1)[:, 0]
-        return weights * s_star, maps
+        return weights * s_star * self.inv_scale, maps

@@ -106,6 +106,13 @@ class SelfSimilarityEngine(ImageEngine):
         assert self.model is not None
         return self.model(x)
 
+    def export_module(self) -> torch.nn.Module:
+        """The scoring module itself (descriptors, PCA, distances to the nearest words, map, maximum): it has
+        no Python control flow that depends on the data, so it traces to ONNX as it is."""
+        if self.model is None:
+            raise RuntimeError("nothing to export: the model is not fitted")
+        return self.model
+
     def state_tensors(self) -> dict[str, Any]:
         if self.model is None:
             raise RuntimeError("nothing to save: the model is not fitted")

@@ -6,7 +6,6 @@ reconstruction of the same shape, and its window length T (1 for a single-frame 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +25,13 @@ from anomaly_gui.engines.base import (
     Task,
     param,
 )
-from anomaly_gui.engines.video_common.data import load_clip_frames, window_starts
+from anomaly_gui.engines.video_common.data import window_starts
+from anomaly_gui.engines.video_common.training import decode_clips, to_tensors, train_loop
 from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, box_sum
 
 FRAME_ERRORS = ("sum", "max_box")
 PIXEL_NORMS = ("none", "divide")
+PIXEL_ERRORS = ("abs", "squared")
 PIXEL_MEAN_KEY = "video_common.pixel_mean"  # stored beside the module's tensors
 PIXEL_MEAN_EPS = 0.02  # in [0, 1] gray units: keeps near-perfect places from exploding
 
@@ -54,6 +55,13 @@ class VideoAEParams:
                             "hard to reconstruct count less)", choices=list(PIXEL_NORMS), advanced=True)
     normalise: bool = param(False, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper); it uses the "
                             "scored clip's own min and max, so it is off by default (a live camera has neither)")
+    patience: int = param(3, "early stopping: stop when the loss on held-out training windows has not improved for this "
+                          "many epochs and keep the best epoch's weights (0: train all epochs, no hold-out)",
+                          minimum=0, maximum=100, advanced=True)
+    val_fraction: float = param(0.1, "share of each training clip (its last windows) held out for early stopping",
+                                minimum=0.0, maximum=0.5, advanced=True)
+    pixel_error: str = param("abs", "pixel error: |x - x^| or (x - x^)^2 (the squared error is what PSNR measures)",
+                             choices=list(PIXEL_ERRORS), advanced=True)
     score_stride: int = param(1, "window step when scoring (1 = every frame in every window)", minimum=1, maximum=64, advanced=True)
     seed: int = param(0, "random seed", advanced=True)
 
@@ -106,19 +114,28 @@ class VideoAEEngine(Engine):
                                               f"frames {self.name} stacks; use a longer clip or a smaller window")
 
     def _load(self, clips: list[Clip], ctx: RunContext) -> list[np.ndarray]:
-        total = sum(len(c) for c in clips)
-        done, out = 0, []
-        for c in clips:
-            frames = load_clip_frames(c, self.size, ctx, done, total)
+        out = decode_clips(clips, self.size, ctx, threads=2)
+        for c, frames in zip(clips, out):
             self._check_clip_length(c, len(frames))
-            out.append(frames)
-            done += len(frames)
         return out
 
     def _batch(self, frames: list[np.ndarray], refs: Sequence[tuple[int, int]]) -> torch.Tensor:
         w = self.window
         x = np.stack([frames[ci][s : s + w] for ci, s in refs]).astype(np.float32)
         return torch.from_numpy(x).to(self.device).mul_(2.0 / 255.0).sub_(1.0)
+
+    def training_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Loss of one batch of windows (B, window, H, W) in [-1, 1]: L2 reconstruction."""
+        return torch.nn.functional.mse_loss(self._require()(x), x)
+
+    def window_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(per-pixel errors (B, n_out, H, W) in [0, 1] gray units, index in the window of the first frame they
+        belong to). Autoencoders: every frame of the window, from 0."""
+        return self._pixel_error(self._require()(x), x), 0
+
+    def _pixel_error(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        d = (y - x).abs_().mul_(0.5)  # back to [0, 1] units
+        return d.square_() if self.params.pixel_error == "squared" else d
 
     # -- protocol ---------------------------------------------------------------------------------
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -129,33 +146,15 @@ class VideoAEEngine(Engine):
             raise DataError("<training set>", "no training frames")
         frames = self._load(clips, ctx)
         torch.manual_seed(int(self.params.seed))
-        rng = np.random.default_rng(int(self.params.seed))
         self.module = self.build_module().to(self.device)
-        opt = torch.optim.Adam(self.module.parameters(), lr=float(self.params.lr))
-        refs = [(ci, s) for ci, f in enumerate(frames) for s in window_starts(len(f), self.window, 1)]
-        bs = int(self.params.batch_size)
-        steps_per_epoch = math.ceil(len(refs) / bs)
-        epochs = int(self.params.epochs)
-        total = epochs * steps_per_epoch
-        history: list[float] = []
-        self.module.train()
-        for epoch in range(epochs):
-            order = rng.permutation(len(refs))
-            run_loss, n = 0.0, 0
-            for b in range(steps_per_epoch):
-                ctx.check()
-                x = self._batch(frames, [refs[k] for k in order[b * bs : (b + 1) * bs]])
-                loss = torch.nn.functional.mse_loss(self.module(x), x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                run_loss += float(loss.detach()) * len(x)
-                n += len(x)
-                ctx.progress(epoch * steps_per_epoch + b + 1, total, f"epoch {epoch + 1}/{epochs}")
-            history.append(run_loss / max(n, 1))
-            ctx.log({"epoch": epoch + 1, "loss": history[-1]})
-        self.module.eval()
-        self.stats = {"loss_history": history}
+        p = self.params
+        res = train_loop(self.module, self.training_loss, to_tensors(frames, self.device), self.window,
+                         epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr), patience=int(p.patience),
+                         val_fraction=float(p.val_fraction), seed=int(p.seed), ctx=ctx)
+        self.stats = {"loss_history": res.history, "val_loss_history": res.val_history, "best_epoch": res.best_epoch,
+                      "epochs_run": len(res.history), "stopped_early": res.stopped_early,
+                      "n_train_windows": res.n_train_windows, "n_val_windows": res.n_val_windows,
+                      "train_seconds": clock.seconds}
         self._calibrate(frames, ctx)
         self.stats["fit_seconds"] = clock.seconds
         self.fitted = True
@@ -202,16 +201,19 @@ class VideoAEEngine(Engine):
 
     def _errors_and_maps(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.params.pixel_norm == "divide" and self.pixel_mean is not None:
-            err = err / (self.pixel_mean + PIXEL_MEAN_EPS)
+            eps = PIXEL_MEAN_EPS ** 2 if self.params.pixel_error == "squared" else PIXEL_MEAN_EPS
+            err = err / (self.pixel_mean + eps)
         maps = box_sum(err, int(self.params.box))
         return frame_errors(err, maps, self.params), maps.astype(np.float32)
 
     @torch.no_grad()
     def _clip_raw(self, frames: np.ndarray, ctx: RunContext | None = None) -> np.ndarray:
-        """|x - x^| per pixel (T, H, W) in [0, 1] units; a frame seen by several windows averages them."""
-        module = self._require()
+        """Per-pixel errors (T, H, W) in [0, 1] units; a frame seen by several windows averages them, and a
+        frame no window predicts (the first frames of a predictor) takes the error of the nearest one that is."""
+        self._require()
         ctx = ctx or RunContext()
         n, w = len(frames), self.window
+        clip = to_tensors([frames], self.device)[0]
         acc = np.zeros(frames.shape, dtype=np.float32)
         cnt = np.zeros(n, dtype=np.float32)
         starts = window_starts(n, w, int(self.params.score_stride))
@@ -219,12 +221,17 @@ class VideoAEEngine(Engine):
         for b in range(0, len(starts), bs):
             ctx.check()
             chunk = starts[b : b + bs]
-            x = self._batch([frames], [(0, s) for s in chunk])
-            diff = (module(x) - x).abs_().mul_(0.5).cpu().numpy()  # back to [0, 1] units
-            for s, d in zip(chunk, diff):
-                acc[s : s + w] += d
-                cnt[s : s + w] += 1
-        return acc / np.maximum(cnt, 1)[:, None, None]
+            err, off = self.window_errors(torch.stack([clip[s : s + w] for s in chunk]))
+            err = err.cpu().numpy()
+            for s, d in zip(chunk, err):
+                acc[s + off : s + off + len(d)] += d
+                cnt[s + off : s + off + len(d)] += 1
+        covered = np.flatnonzero(cnt)
+        out = acc / np.maximum(cnt, 1)[:, None, None]
+        if len(covered) < n:
+            nearest = covered[np.clip(np.searchsorted(covered, np.arange(n)), 0, len(covered) - 1)]
+            out = out[nearest]
+        return out
 
     def score_frames(self, frames: np.ndarray, name: str = "", ctx: RunContext | None = None) -> ClipScores:
         """Score one clip given as (T, H, W) uint8 frames at model resolution."""

@@ -1,0 +1,75 @@
+"""Future-frame prediction (Liu et al., "Future Frame Prediction for Anomaly Detection - A New Baseline",
+CVPR 2018), for a CPU: a small U-Net predicts frame t from frames t-k..t-1, trained on normal clips with an
+intensity (L2) + gradient loss; a frame that cannot be predicted (something moves as nothing did in training)
+has a low PSNR. The score is local, not the whole-frame PSNR: the largest box of the squared prediction error,
+each pixel divided by its mean on the training clips, so one threshold fits every clip of a camera
+(README.md in video_common: what was measured and how the defaults were chosen).
+
+Liu et al. add an optical-flow loss and an adversarial loss (about +0.03 frame AUC on Ped2 in their ablation);
+both are left out here: FlowNet needs weights we do not have offline, and a GAN doubles the CPU cost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from anomaly_gui.engines.base import param, register_engine
+from anomaly_gui.engines.future_frame.model import PredictorUNet, gradient_loss
+from anomaly_gui.engines.video_common import VideoAEEngine, VideoAEParams
+
+
+@dataclass
+class FutureFrameParams(VideoAEParams):
+    # defaults chosen on training clips only (benchmarks/choose_video_defaults.py; README.md here says how)
+    width: int = param(48, "frame width the model sees (frames are resized; 48x32 beat 64x48 on held-back training "
+                       "clips and trains 2.6x faster)", minimum=16, maximum=1024, step=16)
+    height: int = param(32, "frame height the model sees", minimum=16, maximum=1024, step=16)
+    epochs: int = param(15, "most passes over the training clips (held-back quality flat from about epoch 10); "
+                        "early stopping may end sooner", minimum=1, maximum=1000)
+    past: int = param(4, "past frames the next one is predicted from (paper: 4)", minimum=1, maximum=16)
+    grad_weight: float = param(1.0, "weight of the gradient (sharpness) loss beside the L2 intensity loss (paper: 1)",
+                               minimum=0.0, maximum=10.0, advanced=True)
+    score_box: int = param(8, "box for the frame score: the largest box sum of the normalised squared error (8 at 48x32: "
+                           "about one cyclist; a frame's sum would grow with the crowd)", minimum=0, maximum=128)
+    pixel_error: str = param("squared", "pixel error: (x - x^)^2, what PSNR measures, or |x - x^|",
+                             choices=["squared", "abs"], advanced=True)
+
+
+@register_engine
+class FutureFrameEngine(VideoAEEngine):
+    name = "future_frame"
+    title = "Future-frame prediction (Liu 2018)"
+    description = ("A U-Net predicts each frame from the 4 before it; what moves unlike anything in training is "
+                   "predicted badly. Offered first: on held-back Ped2 training clips with synthetic anomalies, raw "
+                   "frame AUC 0.971 / 0.954 vs 0.844 / 0.804 for the stacked-frame AE, in less fit time "
+                   "(engines/future_frame/README.md).")
+    rank = 0
+    Params = FutureFrameParams
+
+    @property
+    def window(self) -> int:
+        return int(self.params.past) + 1
+
+    def build_module(self) -> nn.Module:
+        return PredictorUNet(int(self.params.past))
+
+    def training_loss(self, x: torch.Tensor) -> torch.Tensor:
+        k = int(self.params.past)
+        pred, target = self._require()(x[:, :k]), x[:, k:]
+        loss = torch.nn.functional.mse_loss(pred, target)
+        if self.params.grad_weight > 0:
+            loss = loss + float(self.params.grad_weight) * gradient_loss(pred, target)
+        return loss
+
+    def window_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        k = int(self.params.past)
+        return self._pixel_error(self._require()(x[:, :k]), x[:, k:]), k
+
+    @torch.no_grad()
+    def reconstruct(self, frames, start: int = 0):  # type: ignore[override]
+        """The predicted frame start+past as (1, H, W) in [0, 255] (for display)."""
+        k = int(self.params.past)
+        y = self._require()(self._batch([frames], [(0, start)])[:, :k])[0]
+        return ((y.clamp(-1, 1) + 1.0) * 127.5).cpu().numpy()

@@ -1,0 +1,56 @@
+"""PatchCore's border, bank-augmentation and normalisation options in the Train panel, used as a user would."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox
+
+from anomaly_gui.core.project import open_project
+
+from c2_engines import make_images, stop_jobs
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _weights_env(monkeypatch, mobilenet_weights):
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
+    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+
+
+def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp_path):
+    from anomaly_gui.pipeline.lifecycle import load_run_engine
+    from anomaly_gui.gui.main_window import MainWindow
+    from anomaly_gui.gui.state import AppState
+
+    proj = open_project(tmp_path / "p.agproj")
+    proj.add_items(make_images(tmp_path / "data", n_train=6, n_good=2, n_bad=2))
+    state = AppState()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.show()
+    state.set_project(proj)
+    tp = win.panels["train"]
+    tp.select_engine("patchcore")
+    form = tp.form
+    border, augment, normalize = form.widget("border"), form.widget("bank_augment"), form.widget("normalize")
+    assert isinstance(border, QComboBox) and isinstance(augment, QComboBox) and isinstance(normalize, QCheckBox)
+    # the everyday options are shown without opening "Advanced"
+    assert all(form._basic.isAncestorOf(w) for w in (border, augment, normalize))
+    assert form._advanced.isAncestorOf(form.widget("border_pad"))  # folded under Advanced
+    assert border.currentText() == "reflect" and normalize.isChecked()
+    assert [augment.itemText(i) for i in range(augment.count())] == ["none", "flips", "rot90", "d4"]
+    assert "orientation" in augment.toolTip()
+    form.widget("image_size").setValue(64)
+    augment.setCurrentText("rot90")
+    border.setCurrentText("zero")
+    with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
+        qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not tp.is_running(), timeout=10000)
+    run = proj.run(int(blocker.args[0]))
+    assert run.status == "done", run.log[-3:]
+    assert run.params["bank_augment"] == "rot90" and run.params["border"] == "zero" and run.params["normalize"]
+    model = load_run_engine(proj, run.id, device="cpu")
+    # four orientations of every training image went into the bank; the normalisation was learnt
+    assert model.stats["n_patches"] == 4 * 5 * 8 * 8 and model.stats["score_scale"] > 0
+    stop_jobs(qtbot)

@@ -1,0 +1,102 @@
+"""PatchCore on real images: border handling (reflect padding + the learnt border profile), the memory bank
+augmented with rotations, scores normalised by the training statistic, and the export of all of it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_gui.engines.patchcore import PatchCoreEngine
+from anomaly_gui.engines.patchcore.calibration import border_weight, leave_image_out_distances, ring_index
+from anomaly_gui.engines.patchcore.model import augmented_views
+from tests.conftest import shared_dataset
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _weights_env(monkeypatch, mobilenet_weights):
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
+    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+
+
+def _band_over_interior(m: np.ndarray, frac: int = 16) -> float:
+    b = max(1, m.shape[0] // frac)
+    inner = m[b:-b, b:-b]
+    band = np.concatenate([m[:b].ravel(), m[-b:].ravel(), m[:, :b].ravel(), m[:, -b:].ravel()])
+    return float(band.mean() / inner.mean())
+
+
+def test_leave_image_out_distances_skip_the_own_image_and_rings_count_from_the_edge():
+    bank = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    bank_img = torch.tensor([0, 0, 1])
+    q = torch.tensor([[0.0, 0.0], [5.0, 0.0]])
+    d = leave_image_out_distances(q, torch.tensor([0, 1]), bank, bank_img)
+    assert d.tolist() == [5.0, 4.0]  # image 0's own rows do not count; image 1's nearest other row is (1, 0)
+    assert ring_index(4, 5).tolist() == [[0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+    hot = torch.ones(3, 8, 8)
+    hot[:, 0, :] = hot[:, -1, :] = hot[:, :, 0] = hot[:, :, -1] = 2.0  # outer ring twice the interior
+    w = border_weight(hot)
+    assert w[0, 3] == pytest.approx(2.0) and w[4, 4] == 1.0 and w[1, 1] == 1.0
+
+
+def test_augmented_views_are_the_symmetries_of_the_square():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    assert len(augmented_views(x, "none")) == 1 and len(augmented_views(x, "rot90")) == 4
+    d4 = augmented_views(x, "d4")
+    assert len(d4) == 8 and len({tuple(v.flatten().tolist()) for v in d4}) == 8
+    with pytest.raises(ValueError, match="bank augmentation"):
+        augmented_views(x, "spin")
+
+
+def test_border_false_alarms_on_a_normal_texture_drop_with_reflect_padding_and_the_border_profile():
+    """Leather (a texture, like a solar cell): with the CNN's zero padding the edge of a normal image is
+    clearly hotter than its middle; reflect padding plus the learnt profile bring it to the middle's level."""
+    files = sorted((shared_dataset("mvtec_leather") / "train" / "good").iterdir())
+    train, normal = files[:3], files[3:4]
+    ratios = {}
+    for name, params in {"old": {"border": "zero", "normalize": False}, "new": {}}.items():
+        eng = PatchCoreEngine(device="cpu", image_size=128, **params)
+        eng.fit(train)
+        ratios[name] = _band_over_interior(eng.score(normal)[0].map)
+    assert ratios["old"] > 1.1, ratios
+    assert ratios["new"] < 1.03 and ratios["new"] < ratios["old"] - 0.08, ratios
+
+
+def test_a_rotated_normal_screw_is_normal_for_a_rotation_augmented_bank(tmp_path):
+    """Screws lie in any orientation: turning held-out normal screws by 90 degrees makes them look anomalous
+    to a bank of the few training orientations, not to one augmented with rotations."""
+    files = sorted((shared_dataset("mvtec_screw") / "train" / "good").iterdir())
+    train, held = files[:6], files[40:44]
+    import cv2
+
+    from anomaly_gui.core.imageio import read_image
+
+    rotated = []
+    for k, f in enumerate(held):
+        path = tmp_path / f"rot_screw_{k}.png"
+        cv2.imwrite(str(path), np.ascontiguousarray(np.rot90(read_image(f))))
+        rotated.append(path)
+    gaps = {}
+    for aug in ("none", "rot90"):
+        eng = PatchCoreEngine(device="cpu", image_size=128, bank_augment=aug)
+        eng.fit(train)
+        s = [r.score for r in eng.score(held + rotated)]
+        gaps[aug] = float(np.mean(s[4:]) - np.mean(s[:4]))  # rotated minus upright, same screws
+    assert gaps["none"] > 0.05 and gaps["rot90"] < gaps["none"] / 2, gaps
+
+
+def test_scores_are_in_units_of_the_most_unusual_normal_training_image_and_survive_save_load(tmp_path):
+    from anomaly_gui.engines.base import Engine
+
+    root = shared_dataset("mvtec_screw")
+    files = sorted((root / "train" / "good").iterdir())
+    eng = PatchCoreEngine(device="cpu", image_size=128)
+    eng.fit(files[:8])
+    assert eng.stats["score_scale"] > 0
+    normal = [r.score for r in eng.score(files[30:36])]
+    assert 0.5 < float(np.median(normal)) < 1.5, normal  # raw distances would be ~2-4 at this size
+    eng.save(tmp_path / "m.agmodel")
+    back = Engine.load(tmp_path / "m.agmodel", device="cpu")
+    again = back.score(files[30:32])
+    assert [r.score for r in again] == pytest.approx(normal[:2], abs=1e-5)

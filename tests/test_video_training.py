@@ -1,0 +1,93 @@
+"""The CPU training loop of the video engines (issue 15) and the future-frame predictor (issue 13):
+held-out windows, early stopping with the best weights kept, clips decoded once in threads, and a
+predictor that scores every frame of a clip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from anomaly_gui.core.video_io import clips_from_items, scan_ucsd
+from anomaly_gui.engines.base import RunContext, get_engine
+from anomaly_gui.engines.video_common.training import decode_clips, split_windows, to_tensors, train_loop
+from tests.conftest import shared_dataset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_held_out_windows_share_no_frame_with_training_windows():
+    train, val = split_windows([100, 60], window=5, val_fraction=0.1)
+    assert len(val) == 10 + 6  # the last tenth of each clip's windows (96 and 56 windows)
+    for ci in (0, 1):
+        t_frames = {f for c, s in train if c == ci for f in range(s, s + 5)}
+        v_frames = {f for c, s in val if c == ci for f in range(s, s + 5)}
+        assert v_frames and not t_frames & v_frames
+        assert max(t_frames) + 1 == min(v_frames)  # only the overlapping windows are dropped
+    # too few windows to hold any out: all of them train, nothing validates
+    assert split_windows([20], window=5, val_fraction=0.1) == ([(0, s) for s in range(16)], [])
+    assert split_windows([100], window=5, val_fraction=0.0)[1] == []
+
+
+class _Scalar(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+
+def test_early_stopping_stops_when_held_out_loss_rises_and_keeps_the_best_weights():
+    """Training pulls p towards 1, the held-out loss is lowest at p = 0.3: training must stop a few
+    epochs after p passes 0.3 and give back the weights of the best epoch."""
+    m = _Scalar()
+    clips = [torch.zeros(200, 2, 2)]
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return (m.p - 1.0) ** 2 if m.training else (m.p - 0.3) ** 2
+
+    logged: list[dict] = []
+    res = train_loop(m, loss, clips, 2, epochs=50, batch_size=200, lr=0.05, patience=2, val_fraction=0.1, seed=0,
+                     ctx=RunContext(log=logged.append))
+    assert res.stopped_early and len(res.history) == res.best_epoch + 2 < 50
+    assert res.val_history[res.best_epoch - 1] == min(res.val_history)
+    assert abs(float(m.p.detach()) - 0.3) < 0.06  # the best epoch's weight, not the last one
+    assert [e["epoch"] for e in logged] == list(range(1, len(res.history) + 1)) and "val_loss" in logged[0]
+    # patience 0: no hold-out, every epoch runs
+    m2 = _Scalar()
+    res2 = train_loop(m2, lambda x: (m2.p - 1.0) ** 2, clips, 2, epochs=5, batch_size=200, lr=0.05, patience=0,
+                      val_fraction=0.1, seed=0, ctx=RunContext())
+    assert len(res2.history) == 5 and res2.val_history == [] and res2.n_val_windows == 0
+
+
+def test_clips_decoded_in_threads_equal_the_sequential_decode():
+    items = [it for it in scan_ucsd(shared_dataset("ucsd_ped2"), "train") if it.frame_index < 12]
+    clips = clips_from_items(items)
+    assert len(clips) >= 2
+    seq = decode_clips(clips, (48, 32), RunContext(), threads=1)
+    par = decode_clips(clips, (48, 32), RunContext(), threads=2)
+    assert [f.shape for f in par] == [(12, 32, 48)] * len(clips)
+    assert all(np.array_equal(a, b) for a, b in zip(seq, par))
+    t = to_tensors(par, "cpu")[0]
+    assert t.dtype == torch.float32 and float(t.min()) >= -1.0 and float(t.max()) <= 1.0
+    assert float(t[0, 0, 0]) == pytest.approx(par[0][0, 0, 0] * 2 / 255 - 1, abs=1e-6)
+
+
+def test_predictor_scores_every_frame_and_the_first_ones_take_the_first_prediction():
+    eng = get_engine("future_frame")(device="cpu", width=48, height=32, past=3, epochs=1)
+    eng.module = eng.build_module().eval()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (9, 32, 48), dtype=np.uint8)
+    raw = eng._clip_raw(frames)
+    assert raw.shape == (9, 32, 48)
+    # frames 0..2 have no past to be predicted from: they take frame 3's error
+    assert np.array_equal(raw[0], raw[3]) and np.array_equal(raw[2], raw[3]) and not np.array_equal(raw[3], raw[4])
+    # frame 5's error is the squared error of predicting it from frames 2..4
+    x = to_tensors([frames], "cpu")[0]
+    with torch.no_grad():
+        pred = eng.module(x[2:5][None])[0, 0]
+    expected = (((pred - x[5]) * 0.5) ** 2).numpy()
+    assert np.allclose(raw[5], expected, atol=1e-6)
