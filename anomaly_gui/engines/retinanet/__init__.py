@@ -213,8 +213,21 @@ class RetinaNetEngine(DetectionEngine):
         params = [q for q in self.model.parameters() if q.requires_grad]
         opt = torch.optim.AdamW(params, lr=p.lr, weight_decay=1e-4)
         warm = min(50, max(1, total // 10))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda k: (k + 1) / warm if k < warm else 0.5 * (1 + np.cos(np.pi * min(1.0, (k - warm) / max(1, total - warm)))))
+
+        def base(k: int) -> float:
+            return (k + 1) / warm if k < warm else 0.5 * (1 + np.cos(np.pi * min(1.0, (k - warm) / max(1, total - warm))))
+
+        # once validation is perfect the rest of the schedule is pointless: the learning rate then decays
+        # linearly to zero over a shorter end phase (half the steps done so far, at least two epochs)
+        anneal: dict[str, float] = {}
+
+        def factor(k: int) -> float:
+            if anneal and k >= anneal["start"]:
+                return anneal["factor"] * max(0.0, 1.0 - (k - anneal["start"]) / anneal["length"])
+            return base(k)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        end = total
         ema = ModelEMA(self.model)
         # validation chips without any object give no mAP: then the last (averaged) weights are kept
         validate = any(len(b) for b in val.boxes)
@@ -226,7 +239,7 @@ class RetinaNetEngine(DetectionEngine):
             for epoch in range(epochs):
                 self.model.train()
                 losses = []
-                for _ in range(min(steps, total - done)):
+                for _ in range(min(steps, end - done)):
                     ctx.check()
                     imgs, targets = batches.next()
                     imgs = [im.to(self.device) for im in imgs]
@@ -265,14 +278,16 @@ class RetinaNetEngine(DetectionEngine):
                 history.append(entry)
                 ctx.log(entry)
                 minutes = (time.perf_counter() - t0) / 60
-                # perfect on validation: a couple more epochs may sharpen the boxes, more would only overfit;
-                # otherwise a couple of validation chips are a noisy judge: no early stop before half the schedule
-                if best_key[0] >= 0.999 and done >= min(total, MIN_STEPS) // 3:
-                    patience = min(p.patience, 2)
-                else:
-                    patience = p.patience if done >= total // 2 else 0
-                if (patience and validate and stale >= patience) or (p.max_minutes and minutes >= p.max_minutes):
-                    best["stopped"] = "no better validation mAP" if patience and stale >= patience else "time budget"
+                # perfect on validation: anneal (see above) and stop; otherwise a couple of validation chips are a
+                # noisy judge: no early stop before half the schedule
+                if best_key[0] >= 0.999 and done >= min(total, MIN_STEPS) // 3 and not anneal and done < end:
+                    anneal.update(start=done, length=max(2 * steps, done // 2), factor=base(done))
+                    end = min(total, done + int(anneal["length"]))
+                patience = p.patience if done >= total // 2 and not anneal else 0
+                if done >= end or (patience and validate and stale >= patience) or (p.max_minutes and minutes >= p.max_minutes):
+                    if done < total:
+                        best["stopped"] = ("validation mAP perfect: annealed" if anneal and done >= end else
+                                           "no better validation mAP" if patience and stale >= patience else "time budget")
                     break
         load_weights(self.model, best_state if best_state is not None else ema.state_dict())
         best.update({"fit_seconds": time.perf_counter() - t0, "steps": done, "steps_per_epoch": steps})
