@@ -91,3 +91,16 @@ def test_predictor_scores_every_frame_and_the_first_ones_take_the_first_predicti
         pred = eng.module(x[2:5][None])[0, 0]
     expected = (((pred - x[5]) * 0.5) ** 2).numpy()
     assert np.allclose(raw[5], expected, atol=1e-6)
+
+
+def test_a_large_training_set_gets_fewer_epochs_under_the_window_cap():
+    from anomaly_gui.engines.video_common.training import epochs_for
+
+    assert epochs_for(250, 15, 4000) == 15  # the shared Ped2 clips: the epoch ceiling decides
+    assert epochs_for(2143, 15, 4000) == 2  # all of Ped2: about the same number of steps
+    assert epochs_for(100_000, 15, 4000) == 1 and epochs_for(250, 15, 0) == 15
+    m = _Scalar()
+    res = train_loop(m, lambda x: (m.p - 1.0) ** 2, [torch.zeros(104, 2, 2)], 5, epochs=10, batch_size=50, lr=0.01,
+                     patience=0, val_fraction=0.0, seed=0, ctx=RunContext(), max_windows=250)
+    assert len(res.history) == 3  # 100 windows an epoch, 250 asked: 3 whole epochs
+    assert get_engine("future_frame").Params().max_windows == 4000 and get_engine("stacked_ae").Params().max_windows == 0

@@ -208,7 +208,8 @@ def _read_jpeg_reduced(path: Path, box: Box | None, pad: float, size: int) -> tu
 def load_crops(specs: Iterable[CropSpec], size: int, pad: float = 0.1, square: bool = False,
                progress: Any = None, check: Any = None) -> tuple[np.ndarray, list[int], list[DataError]]:
     """Crops as an (n, size, size, 3) uint8 array, the indices of `specs` they come from, and the
-    problems (unreadable files are left out and reported, never embedded as blanks)."""
+    problems (unreadable files are left out and reported, never embedded as blanks). A spec's own
+    `meta['pad']` overrides `pad`."""
     specs = list(specs)
     out = np.zeros((len(specs), size, size, 3), np.uint8)
     kept: list[int] = []
@@ -217,7 +218,7 @@ def load_crops(specs: Iterable[CropSpec], size: int, pad: float = 0.1, square: b
         if check is not None:
             check()
         try:
-            out[len(kept)] = load_crop(s, pad=pad, size=size, square=square)
+            out[len(kept)] = load_crop(s, pad=float(s.meta.get("pad", pad)), size=size, square=square)
             kept.append(k)
         except DataError as exc:
             problems.append(exc)

@@ -43,7 +43,8 @@ class Engine(ABC):
     #: position among the engines of its task (lower first); the GUI offers the first usable one by default,
     #: so rank 0 goes to the best measured accuracy at a reasonable CPU time (the description says why)
     rank: ClassVar[int] = 100
-    #: what the engine needs: normal_images, labels (anomalous/normal), boxes, frames (in sequence), classes
+    #: what the engine needs: normal_images, labels (anomalous/normal), boxes, frames (in sequence), classes,
+    #: species (a label per item or per box)
     needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):

@@ -206,6 +206,9 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
         "test_reader": test_reader,
         "encoder": eng.stats.get("encoder"),
         "pseudo_novelty_auroc": eng.stats.get("pseudo_novelty_auroc"),
+        "colour": eng.stats.get("colour"),
+        "animal_crop": eng.stats.get("animal_crop"),
+        "cam_boxes": eng.stats.get("cam_boxes"),
     }
 
 

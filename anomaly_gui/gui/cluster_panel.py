@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, Q
 from anomaly_gui.core.crops import CropSpec, load_crop
 from anomaly_gui.core.embedding_maps import ClusterMap, EmbeddingSet, dbscan_labels
 from anomaly_gui.core.errors import AnomalyGuiError
-from anomaly_gui.engines.base import Task, list_engines
+from anomaly_gui.engines.base import Task, get_engine, list_engines, param_fields
 from anomaly_gui.gui import cluster_jobs
 from anomaly_gui.gui.cluster_legend import KDistancePlot, SpeciesLegend
 from anomaly_gui.gui.cluster_view import NOISE_COLOR, ClusterPlot, palette_color, score_colors
@@ -75,6 +75,13 @@ class ClusterPanel(QWidget):
         self.epochs.setValue(0)
         self.epochs.setPrefix("epochs ")
         self.epochs.setToolTip("Contrastive training epochs (0 = ImageNet features, fastest)")
+        self.crop_box = QComboBox()
+        self.crop_box.addItem("animal crop", "cam")
+        self.crop_box.addItem("whole photo", "whole")
+        self.crop_box.setToolTip("Photos without boxes: crop the animal the ImageNet classifier's activation map finds "
+                                 "(no detector needed), or embed the whole photo. Boxes in the data are always used")
+        self.engine_box.currentIndexChanged.connect(lambda _i: self.crop_box.setEnabled(self._engine_has("animal_crop")))
+        self.crop_box.setEnabled(self._engine_has("animal_crop"))
         self.compute_btn = QPushButton("Compute map")
         self.compute_btn.clicked.connect(self.compute)
         self.method = QComboBox()
@@ -92,7 +99,7 @@ class ClusterPanel(QWidget):
         self.clear_btn.setToolTip("Clear the browser filter set by a lasso or by noise")
         self.clear_btn.clicked.connect(lambda: self.state.set_filter(None))
         top = QHBoxLayout()
-        for w in (QLabel("Source"), self.source, self.engine_box, self.epochs, self.compute_btn, QLabel("Map"), self.method,
+        for w in (QLabel("Source"), self.source, self.engine_box, self.epochs, self.crop_box, self.compute_btn, QLabel("Map"), self.method,
                   QLabel("Colour"), self.color_by, self.lasso_btn, self.clear_btn):
             top.addWidget(w)
         top.addStretch(1)
@@ -190,7 +197,7 @@ class ClusterPanel(QWidget):
             follower.give_room(self.panel_id)  # the map an analyst came for is never a 150-px strip
         try:
             if proj is not None and src == _EMBED_NEW:
-                self.compute_embeddings(self.engine_box.currentData(), {"epochs": int(self.epochs.value())})
+                self.compute_embeddings(self.engine_box.currentData(), self.embed_params())
             elif proj is not None and src is not None:
                 self.set_embedding_set(cluster_jobs.load_run_embeddings(proj, int(src)), paths=None)
                 self.start_map()
@@ -198,6 +205,20 @@ class ClusterPanel(QWidget):
                 self.start_map()
         except (AnomalyGuiError, JobBusyError) as exc:
             self.status.setText(str(exc))
+
+    def embed_params(self) -> dict[str, Any]:
+        """Parameters of "Embed project items…" for the chosen engine (the crop choice only where it has one)."""
+        params: dict[str, Any] = {"epochs": int(self.epochs.value())}
+        if self._engine_has("animal_crop"):
+            params["animal_crop"] = self.crop_box.currentData()
+        return params
+
+    def _engine_has(self, name: str) -> bool:
+        engine = self.engine_box.currentData()
+        try:
+            return engine is not None and name in {f.name for f in param_fields(get_engine(engine).Params)}
+        except KeyError:
+            return False
 
     def _on_run_changed(self, run_id: Any) -> None:
         """An embedding run made current anywhere (Train panel, Runs list) is mapped here."""

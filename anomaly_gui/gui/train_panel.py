@@ -51,6 +51,8 @@ def unmet_needs(project: Any, engine_cls: type[Engine]) -> str:
         "frames": (lambda: bool({"frame", "video"} & project.item_kinds()), "no video frames"),
         "boxes": (lambda: project.has_annotations(kind="box"), "no box annotations"),
         "classes": (lambda: project.has_annotations(labelled=True), "no labelled annotations"),
+        "species": (lambda: project.has_item_labels() or project.has_annotations(labelled=True),
+                    "no species: label the photos (species folders, file names) or their boxes"),
     }
     missing = [checks[n][1] for n in sorted(engine_cls.needs) if n in checks and not checks[n][0]()]
     return "; ".join(missing)

@@ -40,7 +40,7 @@ def training_items(project: Project, engine_cls: type[EngineProtocol], train_fil
     items = [it for it in task_items(project, engine_cls.task) if it.split == "train"]
     if "normal_images" in engine_cls.needs:
         items = [it for it in items if _is_normal(it)]
-    if {"boxes", "classes"} & set(engine_cls.needs):
+    if {"boxes", "classes", "species"} & set(engine_cls.needs):
         items = project.items(ids=[int(it.id) for it in items if it.id is not None], with_annotations=True)
     return _apply_filter(items, train_filter)
 
@@ -56,7 +56,7 @@ def split_train_val(
 
     train = training_items(project, engine_cls, train_filter)
     val = [it for it in task_items(project, engine_cls.task) if it.split == "val"]
-    if val and {"boxes", "classes"} & set(engine_cls.needs):  # a detector validates on the boxes: load them
+    if val and {"boxes", "classes", "species"} & set(engine_cls.needs):  # a detector validates on the boxes: load them
         val = project.items(ids=[int(it.id) for it in val if it.id is not None], with_annotations=True)
     if val:
         return train, val

@@ -129,7 +129,7 @@ def score_run(
     ctx = ctx or RunContext()
     engine = engine or load_run_engine(project, run_id, device)
     items = [it for it in items if it.id is not None]
-    if items and {"boxes", "classes"} & set(engine.needs):  # crops come from the items' boxes
+    if items and {"boxes", "classes", "species"} & set(engine.needs):  # crops come from the items' boxes
         by_id = {it.id: it for it in project.items(ids=[int(it.id) for it in items], with_annotations=True)}  # type: ignore[arg-type]
         items = [by_id.get(it.id, it) for it in items]
     total = len(items)

@@ -54,3 +54,23 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     # four orientations of every training image went into the bank; the normalisation was learnt
     assert model.stats["n_patches"] == 4 * 5 * 8 * 8 and model.stats["score_scale"] > 0
     stop_jobs(qtbot)
+
+
+def test_self_similarity_border_option_is_in_the_train_panel(qtbot, tmp_path):
+    from anomaly_gui.gui.main_window import MainWindow
+    from anomaly_gui.gui.state import AppState
+
+    proj = open_project(tmp_path / "p.agproj")
+    proj.add_items(make_images(tmp_path / "data", n_train=4, n_good=1, n_bad=1))
+    state = AppState()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    state.set_project(proj)
+    tp = win.panels["train"]
+    tp.select_engine("selfsimilarity")
+    border = tp.form.widget("border")
+    assert isinstance(border, QComboBox) and tp.form._basic.isAncestorOf(border)
+    assert border.currentText() == "reflect" and "edges" in border.toolTip()
+    border.setCurrentText("zero")
+    assert tp.form.values()["border"] == "zero"
+    assert "textures" in tp.engine_desc.text()  # the description says where the engine is the right choice

@@ -91,6 +91,10 @@ class ItemStore(ProjectStore):
         """The kinds of item the project holds (image, frame, video)."""
         return {r[0] for r in self.db.execute("SELECT DISTINCT kind FROM items")}
 
+    def has_item_labels(self) -> bool:
+        """Some item has a label (a species, a class): species folders give every photo one."""
+        return self.db.execute("SELECT 1 FROM items WHERE label!='' LIMIT 1").fetchone() is not None
+
     def has_normal_training_items(self) -> bool:
         """A normal item of split train exists (or, in a project with no split yet, any normal item)."""
         return self.db.execute(

@@ -51,7 +51,10 @@ class AutoencoderEngine(ImageEngine):
     Params = AutoencoderParams
     title = "Convolutional autoencoder (SSIM)"
     description = ("Learns to reconstruct normal patches; defects are what it cannot reconstruct (SSIM or L2 "
-                   "residual). Trains from scratch; the pretrained-encoder variant trains only the decoder.")
+                   "residual). The right choice for fine regular textures when no pretrained CNN suits the "
+                   "material (it trains from scratch; the pretrained-encoder variant trains only the decoder) and "
+                   "for pixel-level residual maps; it needs minutes of training and is no choice for objects in "
+                   "varying poses (MVTec screw: chance). engines/autoencoder/README.md has the figures.")
     rank = 2
     needs = frozenset({"normal_images"})
 

@@ -26,6 +26,7 @@ from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.formats.camtrap import species_key
 from anomaly_gui.core.splits import group_key
 from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Task, param
+from anomaly_gui.engines.embedding.animal_crop import locate_animals
 from anomaly_gui.engines.embedding.network import (EmbeddingNet, augment, find_mobilenet_weights, nt_xent_loss,
                                                    other_index, triplet_loss)
 from anomaly_gui.engines.embedding.scoring import SCORERS, make_scorer, scorer_from_tensors
@@ -34,6 +35,7 @@ from anomaly_gui.engines.embedding.validation import finetune_split, pseudo_nove
 LOSSES = ("ntxent", "triplet")
 ENCODERS = ("auto", "pretrained", "finetuned")
 COLOURS = ("auto", "rgb", "gray")
+ANIMAL_CROPS = ("cam", "whole")
 
 
 @dataclass
@@ -46,7 +48,12 @@ class EmbeddingParams:
     image_size: int = param(224, "Crop size fed to the encoder (pixels)", minimum=32, maximum=512, step=16)
     colour: str = param("auto", "Colour handling: gray makes day and night (IR) photos alike; auto = gray when training has IR photos",
                         choices=list(COLOURS))
-    flip_average: bool = param(False, "Average the embeddings of each crop and its mirror image")
+    animal_crop: str = param("cam", "Photos without boxes: crop the animal found by the ImageNet classifier's activation map "
+                             "(class-agnostic, no detector), or embed the whole photo. Boxes in the data are always used",
+                             choices=list(ANIMAL_CROPS))
+    cam_steps: int = param(2, "Zoom steps of the activation-map animal crop (each looks again inside the previous crop)",
+                           minimum=1, maximum=3, advanced=True)
+    flip_average: bool = param(True, "Average the embeddings of each crop and its mirror image")
     projection_dim: int = param(128, "Size of the projection head output", minimum=8, maximum=1024, advanced=True)
     temperature: float = param(0.5, "NT-Xent temperature", minimum=0.01, maximum=5.0, step=0.05, advanced=True)
     margin: float = param(0.5, "Triplet margin (on unit-length embeddings)", minimum=0.0, maximum=2.0, step=0.05, advanced=True)
@@ -71,17 +78,18 @@ class EmbeddingEngine(Engine):
 
     task = Task.EMBEDDING
     Params = EmbeddingParams
-    needs = frozenset({"classes", "boxes"})
+    needs = frozenset({"species"})  # per photo or per box; boxes are used when the data has them
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
         p = self.params
         for name, value, known in (("loss", p.loss, LOSSES), ("scorer", p.scorer, SCORERS), ("encoder", p.encoder, ENCODERS),
-                                   ("colour", p.colour, COLOURS)):
+                                   ("colour", p.colour, COLOURS), ("animal_crop", p.animal_crop, ANIMAL_CROPS)):
             if value not in known:
                 raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
         self.net = EmbeddingNet(p.projection_dim).to(self.device)
         self.scorer: Any = None
+        self.locator: EmbeddingNet | None = None  # the pretrained net that finds animals (animal_crop=cam)
         self._groups: list[str] | None = None  # per training crop: its sequence / location (validation keeps them whole)
 
     # -- training ----------------------------------------------------------------------------
@@ -93,7 +101,11 @@ class EmbeddingEngine(Engine):
         gen = torch.Generator().manual_seed(p.seed)
         if p.pretrained:  # before the (slow) crops: a missing weights file is reported at once
             self.net.load_imagenet(find_mobilenet_weights(p.weights_path))
-        specs = crop_specs(items, min_score=p.min_box_score)
+        self.locator = None
+        if p.animal_crop == "cam" and self.net.has_classifier:
+            # a frozen copy when the encoder may be fine-tuned: the ImageNet head reads pretrained features
+            self.locator = copy.deepcopy(self.net).eval() if p.epochs > 0 and p.encoder != "pretrained" else self.net
+        specs = self._specs(items, ctx)
         crops, kept, problems = load_crops(specs, p.image_size, p.pad, progress=ctx.progress, check=ctx.check)
         if not kept:
             raise DataError(items[0].path if items else ".", f"no readable crop among {len(specs)} ({problems[:1]})")
@@ -108,6 +120,8 @@ class EmbeddingEngine(Engine):
         own = train_d[np.arange(len(labels)), [self.scorer.species.index(lab) for lab in labels]]
         counts = Counter(labels)
         self.stats.update({
+            "animal_crop": "cam" if self.locator is not None else ("whole (no ImageNet head: not pretrained)" if p.animal_crop == "cam" else "whole"),
+            "cam_boxes": sum(1 for k in kept if specs[k].meta.get("cam_box")),
             "species": self.scorer.species, "counts": dict(counts), "n_crops": len(kept), "n_items": len(items),
             "scorer": p.scorer, **choice,
             # in-sample distances are optimistic for k-NN (a photo is its own neighbour): the threshold
@@ -116,6 +130,13 @@ class EmbeddingEngine(Engine):
             "problems": [str(e) for e in problems[:20]],
         })
         self.fitted = True
+
+    def _specs(self, items: Sequence[DatasetItem], ctx: RunContext) -> list[CropSpec]:
+        """Crop specs of the items: their boxes; photos without one cropped to the animal when asked."""
+        specs = crop_specs(items, min_score=self.params.min_box_score)
+        if self.locator is None:
+            return specs
+        return locate_animals(self.locator, specs, self.device, steps=self.params.cam_steps, check=ctx.check, progress=ctx.progress)
 
     def _new_scorer(self) -> Any:
         p = self.params
@@ -284,7 +305,7 @@ class EmbeddingEngine(Engine):
     def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
         ctx = ctx or RunContext()
         p = self.params
-        specs = crop_specs(items, min_score=p.min_box_score)
+        specs = self._specs(items, ctx)
         results: list[ScoreResult] = [ScoreResult(score=None, error="no readable crop") for _ in items]
         chunk = 256
         for start in range(0, len(specs), chunk):
@@ -297,7 +318,7 @@ class EmbeddingEngine(Engine):
                 s = part[k]
                 res = results[s.item_index]
                 crops = res.extra.setdefault("crops", [])
-                crops.append({**rows[j], "box": list(s.box) if s.box else None})
+                crops.append({**rows[j], "box": list(s.box) if s.box else None, "cam_box": bool(s.meta.get("cam_box"))})
                 if res.score is None or rows[j]["score"] > res.score:
                     res.score = rows[j]["score"]
                     res.embedding = emb[j]
@@ -314,14 +335,30 @@ class EmbeddingEngine(Engine):
         if self.scorer is None:
             raise RuntimeError("nothing to save: the engine is not fitted")
         tensors: dict[str, Any] = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        if self.locator is not None and self.locator is not self.net:  # the encoder was fine-tuned
+            tensors.update({f"loc.{k}": v for k, v in self.locator.state_dict().items() if not k.startswith("head.")})
         tensors.update(self.scorer.to_tensors())
         self.stats["species"] = self.scorer.species
         return tensors
 
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
         net = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-        self.net.load_state_dict(net)
+        old = "classifier.weight" not in net  # saved before animal crops: whole photos, as it was fitted
+        self.net.load_state_dict(net, strict=not old)
+        self.net.has_classifier = not old
         self.net.to(self.device).eval()
+        self.locator = None
+        if old:
+            self.params.animal_crop = "whole"
+        elif self.params.animal_crop == "cam":
+            loc = {k[4:]: v for k, v in tensors.items() if k.startswith("loc.")}
+            if loc:
+                self.locator = EmbeddingNet(self.params.projection_dim).to(self.device)
+                self.locator.load_state_dict(loc, strict=False)
+                self.locator.has_classifier = True
+                self.locator.eval()
+            else:
+                self.locator = self.net
         name = self.stats.get("scorer") or ("ocsvm" if "ocsvm.0.params" in tensors else self.params.scorer)
         self.scorer = scorer_from_tensors(name, tensors, list(self.stats.get("species", [])))
 

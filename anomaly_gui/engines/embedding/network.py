@@ -35,7 +35,10 @@ def find_mobilenet_weights(explicit: str = "") -> Path:
 
 
 class EmbeddingNet(nn.Module):
-    """MobileNetV2 features -> global average pool (1280-d representation) -> MLP projection head."""
+    """MobileNetV2 features -> global average pool (1280-d representation) -> MLP projection head.
+
+    `classifier` keeps the ImageNet head (1280 -> 1000); it is never trained and only serves the
+    class-agnostic animal crops (`animal_crop.py`)."""
 
     feature_dim = 1280
 
@@ -46,6 +49,9 @@ class EmbeddingNet(nn.Module):
         self.backbone = mobilenet_v2(weights=None).features
         self.head = nn.Sequential(nn.Linear(self.feature_dim, hidden_dim), nn.ReLU(inplace=True),
                                   nn.Linear(hidden_dim, projection_dim))
+        self.classifier = nn.Linear(self.feature_dim, 1000)
+        self.classifier.requires_grad_(False)
+        self.has_classifier = False  # True once the ImageNet head is loaded (animal crops need it)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
@@ -58,6 +64,11 @@ class EmbeddingNet(nn.Module):
         missing, unexpected = self.backbone.load_state_dict(feats, strict=False)
         if missing or unexpected or not feats:
             raise WeightsUnavailableError(f"{path}: not MobileNetV2 ImageNet weights ({len(missing)} missing keys)")
+        if "classifier.1.weight" in state and "classifier.1.bias" in state:
+            with torch.no_grad():
+                self.classifier.weight.copy_(state["classifier.1.weight"])
+                self.classifier.bias.copy_(state["classifier.1.bias"])
+            self.has_classifier = True
 
     def freeze_backbone(self, trainable_blocks: int) -> None:
         """Train only the last `trainable_blocks` blocks of the backbone (all when negative)."""

@@ -26,8 +26,10 @@ class FutureFrameParams(VideoAEParams):
     width: int = param(48, "frame width the model sees (frames are resized; 48x32 beat 64x48 on held-back training "
                        "clips and trains 2.6x faster)", minimum=16, maximum=1024, step=16)
     height: int = param(32, "frame height the model sees", minimum=16, maximum=1024, step=16)
-    epochs: int = param(15, "most passes over the training clips (held-back quality flat from about epoch 10); "
-                        "early stopping may end sooner", minimum=1, maximum=1000)
+    epochs: int = param(15, "most passes over the training clips (held-back quality flat from about epoch 10 of "
+                        "250 windows); early stopping or max_windows may end sooner", minimum=1, maximum=1000)
+    max_windows: int = param(4000, "stop after about this many training windows (whole epochs): ~15 epochs of the "
+                             "3 shared Ped2 clips, 2 of all 16; 0: no cap", minimum=0, maximum=10_000_000, advanced=True)
     past: int = param(4, "past frames the next one is predicted from (paper: 4)", minimum=1, maximum=16)
     grad_weight: float = param(1.0, "weight of the gradient (sharpness) loss beside the L2 intensity loss (paper: 1)",
                                minimum=0.0, maximum=10.0, advanced=True)

@@ -23,11 +23,16 @@ class PatchCoreParams:
     layers: str = param("", "comma-separated layer names; empty = the backbone's mid-level default "
                             "(features.6,features.13 for MobileNetV2, layer2,layer3 for ResNets)", advanced=True)
     weights: str = param("", "weights file or folder for the backbone (empty: the standard search)", advanced=True)
-    image_size: int = param(256, "images are resized to this square size", minimum=64, maximum=1024, step=32)
+    neighbourhood: int = param(3, "feature cells averaged around each patch (odd; 3 in the paper): larger sees "
+                                  "more context, smaller keeps tiny defects sharp", minimum=1, maximum=9, step=2,
+                               advanced=True)
+    image_size: int = param(384, "images are resized to this square size; training images that are smaller are "
+                                 "not enlarged: their own size (rounded to 32) is used instead", minimum=64,
+                            maximum=1024, step=32)
     border: str = param("reflect", "image edges: reflect = mirror the image outwards before the CNN so its zero "
                                    "padding does not make every edge look anomalous; zero = the CNN's own padding "
                                    "(original PatchCore)", choices=list(BORDERS))
-    border_pad: int = param(32, "pixels mirrored on each side with border = reflect", minimum=0, maximum=256,
+    border_pad: int = param(16, "pixels mirrored on each side with border = reflect", minimum=0, maximum=256,
                             step=8, advanced=True)
     bank_augment: str = param("none", "add rotated / flipped copies of the training images to the memory bank, "
                                       "for parts that lie in any orientation (rot90: 4 copies, flips: 4, d4: "
@@ -58,16 +63,37 @@ class PatchCoreParams:
     seed: int = param(0, "random seed (coreset start, projection)", advanced=True)
 
 
+def native_size_cap(items: Sequence[DatasetItem], size: int) -> int:
+    """`size`, or the training images' median shorter side rounded to a multiple of 32 when that is smaller
+    (enlarging adds no detail, only cost). Unreadable headers are left to the image loader's error."""
+    from PIL import Image
+
+    sides = []
+    for it in items[:64]:
+        try:
+            with Image.open(it.path) as im:
+                sides.append(min(im.size))
+        except Exception:  # the loader names the file when it reads it
+            continue
+    if not sides:
+        return size
+    native = int(sorted(sides)[len(sides) // 2])
+    return max(64, min(size, 32 * round(native / 32)))
+
+
 @register_engine
 class PatchCoreEngine(ImageEngine):
     name = "patchcore"
     task = Task.IMAGE
     Params = PatchCoreParams
     title = "PatchCore"
-    description = ("Pretrained mid-level patch features in a coreset memory bank; the anomaly map is the distance "
-                   "of each patch to its nearest normal patch. Accurate, no training loop, needs a few normal images. "
-                   "Offered first: best measured image AUROC (0.84 on MVTec screw at 256 px vs 0.48 self-similarity, "
-                   "0.47 autoencoder; fit 217 s on a loaded 2-core CPU, docs/decisions/0003).")
+    description = ("Pretrained mid-level patch features in a coreset memory bank; the anomaly map is each patch's "
+                   "distance to its nearest normal patch. The right choice for objects and parts (screws, bottles, "
+                   "boards) and for textures alike, from about ten normal images; no training loop. Offered first: "
+                   "best measured image AUROC (MVTec screw 0.88 vs 0.50 self-similarity; leather 1.00; "
+                   "engines/patchcore/README.md). Image edges "
+                   "are mirrored and normalised, so they raise no false alarms; scores are in units of the most "
+                   "unusual normal training image.")
     rank = 0
     needs = frozenset({"normal_images"})
 
@@ -83,7 +109,8 @@ class PatchCoreEngine(ImageEngine):
         p = self.params
         model = PatchCoreModel(p.backbone, self._layers(), p.weights or None, p.num_neighbors, p.score_mode, p.sigma,
                                use_bf16=(p.precision == "bf16" and self.device.type == "cuda"),
-                               runtime=p.runtime, knn_index=p.knn_index, border=p.border, border_pad=p.border_pad)
+                               runtime=p.runtime, knn_index=p.knn_index, border=p.border, border_pad=p.border_pad,
+                               neighbourhood=p.neighbourhood)
         return model.to(self.device)
 
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -92,6 +119,10 @@ class PatchCoreEngine(ImageEngine):
         require_images(items, 1, "PatchCore")
         p = self.params
         t0 = time.perf_counter()
+        size = native_size_cap(items, p.image_size)
+        if size != p.image_size:
+            ctx.log({"message": f"training images are smaller than {p.image_size} px: using {size} px"})
+            p.image_size = size
         self.model = self._build()
         chunks, ids, first_view = [], [], []
         grid: tuple[int, int] = (0, 0)

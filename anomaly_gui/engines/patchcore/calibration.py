@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import torch
 
+from anomaly_gui.engines.border import border_weight, ring_index  # noqa: F401  (re-exported)
+
 #: training images used for the statistics at most (cost: images x cells x bank size multiply-adds)
-MAX_IMAGES = 16
-#: the border profile covers the outer `1 / BORDER_FRACTION` of the grid on each side
-BORDER_FRACTION = 4
+MAX_IMAGES = 8
 
 
 @torch.no_grad()
 def leave_image_out_distances(queries: torch.Tensor, query_image: torch.Tensor, bank: torch.Tensor,
-                              bank_image: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+                              bank_image: torch.Tensor, block_elements: int = 1 << 24) -> torch.Tensor:
     """(Q,) Euclidean distance of each query row to its nearest bank row from a different image
-    (inf when the bank holds no other image)."""
+    (inf when the bank holds no other image). Query chunks of at most `block_elements` distances."""
+    chunk = max(16, block_elements // max(1, bank.shape[0]))
     bank = bank.float()
     bank_sq = (bank**2).sum(1)
     out = torch.empty(queries.shape[0], device=queries.device)
@@ -36,28 +37,3 @@ def leave_image_out_distances(queries: torch.Tensor, query_image: torch.Tensor, 
         d.masked_fill_(query_image[s:s + chunk].unsqueeze(1) == bank_image.unsqueeze(0), float("inf"))
         out[s:s + chunk] = d.min(1).values.clamp_min(0).sqrt()
     return out
-
-
-def ring_index(h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
-    """(h, w) long: each cell's distance in cells to the nearest image edge."""
-    ys = torch.arange(h, device=device)
-    xs = torch.arange(w, device=device)
-    return torch.minimum(torch.minimum(ys, h - 1 - ys).unsqueeze(1), torch.minimum(xs, w - 1 - xs).unsqueeze(0))
-
-
-def border_weight(dist_maps: torch.Tensor) -> torch.Tensor:
-    """(h, w) divisor >= 1 from left-out normal distance maps (n, h, w): per ring of the outer quarter, its
-    mean over the interior's median cell when larger than 1; 1 elsewhere."""
-    n, h, w = dist_maps.shape
-    rings = ring_index(h, w, dist_maps.device)
-    depth = max(1, min(h, w) // BORDER_FRACTION)
-    mean = dist_maps.mean(0)
-    interior = mean[rings >= depth]
-    if interior.numel() == 0:
-        return torch.ones(h, w, device=dist_maps.device)
-    base = interior.median().clamp_min(1e-12)  # the median cell: the background when an object fills the middle
-    weight = torch.ones(h, w, device=dist_maps.device)
-    for r in range(depth):
-        sel = rings == r
-        weight[sel] = (mean[sel].mean() / base).clamp_min(1.0)
-    return weight

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomaly_gui.engines.backbones import FeatureExtractor
+from anomaly_gui.engines.border import reflect_border
 from anomaly_gui.engines.image_data import upsample_blur
 from anomaly_gui.engines.patchcore.knn import INDEX_KINDS, BankIndex, faiss_available
 from anomaly_gui.engines.patchcore.runtime import RUNTIMES, OnnxEmbedder, onnxruntime_available
@@ -30,13 +31,16 @@ BLOCK_ELEMENTS = 1 << 26
 BLOCK_ELEMENTS_CPU = 1 << 22
 
 
-def embed(features: dict[str, torch.Tensor], layers: Sequence[str]) -> torch.Tensor:
-    """(N, D, h, w) patch embeddings: 3x3 average pooling per layer, resized to the first grid, concatenated."""
+def embed(features: dict[str, torch.Tensor], layers: Sequence[str], neighbourhood: int = 3) -> torch.Tensor:
+    """(N, D, h, w) patch embeddings: `neighbourhood` x `neighbourhood` average pooling per layer (3 in the
+    paper), resized to the first grid, concatenated."""
     first = features[layers[0]]
     size = first.shape[-2:]
     parts = []
     for name in layers:
-        f = F.avg_pool2d(features[name], kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        f = features[name]
+        if neighbourhood > 1:
+            f = F.avg_pool2d(f, kernel_size=neighbourhood, stride=1, padding=neighbourhood // 2, count_include_pad=False)
         if f.shape[-2:] != size:
             f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
         parts.append(f)
@@ -195,25 +199,23 @@ class Embedder(nn.Module):
     patches look like their neighbours (without it, every edge of a normal image is "hot"). "zero": the
     backbone's own padding at the image edge (the original PatchCore)."""
 
-    def __init__(self, extractor: FeatureExtractor, border: str = "reflect", pad: int = 32) -> None:
+    def __init__(self, extractor: FeatureExtractor, border: str = "reflect", pad: int = 16,
+                 neighbourhood: int = 3) -> None:
         super().__init__()
         if border not in BORDERS:
             raise ValueError(f"unknown border handling {border!r}; known: {', '.join(BORDERS)}")
         self.extractor = extractor
         self.layers = extractor.layers
         self.pad = int(pad) if border == "reflect" else 0
+        if neighbourhood < 1 or neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood must be an odd number of cells; got {neighbourhood}")
+        self.neighbourhood = int(neighbourhood)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return embed(self.extractor(x), self.layers, self.neighbourhood).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = min(self.pad, int(x.shape[-2]) - 1, int(x.shape[-1]) - 1)
-        if p <= 0:
-            return embed(self.extractor(x), self.layers).float()
-        H, W = int(x.shape[-2]), int(x.shape[-1])
-        e = embed(self.extractor(F.pad(x, (p, p, p, p), mode="reflect")), self.layers).float()
-        # the padded image's grid has (H + 2p) / stride cells a side; keep the cells over the image itself
-        sy, sx = (H + 2 * p) / int(e.shape[-2]), (W + 2 * p) / int(e.shape[-1])  # ints: constants when traced
-        cy, cx = int(round(p / sy)), int(round(p / sx))
-        h, w = int(round(H / sy)), int(round(W / sx))
-        return e[..., cy:cy + h, cx:cx + w]
+        return reflect_border(self._embed, x, self.pad)
 
 
 class PatchCoreModel(nn.Module):
@@ -225,16 +227,16 @@ class PatchCoreModel(nn.Module):
     def __init__(self, backbone: str = "mobilenet_v2", layers: Sequence[str] | None = None,
                  weights: str | None = None, num_neighbors: int = 9, score_mode: str = "reweighted",
                  sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact",
-                 border: str = "reflect", border_pad: int = 32) -> None:
+                 border: str = "reflect", border_pad: int = 16, neighbourhood: int = 3) -> None:
         super().__init__()
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
         if knn_index not in INDEX_KINDS:
             raise ValueError(f"unknown nearest-neighbour index {knn_index!r}; known: {', '.join(INDEX_KINDS)}")
         self.extractor = FeatureExtractor(backbone, layers, weights)
-        self.border, self.border_pad = border, border_pad
+        self.border, self.border_pad, self.neighbourhood = border, border_pad, neighbourhood
         # shares the extractor; no second copy
-        object.__setattr__(self, "embedder", Embedder(self.extractor, border, border_pad))
+        object.__setattr__(self, "embedder", Embedder(self.extractor, border, border_pad, neighbourhood))
         self._channels_last = False
         self.layers = self.extractor.layers
         self.num_neighbors = num_neighbors
@@ -347,7 +349,7 @@ class PatchCoreExport(nn.Module):
 
     def __init__(self, model: PatchCoreModel, image_size: tuple[int, int]) -> None:
         super().__init__()
-        self.embedder = Embedder(model.extractor, model.border, model.border_pad)
+        self.embedder = Embedder(model.extractor, model.border, model.border_pad, model.neighbourhood)
         self.register_buffer("bank", model.memory_bank.detach().clone().float())
         self.register_buffer("bank_sq", (self.bank**2).sum(1))
         self.register_buffer("border_weight", model.border_weight.detach().clone().float())

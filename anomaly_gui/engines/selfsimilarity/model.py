@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomaly_gui.engines.backbones import FeatureExtractor
+from anomaly_gui.engines.border import reflect_border
 from anomaly_gui.engines.image_data import gaussian_blur, upsample_map
 
 
@@ -24,7 +25,8 @@ class SelfSimilarityModel(nn.Module):
     """Dense patch descriptors -> distance to the m nearest of k dictionary words."""
 
     def __init__(self, backbone: str = "mobilenet_v2", layers: Sequence[str] | None = None, weights: str | None = None,
-                 patch_cells: int = 3, m_nearest: int = 5, normalize: bool = True, sigma: float = 4.0) -> None:
+                 patch_cells: int = 3, m_nearest: int = 5, normalize: bool = True, sigma: float = 4.0,
+                 border_pad: int = 0) -> None:
         super().__init__()
         self.extractor = FeatureExtractor(backbone, layers, weights)
         self.layers = self.extractor.layers
@@ -32,13 +34,19 @@ class SelfSimilarityModel(nn.Module):
         self.m_nearest = m_nearest
         self.normalize = normalize
         self.sigma = sigma
+        self.border_pad = border_pad  # > 0: reflect padding of the input (`backbones.reflect_border`)
         self.register_buffer("pca_mean", torch.zeros(0))
         self.register_buffer("pca_components", torch.zeros(0, 0))  # (D, d)
         self.register_buffer("words", torch.zeros(0, 0))  # (k, d)
+        self.register_buffer("border_weight", torch.zeros(0, 0))  # (h, w) divisor of patch scores; empty: none
 
     @torch.no_grad()
     def descriptors(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, D, h, w) patch descriptors before PCA."""
+        """(N, D, h, w) patch descriptors before PCA (input mirrored outwards by `border_pad` pixels and the
+        descriptors cropped back, so the CNN's zero padding does not make the image edge look unusual)."""
+        return reflect_border(self._descriptors, x, self.border_pad)
+
+    def _descriptors(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.extractor(x)
         first = feats[self.layers[0]]
         parts = []
@@ -67,7 +75,8 @@ class SelfSimilarityModel(nn.Module):
         self.pca_components = (pca_components if pca_components is not None else torch.zeros(0, 0)).float().to(dev)
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) mean distance of each patch to its m nearest words, before the border profile."""
         if self.words.numel() == 0:
             raise RuntimeError("the dictionary is empty: fit first")
         d = self.descriptors(x)
@@ -75,6 +84,16 @@ class SelfSimilarityModel(nn.Module):
         flat = self.project(d.permute(0, 2, 3, 1).reshape(-1, c))
         dist = torch.cdist(flat, self.words)  # (n*h*w, k); k is small (a dictionary, not a bank)
         m = min(self.m_nearest, self.words.shape[0])
-        patch = dist.topk(m, dim=1, largest=False).values.mean(1).view(n, 1, h, w)
-        maps = gaussian_blur(upsample_map(patch, tuple(x.shape[-2:])), self.sigma)[:, 0]
+        return dist.topk(m, dim=1, largest=False).values.mean(1).view(n, h, w)
+
+    def set_border_weight(self, weight: torch.Tensor | None) -> None:
+        """(h, w) divisor of the patch scores learnt on normal images (`border.border_weight`); None: none."""
+        self.border_weight = (weight if weight is not None else torch.zeros(0, 0)).float().to(self.words.device)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        patch = self.patch_scores(x)
+        if tuple(self.border_weight.shape) == tuple(patch.shape[-2:]):
+            patch = patch / self.border_weight
+        maps = gaussian_blur(upsample_map(patch.unsqueeze(1), tuple(x.shape[-2:])), self.sigma)[:, 0]
         return maps.flatten(1).max(1).values, maps

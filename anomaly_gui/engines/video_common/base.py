@@ -58,6 +58,8 @@ class VideoAEParams:
     patience: int = param(3, "early stopping: stop when the loss on held-out training windows has not improved for this "
                           "many epochs and keep the best epoch's weights (0: train all epochs, no hold-out)",
                           minimum=0, maximum=100, advanced=True)
+    max_windows: int = param(0, "stop after about this many training windows (whole epochs; 0: no cap): a large "
+                             "training set needs fewer passes", minimum=0, maximum=10_000_000, advanced=True)
     val_fraction: float = param(0.1, "share of each training clip (its last windows) held out for early stopping",
                                 minimum=0.0, maximum=0.5, advanced=True)
     pixel_error: str = param("abs", "pixel error: |x - x^| or (x - x^)^2 (the squared error is what PSNR measures)",
@@ -150,7 +152,8 @@ class VideoAEEngine(Engine):
         p = self.params
         res = train_loop(self.module, self.training_loss, to_tensors(frames, self.device), self.window,
                          epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr), patience=int(p.patience),
-                         val_fraction=float(p.val_fraction), seed=int(p.seed), ctx=ctx)
+                         val_fraction=float(p.val_fraction), seed=int(p.seed), ctx=ctx,
+                         max_windows=int(p.max_windows))
         self.stats = {"loss_history": res.history, "val_loss_history": res.val_history, "best_epoch": res.best_epoch,
                       "epochs_run": len(res.history), "stopped_early": res.stopped_early,
                       "n_train_windows": res.n_train_windows, "n_val_windows": res.n_val_windows,

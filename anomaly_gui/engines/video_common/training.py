@@ -5,7 +5,9 @@
 - the last `val_fraction` of every clip's windows (after a gap of one window, so no frame is shared) is
   held out; its loss is measured after every epoch and training stops when it has not improved for
   `patience` epochs (by at least 1 %: a plateau creeping down by 0.1 % an epoch is not worth the CPU);
-  the weights of the best epoch are kept. `epochs` is a ceiling, and the number of
+  the weights of the best epoch are kept;
+- `max_windows` caps the training windows seen (whole epochs, at least one): quality follows the number of
+  steps, not of passes, so a training set ten times larger needs about a tenth of the epochs. `epochs` is a ceiling, and the number of
   epochs it took (`best_epoch`) is measured on every run and stored with the model.
 """
 from __future__ import annotations
@@ -88,12 +90,21 @@ class TrainResult:
     n_val_windows: int = 0
 
 
+def epochs_for(n_windows: int, epochs: int, max_windows: int) -> int:
+    """Epochs to run: `epochs`, fewer when `max_windows` (> 0) training windows are seen sooner (a big training
+    set needs fewer passes for the same number of steps), at least one."""
+    if max_windows <= 0 or n_windows <= 0:
+        return epochs
+    return max(1, min(epochs, math.ceil(max_windows / n_windows)))
+
+
 def train_loop(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], clips: Sequence[torch.Tensor],
                window: int, *, epochs: int, batch_size: int, lr: float, patience: int, val_fraction: float,
-               seed: int, ctx: RunContext) -> TrainResult:
+               seed: int, ctx: RunContext, max_windows: int = 0) -> TrainResult:
     """Adam on `loss_fn(batch)` over every window; early stopping on held-out windows (see module doc)."""
     train, val = split_windows([len(c) for c in clips], window, val_fraction if patience > 0 else 0.0)
     res = TrainResult(n_train_windows=len(train), n_val_windows=len(val))
+    epochs = epochs_for(len(train), epochs, max_windows)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     steps = math.ceil(len(train) / batch_size)

@@ -1,5 +1,5 @@
-"""PatchCore on real images: border handling (reflect padding + the learnt border profile), the memory bank
-augmented with rotations, scores normalised by the training statistic, and the export of all of it."""
+"""PatchCore and self-similarity on real images: border handling (reflect padding + the learnt border profile),
+PatchCore's memory bank augmented with rotations, and its scores normalised by the training statistic."""
 from __future__ import annotations
 
 import numpy as np
@@ -100,3 +100,15 @@ def test_scores_are_in_units_of_the_most_unusual_normal_training_image_and_survi
     back = Engine.load(tmp_path / "m.agmodel", device="cpu")
     again = back.score(files[30:32])
     assert [r.score for r in again] == pytest.approx(normal[:2], abs=1e-5)
+
+
+def test_self_similarity_edges_of_a_normal_texture_are_not_hot_with_reflect_border():
+    from anomaly_gui.engines.selfsimilarity import SelfSimilarityEngine
+
+    files = sorted((shared_dataset("mvtec_leather") / "train" / "good").iterdir())
+    ratios = {}
+    for border in ("zero", "reflect"):
+        eng = SelfSimilarityEngine(device="cpu", image_size=192, border=border, n_words=32)
+        eng.fit(files[:3])
+        ratios[border] = _band_over_interior(eng.score(files[3:4])[0].map)
+    assert ratios["zero"] > 1.2 and ratios["reflect"] < 1.08, ratios

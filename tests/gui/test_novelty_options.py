@@ -1,0 +1,72 @@
+"""The novelty engine's animal-crop option as a user meets it: in the Train panel's form (a run started
+there stores the choice and reports how photos were cropped) and in the Cluster view's embed controls."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox
+
+from anomaly_gui.core.project import open_project
+
+from c2_engines import stop_jobs
+from task_engines import make_species
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from anomaly_gui.engines.embedding.network import find_mobilenet_weights
+    from anomaly_gui.gui.main_window import MainWindow
+    from anomaly_gui.gui.state import AppState
+
+    try:
+        find_mobilenet_weights()
+    except Exception as exc:  # noqa: BLE001 - a clone without the offline weights
+        pytest.skip(f"ImageNet MobileNetV2 weights not available: {exc}")
+    proj = open_project(tmp_path / "p.agproj")
+    proj.add_items(make_species(tmp_path / "species"))
+    state = AppState()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    state.set_project(proj)
+    yield win
+    stop_jobs(qtbot)
+    proj.close()
+
+
+def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
+    tp = window.panels["train"]
+    cluster = window.panels["cluster_view"]
+    cluster.method.setCurrentIndex(cluster.method.findData("pca"))  # the run's map follows: quick
+    tp.select_engine("simclr_ocsvm")
+    box = tp.form.widget("animal_crop")
+    assert isinstance(box, QComboBox) and box.currentData() == "cam"
+    assert [box.itemData(i) for i in range(box.count())] == ["cam", "whole"]
+    assert "activation map" in box.toolTip()
+    box.setCurrentIndex(box.findData("whole"))
+    tp.form.widget("image_size").setValue(64)
+    qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not tp.is_running(), timeout=120000)
+    runs = window.state.project.runs(task="embedding")
+    assert len(runs) == 1, tp.status.text()
+    run = runs[0]
+    assert run.status == "done", tp.status.text()
+    assert run.status == "done" and run.params["animal_crop"] == "whole"
+    assert run.metrics["animal_crop"] == "whole" and run.metrics["cam_boxes"] == 0
+    qtbot.waitUntil(lambda: cluster.cmap is not None, timeout=30000)
+
+
+def test_cluster_view_passes_the_crop_choice_to_the_embedding_run(qtbot, window, monkeypatch):
+    panel = window.panels["cluster_view"]
+    panel.engine_box.setCurrentIndex(panel.engine_box.findData("simclr_ocsvm"))
+    assert panel.crop_box.isEnabled() and panel.crop_box.currentData() == "cam"
+    panel.crop_box.setCurrentIndex(panel.crop_box.findData("whole"))
+    panel.epochs.setValue(0)
+    asked: list[tuple[str, dict]] = []
+    monkeypatch.setattr(panel, "compute_embeddings", lambda engine, params: asked.append((engine, params)))
+    panel.source.setCurrentIndex(panel.source.findData(-1))  # "Embed project items…"
+    qtbot.mouseClick(panel.compute_btn, Qt.MouseButton.LeftButton)
+    assert asked == [("simclr_ocsvm", {"epochs": 0, "animal_crop": "whole"})]
