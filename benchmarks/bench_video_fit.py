@@ -60,14 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     eng.fit(items, RunContext(log=log))
     fit = time.perf_counter() - t0
     per_epoch = sum(epoch_times[1:]) / max(len(epoch_times) - 1, 1) if len(epoch_times) > 1 else epoch_times[0]
-    default_epochs = int(cls.Params().epochs)
+    from anomaly_gui.engines.video_common.training import epochs_for
+
+    dflt = cls.Params()
+    default_epochs = epochs_for(eng.stats["n_train_windows"], int(dflt.epochs), int(getattr(dflt, "max_windows", 0)))
     print(json.dumps({
         "engine": args.engine, "n_frames": len(items), "n_clips": k, "threads": args.threads,
         "params": params, "n_train_windows": eng.stats["n_train_windows"], "n_val_windows": eng.stats["n_val_windows"],
         "fit_seconds": round(fit, 1), "seconds_per_epoch": round(per_epoch, 1),
         "windows_per_second": round(eng.stats["n_train_windows"] / per_epoch, 1),
         "calibrate_seconds": round(fit - eng.stats["train_seconds"], 1),
-        f"fit_seconds_at_{default_epochs}_epochs_estimated": round(fit - sum(epoch_times) + default_epochs * per_epoch, 1),
+        "default_epochs_here": default_epochs,  # the engine's epochs under its max_windows, for this many windows
+        "fit_seconds_with_defaults_estimated": round(fit - sum(epoch_times) + default_epochs * per_epoch, 1),
         "load_average_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }))
     return 0

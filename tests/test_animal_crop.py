@@ -51,15 +51,19 @@ def test_activation_map_crop_finds_the_jaguar_megadetector_boxed(camtrap_items, 
     whole = [CropSpec(s.path, None, s.label) for s in boxed]
     before = {k: v.clone() for k, v in net.state_dict().items()}
     net.train()  # as a net is after fine-tuning: locating must not use nor change BatchNorm batch statistics
-    found = locate_animals(net, whole, "cpu")
+    found = locate_animals(net, whole, "cpu")  # one step, the engine's default
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-    ious = []
-    for md, cam in zip(boxed, found):
-        assert cam.meta["cam_box"] and cam.meta["pad"] > 0
-        cx, cy = (md.box[0] + md.box[2]) / 2, (md.box[1] + md.box[3]) / 2
-        assert cam.box[0] <= cx <= cam.box[2] and cam.box[1] <= cy <= cam.box[3], cam.path
-        ious.append(_iou(md.box, cam.box))
-    assert np.mean(ious) > 0.5  # 0.63 measured; whole photos give 0.25 here
+    mean_iou = {}
+    for steps, boxes in ((1, found), (2, locate_animals(net, whole, "cpu", steps=2))):
+        ious = []
+        for md, cam in zip(boxed, boxes):
+            assert cam.meta["cam_box"] and cam.meta["pad"] > 0
+            cx, cy = (md.box[0] + md.box[2]) / 2, (md.box[1] + md.box[3]) / 2
+            assert cam.box[0] <= cx <= cam.box[2] and cam.box[1] <= cy <= cam.box[3], (steps, cam.path)
+            ious.append(_iou(md.box, cam.box))
+        mean_iou[steps] = np.mean(ious)
+    # measured: 0.48 with one step, 0.63 with two; the whole photo gives 0.25
+    assert mean_iou[1] > 0.4 and mean_iou[2] > mean_iou[1] + 0.05
     # boxes from the data are kept; an unreadable file is left for the crop loader to report
     gone = CropSpec(str(boxed[0].path) + ".missing.jpg", None, "jaguar")
     again = locate_animals(net, boxed[:1] + [gone], "cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QComboBox, QSpinBox
 
 from anomaly_gui.core.project import open_project
 
@@ -46,6 +46,9 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     assert isinstance(box, QComboBox) and box.currentData() == "cam"
     assert [box.itemData(i) for i in range(box.count())] == ["cam", "whole"]
     assert "activation map" in box.toolTip()
+    steps = tp.form.widget("cam_steps")  # advanced: the activation-map zoom steps
+    assert isinstance(steps, QSpinBox) and steps.value() == 1 and (steps.minimum(), steps.maximum()) == (1, 3)
+    assert tp.form.widget("flip_average").isChecked()
     box.setCurrentIndex(box.findData("whole"))
     tp.form.widget("image_size").setValue(64)
     qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)

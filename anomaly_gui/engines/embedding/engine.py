@@ -51,7 +51,7 @@ class EmbeddingParams:
     animal_crop: str = param("cam", "Photos without boxes: crop the animal found by the ImageNet classifier's activation map "
                              "(class-agnostic, no detector), or embed the whole photo. Boxes in the data are always used",
                              choices=list(ANIMAL_CROPS))
-    cam_steps: int = param(2, "Zoom steps of the activation-map animal crop (each looks again inside the previous crop)",
+    cam_steps: int = param(1, "Zoom steps of the activation-map animal crop (each looks again inside the previous crop)",
                            minimum=1, maximum=3, advanced=True)
     flip_average: bool = param(True, "Average the embeddings of each crop and its mirror image")
     projection_dim: int = param(128, "Size of the projection head output", minimum=8, maximum=1024, advanced=True)
