@@ -157,7 +157,7 @@ def ours_scores(train_items, x_test, ratio: float, seed: int, weights: Path, ano
 
     original = pc_model.embed
     if anomalib_pooling:
-        def embed(features, layers):
+        def embed(features, layers, neighbourhood=3):  # anomalib: AvgPool2d(3, 1, 1), padding counted
             first = features[layers[0]]
             parts = [F.interpolate(F.avg_pool2d(features[n], 3, 1, 1), size=first.shape[-2:], mode="bilinear",
                                    align_corners=False) if n != layers[0] else F.avg_pool2d(first, 3, 1, 1)
@@ -172,7 +172,7 @@ def ours_scores(train_items, x_test, ratio: float, seed: int, weights: Path, ano
 
 
 #: the settings anomalib's PatchCore has: the CNN's own zero padding at the image edges, raw distances
-EQUAL_SETTINGS = {"border": "zero", "normalize": False, "bank_augment": "none"}
+EQUAL_SETTINGS = {"border": "zero", "normalize": False, "bank_augment": "none", "neighbourhood": 3}
 
 
 def _fit_score(get_engine, train_items, x_test, ratio: float, seed: int, weights: Path,
