@@ -47,8 +47,9 @@ def no_network(monkeypatch):
     return attempts
 
 
-def test_yolo_trains_offline_and_model_file_round_trips(hrsid_items, tmp_path, no_network):
+def test_yolo_trains_offline_and_model_file_round_trips(hrsid_items, tmp_path, no_network, monkeypatch):
     pytest.importorskip("ultralytics")
+    monkeypatch.setattr("anomaly_gui.engines.yolo.EPOCH_IMAGES", 8)  # no repeated chips: a short test
     eng = get_engine("yolo")(device="cpu", epochs=2, imgsz=160, batch=4, mosaic=0.0)
     logs, progress = [], []
     train = [DatasetItem(path=it.path, annotations=it.annotations, width=it.width, height=it.height)
@@ -74,6 +75,41 @@ def test_yolo_trains_offline_and_model_file_round_trips(hrsid_items, tmp_path, n
     assert loaded.classes == ["0"]
 
 
+def test_yolo_default_network_is_the_imagenet_mobilenet_offline(hrsid_items, mobilenet_weights, no_network, monkeypatch, tmp_path):
+    """The default model is MobileNetV2 (ImageNet weights read from disk, nothing downloaded: the network is
+    unreachable here) with a stride-4 head; training starts from those weights, the input size follows the
+    chips (800 px HRSID chips stay 800 px), and the model file rebuilds the network without the yaml file."""
+    pytest.importorskip("ultralytics")
+    no_network.clear()  # (a first import of ultralytics checks whether it is online, as the app never does: see ultralytics_offline)
+    from anomaly_gui.engines.backbones import read_state_dict
+    from anomaly_gui.engines.yolo.backbone import MOBILENET_MODEL
+
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights))
+    monkeypatch.setattr("anomaly_gui.engines.yolo.EPOCH_IMAGES", 4)
+    eng = get_engine("yolo")(device="cpu", epochs=1, batch=2, mosaic=0.0)
+    assert eng.params.model == MOBILENET_MODEL and eng.params.imgsz == 0
+    eng.params.imgsz, eng.params.crop = 256, 96  # the automatic size is checked below, training stays small
+    train = [DatasetItem(path=it.path, annotations=it.annotations, width=it.width, height=it.height) for it in hrsid_items[:4]]
+    eng.fit(train)
+    assert eng.stats["pretrained_backbone"] == str(mobilenet_weights) and not no_network
+    # trained on 96-px crops around ships and background, detects on whole chips at 256 px
+    assert (eng.stats["train_imgsz"], eng.stats["crop"], eng.stats["imgsz"]) == (96, 96, 256)
+    net = eng._yolo.model
+    assert [int(s) for s in net.stride] == [4, 8, 16]
+    ref = read_state_dict(mobilenet_weights)
+    for name in ("features.1.conv.0.0.weight", "features.13.conv.2.weight"):  # stem and last kept block
+        got = net.state_dict()["model.0.m." + name[len("features."):]].float().flatten()
+        want = ref[name].float().flatten()
+        assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.9, name  # started there, moved a little
+    from anomaly_gui.engines.detection_common import check_training_items
+
+    auto = get_engine("yolo")(device="cpu")._imgsz(check_training_items(train))
+    assert auto == 800
+    back = Engine.load(eng.save(tmp_path / "y.agm"), device="cpu")
+    x, y = _boxes(eng.score(hrsid_items[20:21])), _boxes(back.score(hrsid_items[20:21]))
+    assert x[0].shape == y[0].shape and np.allclose(x[0], y[0], atol=1e-3)
+
+
 def test_yolo_cancel_and_missing_weights(hrsid_items):
     pytest.importorskip("ultralytics")
     eng = get_engine("yolo")(device="cpu", epochs=3, imgsz=128, batch=2, mosaic=0.0)
@@ -83,7 +119,7 @@ def test_yolo_cancel_and_missing_weights(hrsid_items):
         get_engine("yolo")(device="cpu", model="/nowhere/best.pt").fit(hrsid_items[:4])
 
 
-def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network):
+def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network, monkeypatch):
     """A user's own ultralytics .pt (made here from yolov8n.yaml, with recognisable weights) is the start
     of training: after one epoch at a tiny learning rate the network still carries those weights."""
     pytest.importorskip("ultralytics")
@@ -100,6 +136,7 @@ def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network):
     ref = mine.model.state_dict()[key].detach().clone().float()
     pt = tmp_path / "mine.pt"
     mine.save(str(pt))
+    monkeypatch.setattr("anomaly_gui.engines.yolo.EPOCH_IMAGES", 4)
     eng = get_engine("yolo")(device="cpu", model=str(pt), epochs=1, imgsz=128, batch=2, mosaic=0.0, lr0=1e-6)
     train = [DatasetItem(path=it.path, annotations=it.annotations, width=it.width, height=it.height) for it in hrsid_items[:4]]
     logs = []

@@ -118,3 +118,55 @@ def test_retinanet_keeps_best_epoch_and_calibrates_on_validation(tmp_path, mobil
     again = back.score(val)
     for a, b in zip(res, again):
         assert np.allclose([x.box() + (x.score,) for x in a.boxes], [x.box() + (x.score,) for x in b.boxes], atol=1e-4)
+
+
+def test_prefetcher_hands_batches_in_order_and_raises_producer_errors():
+    from anomaly_gui.engines.detection_common.prefetch import BatchPrefetcher
+
+    counter = iter(range(100))
+    with BatchPrefetcher(lambda: next(counter), depth=2) as pf:
+        assert [pf.next() for _ in range(5)] == [0, 1, 2, 3, 4]
+
+    def broken():
+        raise ValueError("bad crop")
+
+    with BatchPrefetcher(broken) as pf, pytest.raises(ValueError, match="bad crop"):
+        pf.next()
+
+
+def test_flip_fusion_maps_boxes_back_and_averages_them():
+    from anomaly_gui.engines.detection_common.tta import fuse_variants, unflip_boxes
+
+    box = np.array([[10.0, 20.0, 30.0, 26.0]])
+    # the same box found on the left-right flipped 100x50 image, mapped back
+    assert np.allclose(unflip_boxes(np.array([[70.0, 20.0, 90.0, 26.0]]), 100, 50, True, False), box)
+    assert np.allclose(unflip_boxes(np.array([[10.0, 24.0, 30.0, 30.0]]), 100, 50, False, True), box)
+    lab = np.array([1])
+    a = {"boxes": box, "scores": np.array([0.8]), "labels": lab}
+    b = {"boxes": box + [2.0, 0, 2.0, 0], "scores": np.array([0.4]), "labels": lab}
+    lone = {"boxes": np.array([[60.0, 5.0, 70.0, 15.0]]), "scores": np.array([0.9]), "labels": lab}
+    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": lab[:0]}
+    out = fuse_variants([a, b, lone | {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": lab[:0]}, empty])
+    assert len(out["scores"]) == 1
+    assert np.allclose(out["boxes"][0], [10 + 2 * 0.4 / 1.2, 20, 30 + 2 * 0.4 / 1.2, 26])  # score-weighted mean
+    assert out["scores"][0] == pytest.approx((0.8 + 0.4) / 4)
+    two = fuse_variants([a, lone])  # an object seen by one variant of two keeps half its score
+    assert np.allclose(sorted(two["scores"]), [0.4, 0.45])
+
+
+def test_yolo_validation_tiles_cover_the_chip_and_keep_whole_objects():
+    from anomaly_gui.engines.yolo.staging import tiles
+
+    boxes = np.array([[300.0, 420.0, 330.0, 436.0], [700.0, 100.0, 760.0, 130.0], [0.0, 0.0, 12.0, 12.0]])
+    img = _marked(800, 800, boxes)
+    parts = tiles(img, boxes, ["ship"] * 3, 320)
+    assert len(parts) == 9 and all(p.image.shape == (320, 320, 3) for p in parts)
+    assert sum(int(p.image.sum() // 255 // 3) for p in parts) >= int(img.sum() // 255 // 3)  # every pixel is in a tile
+    whole = 0
+    for p in parts:
+        for x1, y1, x2, y2 in p.boxes.astype(int):
+            assert p.image[y1:y2, x1:x2].mean() > 200  # kept boxes still cover their ship
+            whole += (x2 - x1) * (y2 - y1) in (30 * 16, 60 * 30, 12 * 12)
+    assert whole >= 3  # each ship lies whole inside at least one tile
+    small = tiles(img[:200, :300], boxes[:1], ["ship"], 320)
+    assert len(small) == 1 and small[0].image.shape == (200, 300, 3)

@@ -144,7 +144,8 @@ class SequenceEngine(EngineProtocol, Protocol):
 def param(default: Any, help: str = "", **ui: Any) -> Any:
     """A dataclass field for engine parameters with what the GUI form needs.
 
-    ui keys: minimum, maximum, step, choices (list), label, advanced (bool).
+    ui keys: minimum, maximum, step, choices (list), editable (bool: choices or the user's own text), label,
+    advanced (bool).
     """
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **ui})

@@ -111,6 +111,10 @@ class ParamForm(QWidget):
             for c in choices:
                 w.addItem(str(c), c)
             w.currentIndexChanged.connect(self.valuesChanged)
+            if md.get("editable"):  # the choices, or the user's own text (e.g. a path to a model file)
+                w.setEditable(True)
+                w.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+                w.editTextChanged.connect(self.valuesChanged)
             return w
         if isinstance(default, bool):
             w = QCheckBox()
@@ -166,7 +170,10 @@ class ParamForm(QWidget):
     def _set(w: QWidget, v: Any) -> None:
         if isinstance(w, QComboBox):
             k = w.findData(v)
-            w.setCurrentIndex(k if k >= 0 else 0)
+            if k < 0 and w.isEditable() and v not in (None, ""):
+                w.setEditText(str(v))
+            else:
+                w.setCurrentIndex(k if k >= 0 else 0)
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(v))
         elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
@@ -181,6 +188,10 @@ class ParamForm(QWidget):
             default = _default(self._fields[name])
             if isinstance(w, QComboBox):
                 out[name] = w.currentData()
+                if w.isEditable():  # typed text that is not one of the choices is the value itself
+                    text = w.currentText().strip()
+                    k = w.findText(text)
+                    out[name] = w.itemData(k) if k >= 0 else text
             elif isinstance(w, QCheckBox):
                 out[name] = w.isChecked()
             elif isinstance(w, (QSpinBox, QDoubleSpinBox)):

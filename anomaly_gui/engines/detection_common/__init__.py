@@ -185,3 +185,17 @@ def _scene_size(item: DatasetItem) -> tuple[int, int] | None:
 def make_box(x1: float, y1: float, x2: float, y2: float, label: str, score: float) -> Annotation:
     return Annotation(kind="box", label=label, score=float(score), source="model",
                       geometry={"x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2)})
+
+
+def find_backbone_weights(explicit: str = "") -> Path | None:
+    """The ImageNet MobileNetV2 file: the explicit path (an error when missing), else the shared search of
+    `engines.backbones` ($ANOMALY_GUI_WEIGHTS, ~/.anomaly_gui/weights, torch's cache ...); None: not found."""
+    from anomaly_gui.core.errors import WeightsUnavailableError
+    from anomaly_gui.engines.backbones import find_weights
+
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise WeightsUnavailableError(f"{p}: backbone weights file not found")
+        return p
+    return find_weights("mobilenet_v2")

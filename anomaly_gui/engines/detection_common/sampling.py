@@ -10,6 +10,7 @@ gamma speckle (L looks), never colour jitter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -85,3 +86,12 @@ def training_sample(image: np.ndarray, boxes: np.ndarray, labels: list[str], siz
         return crop
     crop = flip_rotate(crop, rng)
     return Crop(gain_speckle(crop.image, rng), crop.boxes, crop.labels)
+
+
+def auto_scale(boxes: Sequence[np.ndarray], target: float = 8.0) -> float:
+    """Upsampling that brings the median short side of the training boxes to about `target` pixels
+    (1 when they are already that large; at most 4), in quarter steps."""
+    sides = np.concatenate([np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) for b in boxes if len(b)] or [np.zeros(0)])
+    if not len(sides):
+        return 1.0
+    return float(np.clip(np.ceil(target / max(float(np.median(sides)), 1e-3) * 4) / 4, 1.0, 4.0))

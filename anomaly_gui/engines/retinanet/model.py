@@ -19,24 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomaly_gui.engines.detection_common import find_backbone_weights  # noqa: F401 (re-exported)
+
 # MobileNetV2 `features` indices whose outputs feed the pyramid: stride 4 (24 ch), 8 (32 ch), 16 (96 ch)
 RETURN_LAYERS = {"3": "0", "6": "1", "13": "2"}
 IN_CHANNELS = [24, 32, 96]
 FROZEN_BLOCKS = 4  # blocks 0-3 (up to stride 4) of a pretrained backbone are not trained
-
-
-def find_backbone_weights(explicit: str = "") -> Path | None:
-    """The ImageNet MobileNetV2 file: the explicit path (an error when missing), else the shared search of
-    `engines.backbones` ($ANOMALY_GUI_WEIGHTS, ~/.anomaly_gui/weights, torch's cache ...); None: not found."""
-    from anomaly_gui.core.errors import WeightsUnavailableError
-    from anomaly_gui.engines.backbones import find_weights
-
-    if explicit:
-        p = Path(explicit).expanduser()
-        if not p.is_file():
-            raise WeightsUnavailableError(f"{p}: backbone weights file not found")
-        return p
-    return find_weights("mobilenet_v2")
 
 
 def load_mobilenet_features(path: Path | None, frozen_bn: bool | None = None) -> nn.Sequential:

@@ -1,5 +1,7 @@
-"""Ultralytics YOLO detector: trained from a model yaml (offline, no weights needed) or fine-tuned from
-a user's ultralytics `.pt`. Kept offline: no weight, font or telemetry download is ever attempted.
+"""Ultralytics YOLO detector. Default network: the ImageNet MobileNetV2 (from disk, never downloaded) as
+the backbone of a small-object detector with a stride-4 output (`backbone.py`); also any ultralytics
+architecture yaml (trained from scratch) or a user's ultralytics `.pt` (fine-tuned). Kept offline: no weight,
+font or telemetry download is ever attempted.
 
 Our model file holds the network's state_dict plus the model yaml in its metadata, so loading never
 unpickles. (Fine-tuning from a user's `.pt` does unpickle that file, inside ultralytics: it is the
@@ -23,10 +25,19 @@ from anomaly_gui.core.formats.base import Annotation, DatasetItem
 from anomaly_gui.engines.base import Cancelled, RunContext, param, register_engine
 from anomaly_gui.core.splits import train_val_split
 from anomaly_gui.engines.detection_common import (
-    INPUT_CHOICES, DetectionEngine, TrainingSet, check_training_items, make_box,
+    INPUT_CHOICES, DetectionEngine, TrainingSet, check_training_items, find_backbone_weights, make_box,
 )
 
-MODEL_CHOICES = ["yolov8n.yaml", "yolov8s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
+from anomaly_gui.engines.detection_common.sampling import auto_scale
+from anomaly_gui.engines.yolo.backbone import MOBILENET_MODEL, imagenet_trainer, is_mobilenet, mobilenet_yaml
+from anomaly_gui.engines.yolo.staging import crops_per_image, write_yolo_dataset
+
+MODEL_CHOICES = [MOBILENET_MODEL, "yolov8n.yaml", "yolov8n-p2.yaml", "yolov8s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
+#: SAR-safe augmentation: flips both ways and a global gain (value jitter); no hue / saturation jitter,
+#: no free rotation (it inflates axis-aligned boxes), mild rescaling so small ships stay several pixels
+SAR_AUGMENT = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.3, "fliplr": 0.5, "flipud": 0.5, "degrees": 0.0,
+               "scale": 0.3, "translate": 0.1}
+EPOCH_IMAGES = 96  # small datasets are repeated so an epoch has about this many images (validation stays a small part)
 
 
 def ultralytics_offline() -> Any:
@@ -40,20 +51,42 @@ def ultralytics_offline() -> Any:
         raise WeightsUnavailableError(
             "the YOLO engine needs the 'ultralytics' package: pip install 'anomaly_gui[detection]'"
         ) from exc
-    if SETTINGS.get("sync"):
-        SETTINGS.update({"sync": False})  # no telemetry
+    off = {k: False for k in ("sync", "raytune", "wandb", "mlflow", "comet", "clearml", "dvc", "neptune", "tensorboard")
+           if SETTINGS.get(k)}
+    if off:
+        SETTINGS.update(off)  # no telemetry, no experiment-tracker callbacks (Ray Tune's warns on every epoch)
+    _no_font_download()
     return ultralytics
+
+
+def _no_font_download() -> None:
+    """ultralytics' dataset check fetches Arial.ttf (for plots, which we never draw) from the network when
+    the font is not in its settings folder: replaced by a no-op in the modules that call it."""
+    import ultralytics.data.utils as data_utils
+
+    def check_font(font: str = "Arial.ttf") -> None:
+        return None
+
+    data_utils.check_font = check_font  # type: ignore[assignment]
 
 
 @dataclass
 class YoloParams:
-    model: str = param("yolov8n.yaml", "architecture yaml (trained from scratch, offline) or a path to your ultralytics .pt to fine-tune",
-                       choices=MODEL_CHOICES)
-    epochs: int = param(30, "training epochs", minimum=1, maximum=1000)
-    imgsz: int = param(640, "network input size (pixels)", minimum=64, maximum=2048, step=32)
+    model: str = param(MOBILENET_MODEL, f"{MOBILENET_MODEL}: ImageNet MobileNetV2 backbone with a stride-4 head for small objects; "
+                       "or an ultralytics architecture yaml (trained from scratch, offline); or a path to your ultralytics .pt to fine-tune",
+                       choices=MODEL_CHOICES, editable=True)
+    epochs: int = param(100, "most training epochs (training stops earlier when validation stops improving)", minimum=1, maximum=1000)
+    patience: int = param(15, "stop after this many epochs without a better validation fitness (0: never stop early)", minimum=0, maximum=1000)
+    max_minutes: float = param(10.0, "time budget for training in minutes (0: none); the best epoch so far is kept", minimum=0.0, maximum=10000.0)
+    imgsz: int = param(0, "network input size in pixels (0: auto, the training images' size, upsampled when objects are tiny)", minimum=0, maximum=2048, step=32)
+    crop: int = param(320, "training crop size at model scale: larger images are trained on crops around objects plus background "
+                           "crops (validated on tiles) and detected whole (0: train on whole images)", minimum=0, maximum=2048, step=32)
     batch: int = param(8, "images per batch", minimum=1, maximum=256)
     lr0: float = param(0.01, "initial learning rate", minimum=1e-6, maximum=1.0, advanced=True)
     mosaic: float = param(1.0, "mosaic augmentation probability", minimum=0.0, maximum=1.0, advanced=True)
+    augment: bool = param(True, "SAR-safe augmentation: flips, gain and mild rescaling (no colour jitter, no free rotation)")
+    pretrained: bool = param(True, f"{MOBILENET_MODEL}: start from the MobileNetV2 ImageNet backbone when its weights are on disk")
+    backbone_weights: str = param("", "MobileNetV2 ImageNet weights file (.pth/.safetensors); empty: the usual weights folders ($ANOMALY_GUI_WEIGHTS, torch's cache)", advanced=True)
     iou: float = param(0.6, "NMS IoU", minimum=0.1, maximum=0.95, advanced=True)
     min_confidence: float = param(0.05, "detections below this are not kept (the GUI slider filters above it)", minimum=0.0, maximum=1.0, advanced=True)
     tile: int = param(800, "scenes larger than 1.5x this are cut into overlapping tiles (0: never)", minimum=0, maximum=8192, advanced=True)
@@ -66,43 +99,14 @@ def _device_arg(device: Any) -> str:
     return "cpu" if device.type == "cpu" else str(device.index or 0)
 
 
-def write_yolo_dataset(root: Path, splits: dict[str, TrainingSet], classes: Sequence[str], prepare: Any) -> Path:
-    """A YOLO folder (written by `core.formats.yolo.write_yolo`) in a temporary place: ultralytics writes
-    `labels.cache` beside the labels, so the user's folder is never used directly. With `prepare`, images
-    are converted first (SAR stretch, speckle filter) and written as PNG. Returns data.yaml."""
-    import yaml
-
-    from anomaly_gui.core.formats.yolo import write_yolo
-    from anomaly_gui.core.imageio import read_image, write_image
-
-    staged: list[DatasetItem] = []
-    for split, data in splits.items():
-        for k, (it, boxes, labels) in enumerate(zip(data.items, data.boxes, data.labels)):
-            path, (w, h) = it.path, (it.width, it.height)
-            if prepare is not None:
-                img = prepare(read_image(it.path))
-                path = str(write_image(root / "prepared" / split / f"{k:06d}_{Path(it.path).stem}.png", img))
-                w, h = img.shape[1], img.shape[0]
-            anns = [make_box(*b, lab, 1.0) for b, lab in zip(boxes, labels)]
-            for a in anns:
-                a.score, a.source = None, "import"
-            staged.append(DatasetItem(path=path, split=split, annotations=anns, width=w, height=h))
-    out = write_yolo(staged, root / "yolo", classes=list(classes)).resolve()
-    # ultralytics resolves a relative `path` against the working directory, not the YAML: make it absolute
-    data_yaml = out / "data.yaml"
-    spec = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    spec["path"] = str(out)
-    data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return data_yaml
-
-
 @register_engine
 class YoloEngine(DetectionEngine):
     name = "yolo"
     title = "YOLO (ultralytics)"
     #: Python packages the engine imports; the GUI greys the engine with the install command when one is missing
     requires = ("ultralytics",)
-    description = "Ultralytics YOLOv8/11 detector, trained from its yaml offline or fine-tuned from your .pt."
+    description = ("Ultralytics YOLO with the ImageNet MobileNetV2 backbone and a stride-4 head for small objects (offline); "
+                   "or a YOLOv8/11 yaml from scratch, or fine-tuned from your .pt.")
     rank = 1
     Params = YoloParams
 
@@ -111,6 +115,41 @@ class YoloEngine(DetectionEngine):
         self._yolo: Any = None
 
     # -- training ------------------------------------------------------------------------
+    def _source(self, data: TrainingSet, ctx: RunContext) -> tuple[str, Any]:
+        """(model argument for ultralytics, trainer class or None); writes our yaml when the default is chosen."""
+        p = self.params
+        source = p.model
+        if source.endswith(".pt"):
+            if not Path(source).expanduser().is_file():
+                raise WeightsUnavailableError(f"{source}: YOLO weights file not found (nothing is downloaded)")
+            ctx.log({"message": f"fine-tuning from {source}"})
+            return str(Path(source).expanduser()), None
+        if source == MOBILENET_MODEL:
+            backbone = find_backbone_weights(p.backbone_weights) if p.pretrained else None
+            self.stats["pretrained_backbone"] = str(backbone) if backbone else None
+            if p.pretrained and backbone is None:
+                ctx.log({"message": "MobileNetV2 ImageNet weights not found offline; training from scratch"})
+            return "", imagenet_trainer(backbone) if backbone else None
+        if not source.endswith(".yaml"):
+            raise DataError(source, f"YOLO model must be {MOBILENET_MODEL}, an architecture .yaml or an ultralytics .pt file")
+        return source, None
+
+    def _imgsz(self, data: TrainingSet) -> int:
+        """The network input: the training images' median long side, upsampled when the objects are tiny
+        (as RetinaNet's `auto_scale`), in multiples of 32 (128-1280 px)."""
+        if self.params.imgsz:
+            return int(self.params.imgsz)
+        side = float(np.median([max(it.width or 0, it.height or 0) for it in data.items]))
+        return int(np.clip(np.ceil(side * auto_scale(data.boxes) / 32) * 32, 128, 1280))
+
+    def _train_size(self, imgsz: int) -> tuple[int, int]:
+        """(training input size, crop size for staging; 0: whole images): crops when the images at model
+        scale are well over `crop` pixels."""
+        crop = int(np.ceil(self.params.crop / 32) * 32)
+        if crop and imgsz > crop * 1.25:
+            return crop, crop
+        return imgsz, 0
+
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
         ctx = ctx or RunContext()
         ultralytics_offline()
@@ -122,61 +161,80 @@ class YoloEngine(DetectionEngine):
         if not data.items or not data.classes:
             raise DataError(items[0].path if items else ".", "no training image with boxes: nothing to learn")
         val = check_training_items(val_items, data.classes) if val_items else data
-        source = p.model
-        if source.endswith(".pt"):
-            if not Path(source).expanduser().is_file():
-                raise WeightsUnavailableError(f"{source}: YOLO weights file not found (nothing is downloaded)")
-            ctx.log({"message": f"fine-tuning from {source}"})
-        elif not source.endswith(".yaml"):
-            raise DataError(source, "YOLO model must be an architecture .yaml or an ultralytics .pt file")
         self.stats = {"classes": data.classes, "problems": data.problems + (val.problems if val is not data else []),
-                      "n_train": len(data.items), "n_val": len(val.items), "source_model": source}
+                      "n_train": len(data.items), "n_val": len(val.items), "source_model": p.model}
+        source, trainer = self._source(data, ctx)
+        imgsz = self._imgsz(data)
+        train_size, crop = self._train_size(imgsz)
+        scale = imgsz / max(1.0, float(np.median([max(it.width or 0, it.height or 0) for it in data.items])))
+        n_train = sum(crops_per_image(len(b)) for b in data.boxes) if crop else len(data.items)
+        repeats = max(1, int(np.ceil(EPOCH_IMAGES / max(1, n_train))))
+        self.stats.update({"imgsz": imgsz, "train_imgsz": train_size, "crop": crop, "repeats": repeats})
         history: list[dict[str, Any]] = []
         total_epochs = p.epochs
+        t0 = time.perf_counter()
 
-        def on_batch(trainer: Any) -> None:
+        def on_batch(trainer_: Any) -> None:
             if ctx.is_cancelled():
                 raise Cancelled()
-            nb = max(1, len(trainer.train_loader))
-            done = trainer.epoch * nb + min(nb, getattr(trainer, "_ag_batch", 0) + 1)
-            trainer._ag_batch = getattr(trainer, "_ag_batch", 0) + 1
-            ctx.progress(done, total_epochs * nb, f"epoch {trainer.epoch + 1}/{total_epochs}")
+            nb = max(1, len(trainer_.train_loader))
+            done = trainer_.epoch * nb + min(nb, getattr(trainer_, "_ag_batch", 0) + 1)
+            trainer_._ag_batch = getattr(trainer_, "_ag_batch", 0) + 1
+            ctx.progress(done, total_epochs * nb, f"epoch {trainer_.epoch + 1}/{total_epochs}")
 
-        def on_epoch(trainer: Any) -> None:
-            trainer._ag_batch = 0
-            if trainer.epoch >= total_epochs:  # the final validation of the best model
-                self.stats["final_val"] = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+        def on_epoch(trainer_: Any) -> None:
+            trainer_._ag_batch = 0
+            m = trainer_.metrics or {}
+            if history and history[-1]["epoch"] == trainer_.epoch + 1 or trainer_.epoch >= total_epochs:
+                # the final validation of the best weights (after the last or an early-stopped epoch)
+                self.stats["final_val"] = {k: float(v) for k, v in m.items()}
                 return
-            m = trainer.metrics or {}
-            loss = trainer.tloss
-            entry = {"epoch": trainer.epoch + 1,
+            loss = trainer_.tloss
+            entry = {"epoch": trainer_.epoch + 1,
                      "loss": float(sum(loss.values()) if isinstance(loss, dict) else (loss.sum() if loss is not None else float("nan"))),
                      "map50": float(m.get("metrics/mAP50(B)", float("nan"))),
-                     "map50_95": float(m.get("metrics/mAP50-95(B)", float("nan")))}
+                     "map50_95": float(m.get("metrics/mAP50-95(B)", float("nan"))),
+                     "seconds": round(time.perf_counter() - t0, 1)}
             history.append(entry)
             ctx.log(entry)
+            if p.max_minutes and time.perf_counter() - t0 >= p.max_minutes * 60:
+                trainer_.stop = True  # ultralytics then keeps its best epoch
+                self.stats["stopped"] = "time budget"
 
         tmp = Path(tempfile.mkdtemp(prefix="anomaly_gui-yolo-"))
         try:
             prep = None if p.input_stretch == "auto" and p.speckle == "none" else self._prepare
-            data_yaml = write_yolo_dataset(tmp / "data", {"train": data, "val": val}, data.classes, prep)
-            yolo = YOLO(str(Path(source).expanduser()) if source.endswith(".pt") else source, task="detect")
+            data_yaml = write_yolo_dataset(tmp / "data", {"train": data, "val": val}, data.classes, prep, repeats=repeats,
+                                           crop=crop, scale=scale, seed=p.seed)
+            if not source:  # our MobileNetV2 network, as a yaml file ultralytics can read
+                import yaml
+
+                source = str(tmp / f"{MOBILENET_MODEL}.yaml")
+                Path(source).write_text(yaml.safe_dump(mobilenet_yaml(len(data.classes)), sort_keys=False), encoding="utf-8")
+            yolo = YOLO(source, task="detect")
             yolo.add_callback("on_train_batch_end", on_batch)
             yolo.add_callback("on_fit_epoch_end", on_epoch)
             if self.device.type == "cuda":
                 self._skip_amp_download()
-            t0 = time.perf_counter()
-            yolo.train(data=str(data_yaml), epochs=p.epochs, imgsz=p.imgsz, batch=p.batch, lr0=p.lr0, device=_device_arg(self.device),
+            augment = SAR_AUGMENT if p.augment else {k: 0.0 for k in SAR_AUGMENT}
+            yolo.train(data=str(data_yaml), epochs=p.epochs, imgsz=train_size, batch=p.batch, lr0=p.lr0, device=_device_arg(self.device),
                        workers=0, plots=False, project=str(tmp / "runs"), name="train", exist_ok=True, verbose=False,
-                       seed=p.seed, deterministic=True, mosaic=p.mosaic, close_mosaic=0, cache=False, patience=0,
-                       val=True, amp=self.device.type == "cuda", pretrained=source.endswith(".pt"))
+                       seed=p.seed, deterministic=True, mosaic=p.mosaic if p.augment else 0.0, close_mosaic=0, cache=True,
+                       patience=p.patience or 10_000, val=True, amp=self.device.type == "cuda", pretrained=source.endswith(".pt"),
+                       trainer=trainer, **augment)
             self.stats["fit_seconds"] = time.perf_counter() - t0
+            best = max(history, key=lambda e: (e["map50_95"] * 0.9 + e["map50"] * 0.1)) if history else {}
+            self.stats.update({"best_epoch": best.get("epoch"), "val_map50": best.get("map50"), "val_map50_95": best.get("map50_95")})
+            if "stopped" not in self.stats and len(history) < p.epochs:
+                self.stats["stopped"] = "no better validation fitness"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.stats["history"] = history
         net = yolo.model
         net.names = {i: c for i, c in enumerate(data.classes)}
-        self.stats["yaml"] = copy.deepcopy(net.yaml)
+        cfg = copy.deepcopy(net.yaml)
+        cfg.pop("yaml_file", None) if is_mobilenet(cfg) else None  # our temporary file is gone; the dict is the architecture
+        self.stats["yaml"] = cfg
         self._set_network(net.float())
         self.fitted = True
 
@@ -191,7 +249,8 @@ class YoloEngine(DetectionEngine):
     def _set_network(self, net: Any) -> None:
         from ultralytics import YOLO
 
-        yolo = YOLO(self.stats.get("yaml", {}).get("yaml_file") or "yolov8n.yaml", task="detect")
+        # a shell for ultralytics' predictor; the network (any architecture) replaces its model
+        yolo = YOLO("yolov8n.yaml", task="detect")
         yolo.model = net.to(self.device).eval()
         self._yolo = yolo
 
@@ -201,7 +260,7 @@ class YoloEngine(DetectionEngine):
             raise RuntimeError("yolo: no model (fit or load first)")
         p = self.params
         bgr = [np.ascontiguousarray(im[:, :, ::-1]) for im in images]
-        results = self._yolo.predict(bgr, imgsz=p.imgsz, conf=p.min_confidence, iou=p.iou, device=_device_arg(self.device),
+        results = self._yolo.predict(bgr, imgsz=int(self.stats.get("imgsz") or p.imgsz or 640), conf=p.min_confidence, iou=p.iou, device=_device_arg(self.device),
                                      verbose=False, max_det=300)
         classes = self.classes
         out = []

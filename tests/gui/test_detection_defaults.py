@@ -1,0 +1,57 @@
+"""The Detection dock offers the detectors' small-object defaults and passes what the analyst sets to the
+training job: YOLO's default network is the ImageNet MobileNetV2 one and its model field takes the path of
+the analyst's own ultralytics .pt; RetinaNet's schedule (steps) and test-time flips are in the form."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def _capture_job(monkeypatch):
+    import anomaly_gui.gui.detection_panel as dp
+
+    calls = []
+
+    def fake_start_job(fn, project, name, params, device, **kw):
+        calls.append((name, params))
+        raise dp.JobBusyError("captured (test)")
+
+    monkeypatch.setattr(dp, "start_job", fake_start_job)
+    return calls
+
+
+def test_detection_dock_yolo_default_and_own_pt(qtbot, window, tmp_path, monkeypatch):
+    from anomaly_gui.core.project import open_project
+
+    window.state.set_project(open_project(tmp_path / "p.agproj"))
+    panel = window.panels["detection"]
+    panel.engine_combo.setCurrentIndex(panel.engine_combo.findData("yolo"))
+    model = panel.param_form.widget("model")
+    assert model.currentData() == "mobilenetv2-p2" and model.isEditable()
+    assert panel.param_form.values()["imgsz"] == 0  # automatic input size
+    calls = _capture_job(monkeypatch)
+    pt = tmp_path / "my_ships.pt"
+    model.setEditText(str(pt))
+    panel.start_training()
+    assert calls and calls[-1][0] == "yolo" and calls[-1][1]["model"] == str(pt)
+    # the analyst's choice is kept for the next session, path included
+    panel._on_engine()
+    assert panel.param_form.values()["model"] == str(pt)
+
+
+def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window, tmp_path, monkeypatch):
+    from anomaly_gui.core.project import open_project
+    from anomaly_gui.engines.base import get_engine
+
+    window.state.set_project(open_project(tmp_path / "p.agproj"))
+    panel = window.panels["detection"]
+    panel.engine_combo.setCurrentIndex(panel.engine_combo.findData("retinanet"))
+    form = panel.param_form
+    defaults = get_engine("retinanet").Params()
+    assert form.values()["steps"] == defaults.steps and form.values()["tta"] == defaults.tta
+    form.widget("steps").setValue(120)
+    form.widget("tta").setChecked(not defaults.tta)
+    calls = _capture_job(monkeypatch)
+    panel.start_training()
+    assert calls[-1][1]["steps"] == 120 and calls[-1][1]["tta"] is (not defaults.tta)
