@@ -16,6 +16,18 @@ RESULTS = {
                   "model_throughput_batch1": 2.4, "model_throughput_batch32": 3.08, "onnxruntime_vs_torch_batch32": 2.67,
                   "folder_to_scores_vs_before": 2.5},
     },
+    "auroc_vs_anomalib": {
+        "per_dataset": {"mvtec_screw": {"folds": 5}, "mvtec_leather": {"folds": 2}},
+        "all": {"folds": 7, "good_defect_pairs": 2960, "auroc_ours": 0.801, "auroc_anomalib": 0.797,
+                "auroc_difference": 0.004, "difference_ci95": [-0.003, 0.011], "full_bank_auroc_ours": 0.81,
+                "full_bank_auroc_anomalib": 0.805, "full_bank_auroc_difference": 0.005,
+                "full_bank_anomalib_pooling_auroc_ours": 0.805, "ours_seed_aurocs": [0.801, 0.79, 0.806]},
+    },
+    "export_runtimes": {"engines": {"patchcore": {
+        "images_per_second_batch1": {"torch": 10.0, "app": 40.0, "onnxruntime": 30.0, "openvino": 50.0},
+        "speedup_vs_torch_batch1": {"app": 4.1, "onnxruntime": 3.0, "openvino": 5.2},
+        "folder_to_scores_images_per_second": {"app": 20.0, "onnxruntime": 18.0, "openvino": 25.0},
+        "max_score_difference": {"onnxruntime": 2e-6, "openvino": 5e-6}, "max_score": 3.0}}},
     "patchcore_fit300": {"fit_seconds": 40.0, "fit_cpu_seconds": 28.0, "coreset_seconds": 20.0},
     "embedding": {"maps": {"n_points": 10000, "tsne_opentsne_seconds": 6.8, "tsne_trustworthiness": 0.97,
                            "tsne_opentsne_seconds_cpu": 10.0, "tsne_500_iterations_seconds_cpu": 20.0},
@@ -36,7 +48,16 @@ def test_summary_rows_carry_ours_reference_and_ratio():
     assert rows["Cluster view pan/zoom at 10,000 points, fps (CPU time)"]["ours"] == 90.0
     assert rows["t-SNE of 10000 points, wall s"]["ratio"] == 2.0
     table = markdown_table(list(rows.values()))
-    assert table.count("\n") == len(rows) + 1 and "| image AUROC (MVTec screw) | 0.84 | 0.838 |" in table
+    assert table.count("\n") == len(rows) + 1 and "| image AUROC (MVTec screw, 20 test images" in table
+    folds = rows["image AUROC, mean over 7 folds (screw 5, leather 2), 2960 good/defect pairs"]
+    assert (folds["ours"], folds["reference"], folds["ratio"]) == (0.801, 0.797, 0.004)
+    assert rows["image AUROC difference ours - anomalib, 95 % bootstrap interval"]["reference"] == "[-0.003, 0.011]"
+    assert rows["image AUROC without coreset, ours with anomalib's border pooling"]["ratio"] == 0.0
+    assert rows["image AUROC of ours over coreset seeds (min / max)"]["ratio"] == 0.016
+    ov = rows["patchcore scoring, batch 1, img/s: exported, openvino"]
+    assert (ov["ours"], ov["reference"], ov["ratio"]) == (50.0, 10.0, 5.2)
+    assert rows["patchcore folder -> scores, img/s: exported, onnxruntime"]["ratio"] == 0.9
+    assert rows["patchcore exported: largest score difference from the engine"]["ours"] == 5e-6
 
 
 def test_summary_without_anomalib_or_before_leaves_the_reference_empty():

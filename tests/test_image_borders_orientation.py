@@ -112,3 +112,16 @@ def test_self_similarity_edges_of_a_normal_texture_are_not_hot_with_reflect_bord
         eng.fit(files[:3])
         ratios[border] = _band_over_interior(eng.score(files[3:4])[0].map)
     assert ratios["zero"] > 1.2 and ratios["reflect"] < 1.08, ratios
+
+
+def test_model_files_from_before_keep_their_zero_border(tmp_path):
+    from anomaly_gui.engines.base import Engine
+
+    files = sorted((shared_dataset("mvtec_leather") / "train" / "good").iterdir())
+    eng = PatchCoreEngine(device="cpu", image_size=64, normalize=False)
+    eng.fit(files[:2])
+    assert eng.params.border == "reflect"
+    eng.stats.pop("border")  # what an older file's stats lack
+    eng.save(tmp_path / "old.agmodel")
+    old = Engine.load(tmp_path / "old.agmodel", device="cpu")
+    assert old.params.border == "zero" and old.model.embedder.pad == 0

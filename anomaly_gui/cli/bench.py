@@ -17,7 +17,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 #: names that stand for several benchmarks: `anomaly-gui bench cpu` gives every figure of issue 15
-GROUPS = {"cpu": ["patchcore_vs_anomalib", "patchcore_fit300", "embedding"]}
+GROUPS = {"cpu": ["patchcore_vs_anomalib", "auroc_vs_anomalib", "export_runtimes", "patchcore_fit300", "embedding"]}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

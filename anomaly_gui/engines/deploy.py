@@ -194,6 +194,14 @@ class ExportedEngine(ImageEngine):
     def input_size(self) -> int:
         return self.scorer.image_size
 
+    #: images per runtime call: an exported PatchCore holds one (images, patches, bank) distance block
+    #: (25 MB an image for a 6,144-patch bank at 256 px); 4 keeps it small, and throughput was flat from
+    #: batch 1 to 32 (`benchmarks/bench_export_runtimes.py`)
+    max_batch = 4
+
+    def batch_size(self) -> int:
+        return max(1, min(super().batch_size(), self.max_batch))
+
     def _score_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.scorer.score_tensor(x)
 

@@ -23,9 +23,9 @@ class PatchCoreParams:
     layers: str = param("", "comma-separated layer names; empty = the backbone's mid-level default "
                             "(features.6,features.13 for MobileNetV2, layer2,layer3 for ResNets)", advanced=True)
     weights: str = param("", "weights file or folder for the backbone (empty: the standard search)", advanced=True)
-    neighbourhood: int = param(3, "feature cells averaged around each patch (odd; 3 in the paper): larger sees "
-                                  "more context, smaller keeps tiny defects sharp", minimum=1, maximum=9, step=2,
-                               advanced=True)
+    neighbourhood: int = param(3, "feature cells averaged around each patch (odd; 3 in the paper): 1 keeps tiny "
+                                  "sharp defects sharper, larger sees more context (README: what each gave)",
+                               minimum=1, maximum=9, step=2, advanced=True)
     image_size: int = param(384, "images are resized to this square size; training images that are smaller are "
                                  "not enlarged: their own size (rounded to 32) is used instead", minimum=64,
                             maximum=1024, step=32)
@@ -167,7 +167,8 @@ class PatchCoreEngine(ImageEngine):
         ctx.progress(1, 1, "memory bank ready")
         self.fitted = True
         self.stats.update({
-            "image_size": p.image_size, "n_train": len(items), "border": p.border, "bank_augment": p.bank_augment, "n_patches": int(feats.shape[0]),
+            "image_size": p.image_size, "n_train": len(items), "border": p.border, "bank_augment": p.bank_augment,
+            "neighbourhood": p.neighbourhood, "n_patches": int(feats.shape[0]),
             "bank_size": int(n_keep), "feature_dim": int(feats.shape[1]), "layers": self._layers(),
             "coreset_seconds": round(coreset_s, 3), "fit_seconds": round(time.perf_counter() - t0, 3),
         })
