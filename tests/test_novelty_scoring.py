@@ -120,7 +120,7 @@ def _photo_folders(root, layout):
             Image.fromarray(px).save(root / rel / f"img{i}.png")
 
 
-def test_cat_dog_folders_same_species_whichever_reader(tmp_path):
+def test_cat_dog_folders_same_species_whichever_reader(tmp_path, mobilenet_weights):
     """train/Cat/ is read by the folder reader, test/{Cat,Dog}/ by the camera-trap reader: the species
     must still agree (before: 'Cat' vs 'cat', every test photo novel and novelty AUROC null)."""
     from anomaly_gui.core.formats.base import detect_format

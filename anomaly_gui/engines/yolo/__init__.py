@@ -185,10 +185,11 @@ class YoloEngine(DetectionEngine):
         def on_epoch(trainer_: Any) -> None:
             trainer_._ag_batch = 0
             m = trainer_.metrics or {}
-            if history and history[-1]["epoch"] == trainer_.epoch + 1 or trainer_.epoch >= total_epochs:
-                # the final validation of the best weights (after the last or an early-stopped epoch)
+            if not getattr(trainer_, "_ag_trained", False):
+                # no training epoch since the last report: the final validation of the best weights
                 self.stats["final_val"] = {k: float(v) for k, v in m.items()}
                 return
+            trainer_._ag_trained = False
             loss = trainer_.tloss
             entry = {"epoch": trainer_.epoch + 1,
                      "loss": float(sum(loss.values()) if isinstance(loss, dict) else (loss.sum() if loss is not None else float("nan"))),
@@ -213,6 +214,7 @@ class YoloEngine(DetectionEngine):
                 Path(source).write_text(yaml.safe_dump(mobilenet_yaml(len(data.classes)), sort_keys=False), encoding="utf-8")
             yolo = YOLO(source, task="detect")
             yolo.add_callback("on_train_batch_end", on_batch)
+            yolo.add_callback("on_train_epoch_end", lambda t: setattr(t, "_ag_trained", True))
             yolo.add_callback("on_fit_epoch_end", on_epoch)
             if self.device.type == "cuda":
                 self._skip_amp_download()
