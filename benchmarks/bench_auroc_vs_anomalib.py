@@ -157,7 +157,7 @@ def ours_scores(train_items, x_test, ratio: float, seed: int, weights: Path, ano
 
     original = pc_model.embed
     if anomalib_pooling:
-        def embed(features, layers, neighbourhood=3):  # anomalib: AvgPool2d(3, 1, 1), padding counted
+        def embed(features, layers, neighbourhood=3, include_pad=False):  # anomalib: AvgPool2d(3, 1, 1), padding counted
             first = features[layers[0]]
             parts = [F.interpolate(F.avg_pool2d(features[n], 3, 1, 1), size=first.shape[-2:], mode="bilinear",
                                    align_corners=False) if n != layers[0] else F.avg_pool2d(first, 3, 1, 1)

@@ -100,6 +100,11 @@ class PatchCoreEngine(ImageEngine):
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any) -> None:
         super().__init__(params, device, **overrides)
         self.model: PatchCoreModel | None = None
+        self._legacy_pooling = False  # a model file fitted when border "zero" pooled only the inner cells
+
+    def _pool_include_pad(self) -> bool:
+        """With border "zero", pool as the original PatchCore (and anomalib): the zero padding counts."""
+        return self.params.border == "zero" and not self._legacy_pooling
 
     def _layers(self) -> list[str]:
         raw = self.params.layers.strip()
@@ -110,7 +115,7 @@ class PatchCoreEngine(ImageEngine):
         model = PatchCoreModel(p.backbone, self._layers(), p.weights or None, p.num_neighbors, p.score_mode, p.sigma,
                                use_bf16=(p.precision == "bf16" and self.device.type == "cuda"),
                                runtime=p.runtime, knn_index=p.knn_index, border=p.border, border_pad=p.border_pad,
-                               neighbourhood=p.neighbourhood)
+                               neighbourhood=p.neighbourhood, pool_include_pad=self._pool_include_pad())
         return model.to(self.device)
 
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -123,6 +128,7 @@ class PatchCoreEngine(ImageEngine):
         if size != p.image_size:
             ctx.log({"message": f"training images are smaller than {p.image_size} px: using {size} px"})
             p.image_size = size
+        self._legacy_pooling = False
         self.model = self._build()
         chunks, ids, first_view = [], [], []
         grid: tuple[int, int] = (0, 0)
@@ -168,7 +174,8 @@ class PatchCoreEngine(ImageEngine):
         self.fitted = True
         self.stats.update({
             "image_size": p.image_size, "n_train": len(items), "border": p.border, "bank_augment": p.bank_augment,
-            "neighbourhood": p.neighbourhood, "n_patches": int(feats.shape[0]),
+            "neighbourhood": p.neighbourhood, "pool_include_pad": self._pool_include_pad(),
+            "n_patches": int(feats.shape[0]),
             "bank_size": int(n_keep), "feature_dim": int(feats.shape[1]), "layers": self._layers(),
             "coreset_seconds": round(coreset_s, 3), "fit_seconds": round(time.perf_counter() - t0, 3),
         })
@@ -220,6 +227,7 @@ class PatchCoreEngine(ImageEngine):
             raise ModelFileError("PatchCore model file has no memory_bank tensor")
         if "border" not in self.stats:  # a file from before border handling: its bank has zero-padded edges
             self.params.border = "zero"
+        self._legacy_pooling = "pool_include_pad" not in self.stats
         self.model = self._build()
         self.model.set_memory_bank(tensors["memory_bank"].to(self.device))
         self.model.set_calibration(tensors.get("border_weight"), tensors.get("score_scale", 1.0))

@@ -31,16 +31,19 @@ BLOCK_ELEMENTS = 1 << 26
 BLOCK_ELEMENTS_CPU = 1 << 22
 
 
-def embed(features: dict[str, torch.Tensor], layers: Sequence[str], neighbourhood: int = 3) -> torch.Tensor:
+def embed(features: dict[str, torch.Tensor], layers: Sequence[str], neighbourhood: int = 3,
+          include_pad: bool = False) -> torch.Tensor:
     """(N, D, h, w) patch embeddings: `neighbourhood` x `neighbourhood` average pooling per layer (3 in the
-    paper), resized to the first grid, concatenated."""
+    paper), resized to the first grid, concatenated. `include_pad`: the pooling counts the zero padding at the
+    image edge (the paper's code and anomalib: torch's default), else it averages only the cells inside."""
     first = features[layers[0]]
     size = first.shape[-2:]
     parts = []
     for name in layers:
         f = features[name]
         if neighbourhood > 1:
-            f = F.avg_pool2d(f, kernel_size=neighbourhood, stride=1, padding=neighbourhood // 2, count_include_pad=False)
+            f = F.avg_pool2d(f, kernel_size=neighbourhood, stride=1, padding=neighbourhood // 2,
+                             count_include_pad=include_pad)
         if f.shape[-2:] != size:
             f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
         parts.append(f)
@@ -197,10 +200,11 @@ class Embedder(nn.Module):
     border "reflect": the image is mirrored outwards by `pad` pixels before the backbone and the embedding
     cropped back to the image's own cells, so the CNN's zero padding falls outside the image and border
     patches look like their neighbours (without it, every edge of a normal image is "hot"). "zero": the
-    backbone's own padding at the image edge (the original PatchCore)."""
+    backbone's own padding at the image edge (the original PatchCore, whose pooling counts that padding:
+    `pool_include_pad`, off only for model files fitted before it was matched)."""
 
     def __init__(self, extractor: FeatureExtractor, border: str = "reflect", pad: int = 16,
-                 neighbourhood: int = 3) -> None:
+                 neighbourhood: int = 3, pool_include_pad: bool = False) -> None:
         super().__init__()
         if border not in BORDERS:
             raise ValueError(f"unknown border handling {border!r}; known: {', '.join(BORDERS)}")
@@ -210,9 +214,10 @@ class Embedder(nn.Module):
         if neighbourhood < 1 or neighbourhood % 2 == 0:
             raise ValueError(f"neighbourhood must be an odd number of cells; got {neighbourhood}")
         self.neighbourhood = int(neighbourhood)
+        self.pool_include_pad = bool(pool_include_pad)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return embed(self.extractor(x), self.layers, self.neighbourhood).float()
+        return embed(self.extractor(x), self.layers, self.neighbourhood, self.pool_include_pad).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return reflect_border(self._embed, x, self.pad)
@@ -227,7 +232,8 @@ class PatchCoreModel(nn.Module):
     def __init__(self, backbone: str = "mobilenet_v2", layers: Sequence[str] | None = None,
                  weights: str | None = None, num_neighbors: int = 9, score_mode: str = "reweighted",
                  sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact",
-                 border: str = "reflect", border_pad: int = 16, neighbourhood: int = 3) -> None:
+                 border: str = "reflect", border_pad: int = 16, neighbourhood: int = 3,
+                 pool_include_pad: bool = False) -> None:
         super().__init__()
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
@@ -235,8 +241,10 @@ class PatchCoreModel(nn.Module):
             raise ValueError(f"unknown nearest-neighbour index {knn_index!r}; known: {', '.join(INDEX_KINDS)}")
         self.extractor = FeatureExtractor(backbone, layers, weights)
         self.border, self.border_pad, self.neighbourhood = border, border_pad, neighbourhood
+        self.pool_include_pad = pool_include_pad
         # shares the extractor; no second copy
-        object.__setattr__(self, "embedder", Embedder(self.extractor, border, border_pad, neighbourhood))
+        object.__setattr__(self, "embedder", Embedder(self.extractor, border, border_pad, neighbourhood,
+                                                      pool_include_pad))
         self._channels_last = False
         self.layers = self.extractor.layers
         self.num_neighbors = num_neighbors
@@ -349,7 +357,8 @@ class PatchCoreExport(nn.Module):
 
     def __init__(self, model: PatchCoreModel, image_size: tuple[int, int]) -> None:
         super().__init__()
-        self.embedder = Embedder(model.extractor, model.border, model.border_pad, model.neighbourhood)
+        self.embedder = Embedder(model.extractor, model.border, model.border_pad, model.neighbourhood,
+                                 model.pool_include_pad)
         self.register_buffer("bank", model.memory_bank.detach().clone().float())
         self.register_buffer("bank_sq", (self.bank**2).sum(1))
         self.register_buffer("border_weight", model.border_weight.detach().clone().float())
