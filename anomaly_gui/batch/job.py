@@ -18,6 +18,7 @@ from anomaly_gui.batch.scoring import JobConfig, UnitScorer
 from anomaly_gui.batch.shards import BatchError
 from anomaly_gui.batch.units import MANIFEST_SUFFIXES, Unit, dedupe, image_unit, read_manifest
 from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.jsonsafe import json_serialisable_items
 from anomaly_gui.engines.base import Engine, Task, params_to_dict
 from anomaly_gui.engines.deploy import load_for_scoring
 
@@ -113,7 +114,7 @@ def score_batch(
     job = {"model": str(model), "model_sha1": shards.file_sha1(model), "engine": planner.name,
            "task": Task(planner.task).value, "params": params_to_dict(planner.params), "threshold": thr,
            "min_area": area, "input": str(source), "save_maps": bool(save_maps),
-           "tiling": tiling_of(planner), "stats": _plain_stats(planner.stats)}
+           "tiling": tiling_of(planner), "stats": json_serialisable_items(planner.stats)}
     shards.check_job_file(out, job)
     done = shards.done_units(out)
     todo = [u for u in units if (u["key"], u["fingerprint"]) not in done]
@@ -152,13 +153,3 @@ def score_batch(
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
-
-def _plain_stats(stats: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in stats.items():
-        try:
-            json.dumps(v)
-        except (TypeError, ValueError):
-            continue
-        out[k] = v
-    return out

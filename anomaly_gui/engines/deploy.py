@@ -20,6 +20,7 @@ import torch
 
 from anomaly_gui.core.errors import ModelFileError
 from anomaly_gui.core.formats.base import DatasetItem
+from anomaly_gui.core.jsonsafe import json_serialisable_items
 from anomaly_gui.engines.base import Engine, RunContext, Task, get_engine, params_from_dict, params_to_dict
 from anomaly_gui.engines.image_data import ImageEngine
 
@@ -71,8 +72,9 @@ def export_model(engine: Engine, out: str | Path, fmt: str = "onnx", decision: d
                              {"images": {0: "batch"}, "scores": {0: "batch"}, "maps": {0: "batch"}})
     meta = {"engine": engine.name, "image_size": str(size), "channels": str(engine.channels()),
             "params": json.dumps(params_to_dict(engine.params), default=str),
-            "stats": json.dumps(_plain({**engine.stats, **{k: v for k, v in (decision or {}).items() if v is not None}}),
-                                default=str)}  # threshold / min_area when the run had them
+            # threshold / min_area when the run had them
+            "stats": json.dumps(json_serialisable_items(
+                {**engine.stats, **{k: v for k, v in (decision or {}).items() if v is not None}}), default=str)}
     blob = _with_metadata(blob, meta)
     if fmt == "onnx":
         from anomaly_gui.core.imageio import atomic_path
@@ -95,16 +97,6 @@ def export_model(engine: Engine, out: str | Path, fmt: str = "onnx", decision: d
     write_text(out.with_suffix(".json"), json.dumps(meta))
     return out
 
-
-def _plain(stats: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in stats.items():
-        try:
-            json.dumps(v)
-        except (TypeError, ValueError):
-            continue
-        out[k] = v
-    return out
 
 
 def _with_metadata(blob: bytes, meta: dict[str, str]) -> bytes:
