@@ -312,7 +312,8 @@ class VideoPlayerPanel(QWidget):
         stack = np.stack(maps) if all(m is not None for m in maps) else None
         run = proj.run(run_id)
         self.set_results(np.array([stored[i].score for i in ids], np.float32), stack,
-                         threshold=run.threshold, pixel_threshold=run.params.get("pixel_threshold"))
+                         threshold=run.threshold,
+                         pixel_threshold=run.params.get("pixel_threshold", run.metrics.get("pixel_threshold")))
 
     # -- playback ---------------------------------------------------------------------------------
     def seek(self, index: int, force: bool = False) -> None:

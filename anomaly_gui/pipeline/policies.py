@@ -175,6 +175,12 @@ class VideoPolicy(TaskPolicy):
     task = Task.VIDEO
     review_dock = "video_player"
 
+    def fit_metrics(self, engine: EngineProtocol) -> dict[str, Any]:
+        """The default pixel threshold learnt on the training frames (the player outlines regions above it),
+        so a clip shown later is never outlined by a statistic of its own maps."""
+        value = engine.stats.get("pixel_threshold")
+        return {"pixel_threshold": float(value)} if value is not None else {}
+
     def batches(self, items: Sequence[DatasetItem], batch_size: int) -> Iterator[list[DatasetItem]]:
         """One clip at a time, whole: frame scores are normalised over their clip and windows span frames."""
         clips: dict[tuple[str, str], list[DatasetItem]] = {}

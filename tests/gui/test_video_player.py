@@ -203,6 +203,9 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     stored = proj.scores(run_id)
     assert np.allclose(player.scores, [stored[i].score for i in sorted(test_ids)])
     assert player.maps.shape == (N, 32, 48) and player.threshold == pytest.approx(run.threshold)
+    # regions are outlined above the pixel threshold learnt on the training frames, not a quantile of this clip
+    assert run.metrics["pixel_threshold"] > 0
+    assert player.pixel_thr.value() == pytest.approx(run.metrics["pixel_threshold"], rel=1e-3)
     assert player.export_csv_btn.isEnabled()
     stop_jobs(qtbot)
     win.close()
