@@ -23,31 +23,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_patchcore_vs_anomalib import batched, interleave  # noqa: E402  (timing helpers, one copy)
 
 #: short fits: speed does not depend on how well the model was trained
 FIT = {"patchcore": {}, "selfsimilarity": {}, "autoencoder": {"epochs": 1}}
-
-
-def interleave(sides: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {k: [] for k in sides}
-    for _ in range(rounds):
-        for name, fn in sides.items():
-            t = time.perf_counter()
-            fn()
-            out[name].append(time.perf_counter() - t)
-    return out
-
-
-def batched(fn: Callable, x, batch: int) -> Callable[[], None]:
-    def run() -> None:
-        for i in range(0, len(x), batch):
-            fn(x[i : i + batch])
-
-    return run
 
 
 def bench_engine(name: str, train, test, weights: Path, rounds: int, batches: list[int]) -> dict:
