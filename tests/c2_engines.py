@@ -124,6 +124,19 @@ def make_images(root: Path, n_train: int = 8, n_good: int = 4, n_bad: int = 4, s
     return items
 
 
+def main_window_on(qtbot: Any, project: Any) -> Any:
+    """A shown 1400x900 main window on `project` (the caller closes the project)."""
+    from anomaly_gui.gui.main_window import MainWindow
+    from anomaly_gui.gui.state import AppState
+
+    win = MainWindow(AppState())
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    win.state.set_project(project)
+    return win
+
+
 def stop_jobs(qtbot: Any, timeout: int = 10000) -> None:
     """Cancel every worker job and let the event loop run until their threads have ended."""
     from anomaly_gui.gui.workers import JOBS

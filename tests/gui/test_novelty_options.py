@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QComboBox, QSpinBox
 
 from anomaly_gui.core.project import open_project
 
-from c2_engines import stop_jobs
+from c2_engines import main_window_on, stop_jobs
 from task_engines import make_species
 
 pytestmark = pytest.mark.gui
@@ -17,8 +17,6 @@ pytestmark = pytest.mark.gui
 @pytest.fixture
 def window(qtbot, tmp_path):
     from anomaly_gui.engines.embedding.network import find_mobilenet_weights
-    from anomaly_gui.gui.main_window import MainWindow
-    from anomaly_gui.gui.state import AppState
 
     try:
         find_mobilenet_weights()
@@ -26,12 +24,7 @@ def window(qtbot, tmp_path):
         pytest.skip(f"ImageNet MobileNetV2 weights not available: {exc}")
     proj = open_project(tmp_path / "p.agproj")
     proj.add_items(make_species(tmp_path / "species"))
-    state = AppState()
-    win = MainWindow(state)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    state.set_project(proj)
+    win = main_window_on(qtbot, proj)
     yield win
     stop_jobs(qtbot)
     proj.close()

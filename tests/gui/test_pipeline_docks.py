@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 
 from anomaly_gui.core.project import open_project
 
-from c2_engines import stop_jobs
+from c2_engines import main_window_on, stop_jobs
 from task_engines import make_scenes, make_species, register_task_engines
 
 pytestmark = pytest.mark.gui
@@ -16,21 +16,13 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def make_window(qtbot, tmp_path, monkeypatch):
-    from anomaly_gui.gui.main_window import MainWindow
-    from anomaly_gui.gui.state import AppState
-
     register_task_engines(monkeypatch)
     made = []
 
     def make(items):
         proj = open_project(tmp_path / "p.agproj")
         proj.add_items(items)
-        state = AppState()
-        win = MainWindow(state)
-        qtbot.addWidget(win)
-        win.resize(1400, 900)
-        win.show()
-        state.set_project(proj)
+        win = main_window_on(qtbot, proj)
         made.append(proj)
         return win
 

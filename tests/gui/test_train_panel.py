@@ -11,25 +11,17 @@ from anomaly_gui.core.project import open_project
 from anomaly_gui.engines.base import param
 from anomaly_gui.gui.param_form import ParamForm
 
-from c2_engines import make_images, register_tiny_engine, stop_jobs
+from c2_engines import main_window_on, make_images, register_tiny_engine, stop_jobs
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
-    from anomaly_gui.gui.main_window import MainWindow
-    from anomaly_gui.gui.state import AppState
-
     register_tiny_engine(monkeypatch)
     proj = open_project(tmp_path / "p.agproj")
     proj.add_items(make_images(tmp_path / "data"))
-    state = AppState()
-    win = MainWindow(state)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    state.set_project(proj)
+    win = main_window_on(qtbot, proj)
     yield win
     stop_jobs(qtbot)
 

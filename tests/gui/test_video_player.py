@@ -169,9 +169,7 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     """The analyst opens a test clip in the player, chooses the future-frame predictor in the Train panel and
     trains it (tiny schedule): when the run ends, the open clip shows that run's frame scores and maps."""
     from anomaly_gui.core.project import open_project
-    from anomaly_gui.gui.main_window import MainWindow
-    from anomaly_gui.gui.state import AppState
-    from tests.c2_engines import stop_jobs
+    from tests.c2_engines import main_window_on, stop_jobs
 
     import dataclasses
 
@@ -180,12 +178,8 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     proj = open_project(tmp_path / "v.agproj")
     proj.add_items(train + list(test_items))
     proj.set_setting("train.params.future_frame", {"width": 48, "height": 32, "epochs": 1, "batch_size": 8, "past": 3})
-    state = AppState()
-    win = MainWindow(state)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    state.set_project(proj)
+    win = main_window_on(qtbot, proj)
+    state = win.state
     player, tp = win.panels["video_player"], win.panels["train"]
     test_ids = [it.id for it in proj.items(split="test")]
     state.set_current_item(test_ids[5])
