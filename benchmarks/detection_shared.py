@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from evaluate_cli import evaluate  # the benchmarks' one `anomaly-gui evaluate` runner
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALY_GUI_DATA", ROOT / ".." / "shared" / "data"))
@@ -39,19 +38,6 @@ def hrsid_layout(dest: Path) -> tuple[Path, Path]:
     (dest / "test" / "classes.txt").write_text("ship\n")
     return dest / "train", dest / "test"
 
-
-def evaluate(dataset: Path, test: Path | None, engine: str, params: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "anomaly_gui", "evaluate", str(dataset), "--engine", engine, "--json", "--device", "cpu"]
-    cmd += ["--test", str(test)] if test else []
-    for p in params:
-        cmd += ["--param", p]
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(out.stderr[-3000:])
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    return res
 
 
 def main() -> None:

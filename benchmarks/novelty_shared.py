@@ -20,10 +20,10 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from evaluate_cli import evaluate  # the benchmarks' one `anomaly-gui evaluate` runner
 
 DATA = Path(os.environ.get("ANOMALY_GUI_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -39,14 +39,6 @@ def serengeti_layout(dest: Path, split: int = 0) -> tuple[Path, Path]:
             (dest / side / s / photo.name).symlink_to(photo)
     return dest / "train", dest / "test"
 
-
-def evaluate(dataset: Path, test: Path | None, engine: str, params: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "anomaly_gui", "evaluate", str(dataset), "--engine", engine, "--json", "--device", "cpu"]
-    cmd += ["--test", str(test)] if test else []
-    for p in params:
-        cmd += ["--param", p]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
