@@ -170,3 +170,36 @@ def test_yolo_validation_tiles_cover_the_chip_and_keep_whole_objects():
     assert whole >= 3  # each ship lies whole inside at least one tile
     small = tiles(img[:200, :300], boxes[:1], ["ship"], 320)
     assert len(small) == 1 and small[0].image.shape == (200, 300, 3)
+
+
+def test_retinanet_box_merge_fuses_or_suppresses_duplicates():
+    """The network's scattered boxes around one ship: `nms` keeps the strongest box as it is, `wbf` keeps
+    one box averaged over the cluster (weighted by score), and a separate ship stays separate."""
+    from anomaly_gui.engines.base import get_engine
+
+    class Net(torch.nn.Module):  # stands in for torchvision's detector: returns fixed raw detections
+        nms_thresh = 0.5
+
+        def forward(self, images):
+            import torchvision
+
+            boxes = torch.tensor([[10.0, 10, 30, 20], [14, 10, 34, 20], [60, 60, 70, 70]])
+            scores = torch.tensor([0.9, 0.6, 0.8])
+            keep = torchvision.ops.nms(boxes, scores, self.nms_thresh)
+            return [{"boxes": boxes[keep], "scores": scores[keep], "labels": torch.ones(len(keep), dtype=torch.int64)}
+                    for _ in images]
+
+    eng = get_engine("retinanet")(device="cpu", box_merge="nms", merge_iou=0.7)
+    eng.model = Net()
+    image = np.zeros((100, 100, 3), np.uint8)
+    assert len(eng._raw([image])[0]["boxes"]) == 3  # the two overlapping boxes have IoU 0.67 < 0.7
+    eng.params.merge_iou = 0.5
+    nms = eng._raw([image])[0]
+    assert np.allclose(sorted(nms["scores"]), [0.8, 0.9])
+    assert np.allclose(nms["boxes"][np.argmax(nms["scores"])], [10, 10, 30, 20])
+    eng.params.box_merge = "wbf"
+    wbf = eng._raw([image])[0]
+    assert np.allclose(sorted(wbf["scores"]), [0.8, 0.9])
+    fused = wbf["boxes"][np.argmax(wbf["scores"])]
+    assert np.allclose(fused, [10 + 4 * 0.6 / 1.5, 10, 30 + 4 * 0.6 / 1.5, 20])  # score-weighted mean
+    assert eng.model.nms_thresh == pytest.approx(0.9)  # the network keeps near-duplicates for the fusion
