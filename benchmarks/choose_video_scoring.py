@@ -14,7 +14,11 @@ For every candidate scoring (frame scale, temporal smoothing and its mode, box, 
 pooled frame AUC of the RAW scores (deployable) and of the scores min-max normalised per clip (the papers'
 protocol, `core.metrics.video.per_clip_minmax`), averaged over the models given (seeds, protocols).
 
-    python benchmarks/choose_video_scoring.py --model 1:A.agm --model 2:B.agm ... [--threads 1]
+    python benchmarks/choose_video_scoring.py --model 1:A.agm --model 2:B.agm ... [--threads 1] [--motion]
+
+`--motion` instead measures a motion term fused with the engine's default score (frame sum in dB): the squared
+frame difference per pixel divided by its mean on the fitted clips, summed over the frame (or its largest 8x8
+box) in dB, added with weight w (issue 13: "a motion term"; no flow network is available offline).
 """
 from __future__ import annotations
 
@@ -95,6 +99,41 @@ def evaluate_candidates(eng, clips: list[tuple[str, np.ndarray, np.ndarray]], ca
     return rows
 
 
+def frame_difference(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W) squared difference to the previous frame in [0, 1] units; frame 0 takes frame 1's."""
+    f = frames.astype(np.float32) / 255.0
+    d = np.zeros_like(f)
+    d[1:] = (f[1:] - f[:-1]) ** 2
+    d[0] = d[1]
+    return d
+
+
+def motion_rows(eng, fit_frames: list[np.ndarray], clips: list[tuple[str, np.ndarray, np.ndarray]]) -> list[dict]:
+    """Raw and per-clip AUC of the default score + w * the motion term, for w in 0..2 and sum / box motion."""
+    from anomaly_gui.core.metrics.video import frame_auc, per_clip_minmax
+    from anomaly_gui.engines.base import RunContext
+    from anomaly_gui.engines.video_common.postprocess import box_sum
+
+    d = type(eng).Params()  # today's default scoring, whatever the model file stored
+    eng.params = dataclasses.replace(eng.params, **{k: getattr(d, k) for k in ("frame_error", "frame_scale", "score_box",
+                                                                               "smooth", "smooth_mode")})
+    mean = np.concatenate([frame_difference(f) for f in fit_frames]).mean(axis=0) + 0.02 ** 2
+    labels = [y.astype(int) for _, _, y in clips]
+    pred = [eng._errors_and_maps(eng._clip_raw(f, RunContext()))[0].astype(np.float64) for _, f, _ in clips]
+    rows = []
+    for mode in ("sum", "box8"):
+        motion = []
+        for _, f, _ in clips:
+            m = frame_difference(f) / mean
+            v = m.reshape(len(m), -1).sum(1) if mode == "sum" else box_sum(m, 8).reshape(len(m), -1).max(1)
+            motion.append(10 * np.log10(np.maximum(v, 1e-6)))
+        for w in (0.0, 0.25, 0.5, 1.0, 2.0):
+            e = [p + w * m for p, m in zip(pred, motion)]
+            rows.append({"motion": mode, "motion_weight": w, "raw": frame_auc(labels, e),
+                         "per_clip": frame_auc(labels, [per_clip_minmax(x) for x in e])})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, metavar="H:PATH",
@@ -102,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--kinds", default="mixed,late,most,faint", help="synthetic clip kinds to pool (comma-separated)")
+    ap.add_argument("--motion", action="store_true", help="measure the frame-difference motion term instead")
     args = ap.parse_args(argv)
 
     import torch
@@ -121,8 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         kinds = set(args.kinds.split(","))
         clips = [c for k, f in enumerate(eng._load(held, RunContext())) for c in ped2_like_clips(f, seed=k)
                  if c[0] in kinds]
-        for row in evaluate_candidates(eng, clips, CANDIDATES):
-            key = tuple((k, row[k]) for k in CANDIDATES)
+        if args.motion:
+            rows_ = motion_rows(eng, eng._load(train[:-int(h)], RunContext()), clips)
+            keys = ("motion", "motion_weight")
+        else:
+            rows_ = evaluate_candidates(eng, clips, CANDIDATES)
+            keys = tuple(CANDIDATES)
+        for row in rows_:
+            key = tuple((k, row[k]) for k in keys)
             table.setdefault(key, []).append({"model": spec, "raw": row["raw"], "per_clip": row["per_clip"]})
         print(json.dumps({"model": spec, "per_kind_raw_auc_of_defaults": {
             name: auroc(y.astype(int), eng._errors_and_maps(eng._clip_raw(f, RunContext()))[0])
