@@ -74,9 +74,10 @@ def test_export_check_reports_differences_and_bad_input_names_the_file(tmp_path,
     assert "bad.agm" in capsys.readouterr().err
 
 
-#: small real fits of the other image engines; the autoencoder tiles 96 px images with 32 px patches
+#: small real fits of the other image engines (and PatchCore's centre-crop option); the autoencoder tiles 96 px images with 32 px patches
 #: (stride 16: 25 tiles), gray and RGB, and its pretrained-encoder variant
 OTHER_ENGINES = {
+    "patchcore-crop": {"image_size": 96, "center_crop": 0.75, "runtime": "torch"},  # maps pasted back in place
     "selfsimilarity": {"image_size": 96, "n_words": 16},
     "autoencoder": {"image_size": 96, "patch_size": 32, "epochs": 2, "color": "gray"},
     "autoencoder-rgb-l2-whole": {"image_size": 64, "patch_size": 64, "epochs": 2, "color": "rgb", "residual": "l2"},

@@ -1,4 +1,5 @@
-"""PatchCore's border, bank-augmentation and normalisation options in the Train panel, used as a user would."""
+"""PatchCore's border, centre-crop, bank-augmentation and normalisation options in the Train panel, used as a
+user would."""
 from __future__ import annotations
 
 import pytest
@@ -38,21 +39,27 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     # the everyday options are shown without opening "Advanced"
     assert all(form._basic.isAncestorOf(w) for w in (border, augment, normalize))
     assert form._advanced.isAncestorOf(form.widget("border_pad"))  # folded under Advanced
+    crop = form.widget("center_crop")
+    assert form._advanced.isAncestorOf(crop) and crop.value() == 1.0 and "centre" in crop.toolTip()
     assert border.currentText() == "reflect" and normalize.isChecked()
     assert [augment.itemText(i) for i in range(augment.count())] == ["none", "flips", "rot90", "d4"]
     assert "orientation" in augment.toolTip()
     form.widget("image_size").setValue(64)
     augment.setCurrentText("rot90")
     border.setCurrentText("zero")
+    crop.setValue(0.75)  # anomalib's framing: the middle 48 of 64 px
     with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
         qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not tp.is_running(), timeout=10000)
     run = proj.run(int(blocker.args[0]))
     assert run.status == "done", run.log[-3:]
     assert run.params["bank_augment"] == "rot90" and run.params["border"] == "zero" and run.params["normalize"]
+    assert run.params["center_crop"] == 0.75
     model = load_run_engine(proj, run.id, device="cpu")
-    # four orientations of every training image went into the bank; the normalisation was learnt
-    assert model.stats["n_patches"] == 4 * 5 * 8 * 8 and model.stats["score_scale"] > 0
+    # four orientations of every training image's 48 px centre (6 x 6 cells) went into the bank; the
+    # normalisation was learnt
+    assert model.stats["n_patches"] == 4 * 5 * 6 * 6 and model.stats["score_scale"] > 0
+    assert model.stats["center_crop"] == 0.75
     stop_jobs(qtbot)
 
 

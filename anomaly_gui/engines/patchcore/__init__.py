@@ -14,7 +14,8 @@ from anomaly_gui.engines.base import RunContext, Task, param, register_engine
 from anomaly_gui.engines.image_data import ImageEngine, as_items, autocast, iter_batches, require_images, upsample_blur
 from anomaly_gui.engines.patchcore.calibration import MAX_IMAGES, border_weight, leave_image_out_distances
 from anomaly_gui.engines.patchcore.model import (BANK_AUGMENTS, BORDERS, PatchCoreExport, PatchCoreModel,
-                                                 augmented_views, chunked_coreset, random_projection)
+                                                 augmented_views, center_crop, chunked_coreset, crop_box,
+                                                 random_projection)
 
 
 @dataclass
@@ -32,6 +33,10 @@ class PatchCoreParams:
     border: str = param("reflect", "image edges: reflect = mirror the image outwards before the CNN so its zero "
                                    "padding does not make every edge look anomalous; zero = the CNN's own padding "
                                    "(original PatchCore)", choices=list(BORDERS))
+    center_crop: float = param(1.0, "fraction of each side kept around the centre after the resize (1 = the whole "
+                                    "image; anomalib's default is 0.875 = 224 of 256). For parts that always sit "
+                                    "away from the edge: defects in the cut-off frame are not seen", minimum=0.5,
+                               maximum=1.0, step=0.025, advanced=True)
     border_pad: int = param(16, "pixels mirrored on each side with border = reflect", minimum=0, maximum=256,
                             step=8, advanced=True)
     bank_augment: str = param("none", "add rotated / flipped copies of the training images to the memory bank, "
@@ -115,7 +120,8 @@ class PatchCoreEngine(ImageEngine):
         model = PatchCoreModel(p.backbone, self._layers(), p.weights or None, p.num_neighbors, p.score_mode, p.sigma,
                                use_bf16=(p.precision == "bf16" and self.device.type == "cuda"),
                                runtime=p.runtime, knn_index=p.knn_index, border=p.border, border_pad=p.border_pad,
-                               neighbourhood=p.neighbourhood, pool_include_pad=self._pool_include_pad())
+                               neighbourhood=p.neighbourhood, pool_include_pad=self._pool_include_pad(),
+                               center_crop=p.center_crop)
         return model.to(self.device)
 
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -137,7 +143,7 @@ class PatchCoreEngine(ImageEngine):
             def run(x: torch.Tensor) -> torch.Tensor:
                 nonlocal grid
                 with autocast(self.device, p.precision):
-                    e = self.model.embed(x)
+                    e = self.model.embed(center_crop(x, p.center_crop))
                 grid = (int(e.shape[-2]), int(e.shape[-1]))
                 return e.permute(0, 2, 3, 1).reshape(-1, e.shape[1])
 
@@ -150,6 +156,23 @@ class PatchCoreEngine(ImageEngine):
         feats = torch.cat(chunks)
         image_ids, first = torch.cat(ids), torch.cat(first_view)
         del chunks
+        self.fit_embeddings(feats, image_ids, first, grid, len(items), ctx)
+        self.stats["fit_seconds"] = round(time.perf_counter() - t0, 3)
+
+    def fit_embeddings(self, feats: torch.Tensor, image_ids: torch.Tensor, first: torch.Tensor,
+                       grid: tuple[int, int], n_images: int, ctx: RunContext | None = None) -> None:
+        """The memory bank and calibration from training patch embeddings (rows of `feats` (P, D)), each
+        row's training image (`image_ids`) and whether it comes from the image itself rather than an
+        augmented copy (`first`); `grid` = the embedding's (h, w). `fit` calls it after extracting the
+        features; benchmarks call it with cached features. Builds the model when there is none."""
+        ctx = ctx or RunContext()
+        p = self.params
+        t0 = time.perf_counter()
+        if self.model is None:
+            self._legacy_pooling = False
+            self.model = self._build()
+        feats = feats.to(self.device)
+        image_ids, first = image_ids.to(self.device), first.to(self.device)
         n_keep = max(1, int(round(feats.shape[0] * p.coreset_ratio)))
         message = f"coreset: {n_keep} of {feats.shape[0]} patches"
         ctx.progress(0, 1, message)
@@ -166,15 +189,16 @@ class PatchCoreEngine(ImageEngine):
         self.model.set_memory_bank(feats.index_select(0, idx))
         if p.normalize:
             ctx.progress(1, 1, "learning the normal border profile and score scale")
-            self._calibrate(feats, image_ids, first, image_ids.index_select(0, idx), grid, len(items))
+            self._calibrate(feats, image_ids, first, image_ids.index_select(0, idx), grid, n_images)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         coreset_s = time.perf_counter() - t1
         ctx.progress(1, 1, "memory bank ready")
         self.fitted = True
         self.stats.update({
-            "image_size": p.image_size, "n_train": len(items), "border": p.border, "bank_augment": p.bank_augment,
-            "neighbourhood": p.neighbourhood, "pool_include_pad": self._pool_include_pad(),
+            "image_size": p.image_size, "n_train": n_images, "border": p.border, "bank_augment": p.bank_augment,
+            "neighbourhood": p.neighbourhood, "center_crop": p.center_crop,
+            "pool_include_pad": self._pool_include_pad(),
             "n_patches": int(feats.shape[0]),
             "bank_size": int(n_keep), "feature_dim": int(feats.shape[1]), "layers": self._layers(),
             "coreset_seconds": round(coreset_s, 3), "fit_seconds": round(time.perf_counter() - t0, 3),
@@ -199,7 +223,7 @@ class PatchCoreEngine(ImageEngine):
         if len(dist) == 0:
             return
         weight = border_weight(dist)
-        size = int(self.params.image_size)
+        size = crop_box(int(self.params.image_size), self.params.center_crop)[1]
         maps = upsample_blur(dist / weight, (size, size), float(self.params.sigma))
         scale = float(maps.flatten(1).max(1).values.max().clamp_min(1e-12))
         self.model.set_calibration(weight, scale)

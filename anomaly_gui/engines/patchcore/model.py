@@ -194,6 +194,30 @@ def augmented_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
     return rots if kind == "rot90" else rots + [r.flip(-1) for r in rots]
 
 
+def crop_box(size: int, fraction: float) -> tuple[int, int]:
+    """(offset, side) of the centred square that keeps `fraction` of a side of `size` pixels."""
+    side = max(1, min(size, int(round(size * float(fraction)))))
+    return (size - side) // 2, side
+
+
+def center_crop(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The centred `fraction` of each side of (N, C, H, W) images (anomalib's default keeps 224 / 256)."""
+    if fraction >= 1.0:
+        return x
+    (oy, h), (ox, w) = crop_box(int(x.shape[-2]), fraction), crop_box(int(x.shape[-1]), fraction)
+    return x[..., oy:oy + h, ox:ox + w]
+
+
+def paste_center(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, h, w) maps of a centre crop put back in place on (N, H, W), zero (not inspected) around them."""
+    H, W = size
+    h, w = int(maps.shape[-2]), int(maps.shape[-1])
+    if (h, w) == (H, W):
+        return maps
+    oy, ox = (H - h) // 2, (W - w) // 2
+    return F.pad(maps, (ox, W - w - ox, oy, H - h - oy))
+
+
 class Embedder(nn.Module):
     """Backbone + PatchCore pooling: (N, 3|1, H, W) in [0, 1] -> (N, D, h, w) fp32 patch embeddings.
 
@@ -233,8 +257,11 @@ class PatchCoreModel(nn.Module):
                  weights: str | None = None, num_neighbors: int = 9, score_mode: str = "reweighted",
                  sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact",
                  border: str = "reflect", border_pad: int = 16, neighbourhood: int = 3,
-                 pool_include_pad: bool = False) -> None:
+                 pool_include_pad: bool = False, center_crop: float = 1.0) -> None:
         super().__init__()
+        if not 0.0 < center_crop <= 1.0:
+            raise ValueError(f"center_crop is the fraction of each side kept, in (0, 1]; got {center_crop}")
+        self.center_crop = float(center_crop)
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
         if knn_index not in INDEX_KINDS:
@@ -316,7 +343,14 @@ class PatchCoreModel(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.memory_bank.numel() == 0:
             raise RuntimeError("PatchCore has no memory bank: fit it first")
-        e = self.embed(x).to(self.memory_bank.device)
+        xc = center_crop(x, self.center_crop)
+        scores, maps = self.score_embeddings(self.embed(xc), (int(xc.shape[-2]), int(xc.shape[-1])))
+        return scores, paste_center(maps, (int(x.shape[-2]), int(x.shape[-1])))
+
+    @torch.inference_mode()
+    def score_embeddings(self, e: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image scores (N,), maps (N, H, W) at `size`) of patch embeddings (N, D, h, w) from `embed`."""
+        e = e.to(self.memory_bank.device)
         n, d, h, w = e.shape
         flat = e.permute(0, 2, 3, 1).reshape(-1, d)
         index = self.bank_index()
@@ -328,7 +362,7 @@ class PatchCoreModel(nn.Module):
         patch = self.normalise_patches(dist.view(n, h, w)).reshape(n, h * w)
         idx = idx.view(n, h * w)
         scores = self._image_scores(flat.view(n, h * w, d), patch, idx, index)
-        maps = upsample_blur(patch.view(n, h, w), (int(x.shape[-2]), int(x.shape[-1])), self.sigma)
+        maps = upsample_blur(patch.view(n, h, w), size, self.sigma)
         return scores / self.score_scale, maps / self.score_scale
 
     def _image_scores(self, emb: torch.Tensor, patch: torch.Tensor, idx: torch.Tensor,
@@ -365,7 +399,9 @@ class PatchCoreExport(nn.Module):
         self.register_buffer("inv_scale", 1.0 / model.score_scale.detach().clone().float())
         self.k = min(model.num_neighbors, self.bank.shape[0])
         self.reweight = model.score_mode != "max" and self.bank.shape[0] >= 2
-        H, W = image_size
+        self.image_size = tuple(image_size)
+        self.center_crop = model.center_crop
+        H, W = crop_box(image_size[0], model.center_crop)[1], crop_box(image_size[1], model.center_crop)[1]
         with torch.no_grad():
             e = self.embedder(torch.zeros(1, 3, H, W, device=self.bank.device))
         h, w = e.shape[-2:]
@@ -381,7 +417,7 @@ class PatchCoreExport(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        e = self.embedder(x)
+        e = self.embedder(center_crop(x, self.center_crop))
         n, d, h, w = e.shape
         flat = e.permute(0, 2, 3, 1).reshape(n, h * w, d)
         d2, nn_idx = self._sq_dist(flat).min(-1)  # (n, h*w)
@@ -389,7 +425,7 @@ class PatchCoreExport(nn.Module):
         if tuple(self.border_weight.shape) == (h, w):
             patch = (patch.view(n, h, w) / self.border_weight).reshape(n, h * w)
         s_star, p_star = patch.max(1)
-        maps = self.a_v @ patch.view(n, h, w) @ self.a_h.t() * self.inv_scale
+        maps = paste_center(self.a_v @ patch.view(n, h, w) @ self.a_h.t() * self.inv_scale, self.image_size)
         if not self.reweight:
             return s_star * self.inv_scale, maps
         m_test = torch.gather(flat, 1, p_star.view(n, 1, 1).expand(n, 1, d)).squeeze(1)  # (n, d)
