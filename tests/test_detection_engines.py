@@ -168,6 +168,14 @@ def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weig
     a, b = eng.score(hrsid_items[20:21]), loaded.score(hrsid_items[20:21])
     assert np.allclose(_boxes(a)[0], _boxes(b)[0], atol=1e-4)
     assert all(box.source == "model" and box.kind == "box" for box in a[0].boxes)
+    # a model file written before the box fusion existed was calibrated on NMS at 0.5, and still detects so
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    tensors, meta = read_model_file(path)
+    for key in ("box_merge", "merge_iou"):
+        del meta["params"][key]
+    old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
+    assert (old.params.box_merge, old.params.merge_iou) == ("nms", 0.5) and eng.params.box_merge == "wbf"
 
 
 def test_retinanet_from_scratch_without_weights(hrsid_items, monkeypatch, tmp_path):

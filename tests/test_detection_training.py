@@ -82,6 +82,20 @@ def test_auto_scale_upsamples_only_tiny_objects():
     assert auto_scale([np.zeros((0, 4))]) == 1.0
 
 
+def test_anchor_aspects_follow_elongated_training_boxes():
+    from anomaly_gui.core.errors import DataError
+    from anomaly_gui.engines.retinanet import anchor_aspects
+
+    square = np.array([[0, 0, 20, 20.0], [0, 0, 30, 20.0]] * 5)
+    assert anchor_aspects("auto", [square]) == (0.5, 1.0, 2.0)
+    ships = np.concatenate([square[:9], [[0, 0, 60, 16.0]]])  # 1 box in 10 is 3.75x longer than wide
+    assert anchor_aspects("auto", [ships]) == (0.25, 0.5, 1.0, 2.0, 4.0)
+    assert anchor_aspects("auto", [ships[:-1], np.zeros((0, 4))]) == (0.5, 1.0, 2.0)
+    assert anchor_aspects(" 1, 3", [ships]) == (1.0, 3.0)
+    with pytest.raises(DataError, match="anchor_aspects 'wide'"):
+        anchor_aspects("wide", [ships], "train/labels")
+
+
 @pytest.mark.slow
 def test_retinanet_keeps_best_epoch_and_calibrates_on_validation(tmp_path, mobilenet_weights):
     """A short fit on the bundled SAR sample: validation mAP every epoch, the best epoch's weights are the

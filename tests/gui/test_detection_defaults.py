@@ -57,8 +57,10 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
         combo = form.widget(name)
         combo.setCurrentIndex(combo.findText(value))
     form.widget("merge_iou").setValue(0.35)
+    form.widget("anchor_aspects").setText("auto")
     calls = _capture_job(monkeypatch)
     panel.start_training()
     job = calls[-1][1]
     assert job["steps"] == 120 and job["tta"] is (not defaults.tta)
     assert job["detector"] == "fcos" and job["box_merge"] != defaults.box_merge and job["merge_iou"] == pytest.approx(0.35)
+    assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects

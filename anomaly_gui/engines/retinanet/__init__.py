@@ -27,6 +27,7 @@ from anomaly_gui.engines.retinanet.model import DETECTORS, build_detector, find_
 
 
 MERGES = ["nms", "wbf"]
+BOX_LOSSES = ["l1", "giou"]
 
 
 @dataclass
@@ -47,6 +48,8 @@ class RetinaNetParams:
     pretrained: bool = param(True, "start from the MobileNetV2 ImageNet backbone when its weights are on disk")
     backbone_weights: str = param("", "MobileNetV2 ImageNet weights file (.pth/.safetensors); empty: the usual weights folders ($ANOMALY_GUI_WEIGHTS, torch's cache)", advanced=True)
     anchor_base: int = param(0, "smallest anchor at stride 4 (pixels at model scale), doubling per pyramid level; 0: auto (8 or 16, from the small training boxes)", minimum=0, maximum=128, advanced=True)
+    anchor_aspects: str = param("0.5,1,2", "anchor aspect ratios (height / width), comma-separated; auto: 0.5,1,2 plus 0.25,4 when at least 10 % of the training boxes are 3x longer than wide", advanced=True)
+    box_loss: str = param("l1", "box regression loss: l1 on the anchor offsets, or giou (generalised IoU of the boxes)", choices=BOX_LOSSES, advanced=True)
     fpn_channels: int = param(48, "feature pyramid width", minimum=16, maximum=256, advanced=True)
     head_convs: int = param(2, "convolutions in each head tower", minimum=1, maximum=4, advanced=True)
     tta: bool = param(False, "test-time flips: also detect on the image flipped left-right, up-down and both, and fuse the boxes (4x slower detection)")
@@ -105,6 +108,23 @@ def auto_anchor(boxes: Sequence[np.ndarray], scale: float) -> int:
     return int(np.clip(2 ** round(np.log2(p10)), 4, 32))
 
 
+def anchor_aspects(spec: str, boxes: Sequence[np.ndarray], where: Any = ".") -> tuple[float, ...]:
+    """Anchor aspect ratios (h / w) from the `anchor_aspects` parameter; `auto` adds 1:4 and 4:1 to 1:2, 1:1,
+    2:1 when at least 10 % of the training boxes are elongated (long side >= 3x the short side)."""
+    if spec.strip().lower() != "auto":
+        try:
+            values = tuple(float(v) for v in spec.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if not values or min(values) <= 0:
+            raise DataError(where, f"anchor_aspects {spec!r}: give positive numbers separated by commas, or auto")
+        return values
+    b = np.concatenate([x for x in boxes if len(x)] or [np.zeros((0, 4))])
+    w, h = (b[:, 2] - b[:, 0]).clip(1e-6), (b[:, 3] - b[:, 1]).clip(1e-6)
+    elongated = float(np.mean(np.maximum(w / h, h / w) >= 3.0)) if len(b) else 0.0
+    return (0.25, 0.5, 1.0, 2.0, 4.0) if elongated >= 0.1 else (0.5, 1.0, 2.0)
+
+
 @register_engine
 class RetinaNetEngine(DetectionEngine):
     name = "retinanet"
@@ -114,6 +134,8 @@ class RetinaNetEngine(DetectionEngine):
                    "YOLO from scratch (no pretrained weights offline) found no ship on held-back HRSID chips.")
     rank = 0
     Params = RetinaNetParams
+    # model files from before the fusion were calibrated on non-maximum suppression at IoU 0.5
+    params_before_they_existed = {"box_merge": "nms", "merge_iou": 0.5}
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
@@ -129,7 +151,8 @@ class RetinaNetEngine(DetectionEngine):
         frozen = bool(self.stats.get("frozen_bn", backbone is not None))
         model = build_detector(str(self.stats.get("detector", "retinanet")), n_classes + 1, backbone_path=backbone, scale=float(self.stats.get("scale", 1.0)),
                                fpn_channels=p.fpn_channels, score_thresh=0.01, anchor_base=int(self.stats.get("anchor_base") or p.anchor_base or 8),
-                               head_convs=p.head_convs, frozen_bn=frozen).to(self.device)
+                               head_convs=p.head_convs, frozen_bn=frozen, box_loss=str(self.stats.get("box_loss", "l1")),
+                               aspects=tuple(self.stats.get("anchor_aspects", (0.5, 1.0, 2.0)))).to(self.device)
         if self.device.type == "cpu":  # oneDNN convolutions are faster channels-last (a training step ~15 %)
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -151,9 +174,11 @@ class RetinaNetEngine(DetectionEngine):
         backbone = find_backbone_weights(p.backbone_weights) if p.pretrained else None
         scale = float(p.scale) if p.scale > 0 else auto_scale(data.boxes)
         anchor = int(p.anchor_base) if p.anchor_base > 0 else auto_anchor(data.boxes, scale)
+        aspects = anchor_aspects(p.anchor_aspects, data.boxes, items[0].path if items else ".")
         self.stats = {"classes": data.classes, "pretrained_backbone": str(backbone) if backbone else None,
                       "problems": data.problems + val.problems, "n_train": len(data.items), "n_val": len(val.items),
-                      "frozen_bn": backbone is not None, "detector": p.detector, "scale": scale, "anchor_base": anchor, "score_shift": 0.0}
+                      "frozen_bn": backbone is not None, "detector": p.detector, "scale": scale, "anchor_base": anchor, "anchor_aspects": list(aspects),
+                      "box_loss": p.box_loss, "score_shift": 0.0}
         if p.pretrained and backbone is None:
             ctx.log({"message": "MobileNetV2 ImageNet weights not found offline; training from scratch"})
         self.model = self._build(len(data.classes), backbone)

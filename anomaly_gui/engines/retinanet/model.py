@@ -107,7 +107,7 @@ def build_detector(detector: str, num_classes: int, backbone_path: Path | None, 
 
 def build_fcos(num_classes: int, backbone_path: Path | None, scale: float = 1.0, fpn_channels: int = 48,
                score_thresh: float = 0.01, head_convs: int = 2, frozen_bn: bool | None = None,
-               detections_per_img: int = 200) -> nn.Module:
+               detections_per_img: int = 200, aspects: Any = None, box_loss: str = "giou") -> nn.Module:
     """torchvision FCOS; each level's 'anchor' is its stride, so level k learns boxes whose farthest side
     lies 4-8 strides from the cell (stride 4: up to ~64-pixel boxes), as in the FCOS paper."""
     from torchvision.models.detection import FCOS
@@ -127,19 +127,21 @@ def build_fcos(num_classes: int, backbone_path: Path | None, scale: float = 1.0,
 
 def build_retinanet(num_classes: int, backbone_path: Path | None, scale: float = 1.0, fpn_channels: int = 48,
                     score_thresh: float = 0.01, anchor_base: int = 8, head_convs: int = 2, frozen_bn: bool | None = None,
-                    detections_per_img: int = 200) -> nn.Module:
+                    detections_per_img: int = 200, aspects: tuple[float, ...] = (0.5, 1.0, 2.0),
+                    box_loss: str = "l1") -> nn.Module:
     """torchvision RetinaNet; `num_classes` counts the background (label 0 unused)."""
     from torchvision.models.detection import RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
     backbone = _pyramid(backbone_path, fpn_channels, frozen_bn)
     sizes = anchor_sizes(anchor_base, len(RETURN_LAYERS) + 1)
-    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    anchors = AnchorGenerator(sizes, (tuple(aspects),) * len(sizes))
     model = RetinaNet(backbone, num_classes=num_classes, anchor_generator=anchors, score_thresh=score_thresh,
                       detections_per_img=detections_per_img, topk_candidates=300)
     head = model.head
     head.classification_head.conv = _light_tower(fpn_channels, head_convs)
     head.regression_head.conv = _light_tower(fpn_channels, head_convs)
+    head.regression_head._loss_type = box_loss  # l1 on anchor offsets, or giou on the boxes (as torchvision's v2)
     prior = 0.01
     nn.init.constant_(head.classification_head.cls_logits.bias, -math.log((1 - prior) / prior))
     model.transform = _fixed_scale_transform(scale, model.transform)
