@@ -137,6 +137,40 @@ def test_cat_dog_folders_same_species_whichever_reader(tmp_path, mobilenet_weigh
     assert res["encoder"] == "pretrained"
 
 
+SERENGETI_CATS = ("cheetah", "leopard", "lion-female", "serval")
+SERENGETI_BIRDS = ("guinea-fowl", "ostrich", "secretary-bird")
+
+
+def serengeti_cats_birds(root):
+    """Real photos laid out as a user would: `train/Cat/`, `test/Cat/`, `test/Bird/` (symlinks); file names
+    keep their own words (`leopard_1.jpg`, `guinea-fowl_1.jpg`), as photos sorted into folders do."""
+    src = shared_dataset("serengeti_guide")
+    for group, names in (("Cat", SERENGETI_CATS), ("Bird", SERENGETI_BIRDS)):
+        for name in names:
+            for photo in sorted((src / name).glob("*.jpg")):
+                side = "train" if group == "Cat" and photo.stem != "3" else "test"
+                (root / side / group).mkdir(parents=True, exist_ok=True)
+                (root / side / group / f"{name}_{photo.name}").symlink_to(photo)
+    return root / "train", root / "test"
+
+
+def test_species_folders_win_over_file_name_words_in_every_reader(tmp_path):
+    """`test/Cat/leopard_3.jpg` is a cat to the folder reader and to the camera-trap reader alike (before:
+    the camera-trap reader took 'leopard' from the file name, and 'owl' from 'guinea-fowl')."""
+    from anomaly_gui.evaluation.embedding import load_species_dataset
+
+    train, test = serengeti_cats_birds(tmp_path)
+    expected = {train: {"cat": 8}, test: {"cat": 4, "bird": 9}}
+    for folder, counts in expected.items():
+        for reader in ("folder", "camtrap"):
+            labels = [species_key(it.label) for it in import_dataset(folder, reader).items]
+            assert {s: labels.count(s) for s in set(labels)} == counts, (folder.name, reader)
+    items, reader = load_species_dataset(train)
+    test_items, test_reader = load_species_dataset(test, fmt=reader)
+    assert test_reader == reader and sorted({it.label for it in test_items}) == ["bird", "cat"]
+    assert import_dataset(shared_dataset("camera_traps")).items[0].label  # file-name species still read there
+
+
 @pytest.fixture(scope="module")
 def camtrap_items() -> list[DatasetItem]:
     return [it for it in import_dataset(shared_dataset("camera_traps")).items if it.label in ("jaguar", "cougar", "deer", "wolf")]

@@ -42,6 +42,9 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     steps = tp.form.widget("cam_steps")  # advanced: the activation-map zoom steps
     assert isinstance(steps, QSpinBox) and steps.value() == 1 and (steps.minimum(), steps.maximum()) == (1, 3)
     assert tp.form.widget("flip_average").isChecked()
+    scorer = tp.form.widget("scorer")  # the scoring options of issue 14, each with calibrated per-species scales
+    assert isinstance(scorer, QComboBox) and [scorer.itemData(i) for i in range(scorer.count())] == ["knn", "mahalanobis", "ocsvm"]
+    scorer.setCurrentIndex(scorer.findData("mahalanobis"))
     box.setCurrentIndex(box.findData("whole"))
     tp.form.widget("image_size").setValue(64)
     qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
@@ -50,7 +53,7 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     assert len(runs) == 1, tp.status.text()
     run = runs[0]
     assert run.status == "done", tp.status.text()
-    assert run.status == "done" and run.params["animal_crop"] == "whole"
+    assert run.status == "done" and run.params["animal_crop"] == "whole" and run.params["scorer"] == "mahalanobis"
     assert run.metrics["animal_crop"] == "whole" and run.metrics["cam_boxes"] == 0
     qtbot.waitUntil(lambda: cluster.cmap is not None, timeout=30000)
 

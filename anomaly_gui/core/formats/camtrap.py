@@ -4,9 +4,9 @@
 read like COCO (see `coco.py`) with the item label = its species (`empty` when none) and the
 location/sequence fields in `meta`. Write with `coco.write_coco(..., camtrap=True)`.
 
-`camtrap` folder: species from, in order, a manifest's species column, the last word of the file
-name (`IMAG0031_wolf.JPG`, also `testdataowl.JPG`) when it is a known species word, or species
-sub-folders (`deer/`, `Jaguar/`). MegaDetector-style CSV manifests (columns `filename`/`file`/
+`camtrap` folder: species from, in order, a manifest's species column, the species sub-folder the
+photo sits in (`deer/`, `Jaguar/`, `test/Cat/`), or the last word of the file name (`IMAG0031_wolf.JPG`,
+also `testdataowl.JPG`) when it is a known species word. MegaDetector-style CSV manifests (columns `filename`/`file`/
 `filepath`, `bbox_x bbox_y bbox_w bbox_h` normalised with top-left origin, `conf`, `category`
 1 animal / 2 person / 3 vehicle, optional `species`) give box annotations with their confidence;
 an animal box takes the image's species as label when it is known. Rows naming absent images are
@@ -75,6 +75,14 @@ def species_from_name(path: Path) -> str:
     return ""
 
 
+def _folder_species(img: Path, species_dirs: set[Path]) -> str:
+    """The species of the folder the photo sits in (`test/Cat/leopard_3.jpg` -> `cat`), or ''. A species
+    folder is the user's own sorting, so it wins over a word in the file name: the folder reader reads the
+    same folder the same way (issue 14: a species must not depend on which reader matched)."""
+    parent = img.parent
+    return species_key(parent.name) if parent.resolve() in species_dirs or species_key(parent.name) in SPECIES else ""
+
+
 def _manifests(root: Path) -> list[Path]:
     if root.is_file():
         return [root] if _is_manifest(root) else []
@@ -141,11 +149,8 @@ class CameraTrapFolderReader:
             size = probe_size(img, result.problems)
             if size is None:
                 continue
-            species = next((species_key(r["species"]) for r in rows if r.get("species")), "") or species_from_name(img)
-            if not species:
-                parent = img.parent
-                if parent.resolve() in species_dirs or species_key(parent.name) in SPECIES:
-                    species = species_key(parent.name)
+            species = next((species_key(r["species"]) for r in rows if r.get("species")), "") or _folder_species(img, species_dirs) \
+                or species_from_name(img)
             anns = self._boxes(rows, species, size, img, result.problems)
             parts = img.relative_to(base).parts[:-1]
             split = next((SPLIT_NAMES[p.lower()] for p in parts if p.lower() in SPLIT_NAMES), "")
