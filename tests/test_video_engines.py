@@ -84,6 +84,19 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
     assert before[0].map.shape == (32, 48) and before[0].map.dtype == np.float32
     assert min(r.score for r in before) == 0.0 and max(r.score for r in before) == 1.0  # per-clip normalisation
     assert again.pixel_mean is not None and np.array_equal(again.pixel_mean, eng.pixel_mean)
+    # a model file written before `frame_scale` existed scored on a linear scale, and still does; today's
+    # future_frame default is dB, the same errors as 10*log10
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    tensors, meta = read_model_file(path)
+    del meta["params"]["frame_scale"]
+    old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
+    assert old.params.frame_scale == "linear"
+    if name == "future_frame":
+        assert eng.params.frame_scale == "log"
+        e_old = np.array([r.extra["frame_error"] for r in old.score(clip)], float)
+        e_new = np.array([r.extra["frame_error"] for r in before], float)
+        assert e_new == pytest.approx(10 * np.log10(e_old), rel=1e-4)
     # dividing by the mean training error per pixel: a pixel that is always hard counts less
     err = np.ones((2, 32, 48), np.float32)
     again.params.pixel_norm, again.params.box, again.params.pixel_error = "divide", 1, "abs"

@@ -9,6 +9,7 @@ from anomaly_gui.core.metrics.video import (
     coverage_value,
     equal_error_rate,
     frame_auc,
+    per_clip_minmax,
     ucsd_detected,
     ucsd_pixel_auc,
 )
@@ -37,6 +38,21 @@ def test_regularity_follows_the_paper():
     assert s.tolist() == pytest.approx([1.0, 0.5, 0.0, 0.75])  # s(t) = 1 - (e - min) / (max - min)
     assert anomaly_from_errors(e).tolist() == pytest.approx([0.0, 0.5, 1.0, 0.25])
     assert regularity(np.full(3, 7.0)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_per_clip_minmax_is_the_one_normalisation_and_a_log_scale_changes_it_but_not_the_raw_auc():
+    e = np.array([2.0, 4.0, 6.0, 3.0])
+    assert per_clip_minmax(e).tolist() == pytest.approx([0.0, 0.5, 1.0, 0.25])
+    assert per_clip_minmax(np.full(4, 3.0)).tolist() == [0.0] * 4 and per_clip_minmax(np.zeros(0)).size == 0
+    assert anomaly_from_errors(e).tolist() == per_clip_minmax(e).tolist()  # the engines' option calls the core
+    # one clip with a huge spike squashes its other anomalous frames on a linear scale, not on dB (Liu's PSNR)
+    spike = np.array([1.0, 1.0, 1.0, 10.0, 10.0, 1000.0])
+    calm = np.array([2.0, 2.0, 2.0, 2.5, 4.0, 4.0])
+    ys = [np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 0, 0, 1, 1])]
+    lin = frame_auc(ys, [per_clip_minmax(spike), per_clip_minmax(calm)])
+    db = frame_auc(ys, [per_clip_minmax(10 * np.log10(spike)), per_clip_minmax(10 * np.log10(calm))])
+    assert lin < 1.0 == db
+    assert frame_auc(ys, [spike, calm]) == frame_auc(ys, [10 * np.log10(spike), 10 * np.log10(calm)])
 
 
 def test_box_sum_is_the_sum_over_a_k_by_k_box():
@@ -120,3 +136,9 @@ def test_frame_error_variants():
     assert e_big[2] == pytest.approx(16) and e_big[3] == pytest.approx(3)
     e_smooth = frame_errors(err, maps, VideoAEParams(frame_error="sum", smooth=1.0))
     assert e_smooth[2] < 16 and e_smooth[1] > 0 and e_smooth.sum() == pytest.approx(19, rel=0.05)
+    e_causal = frame_errors(err, maps, VideoAEParams(frame_error="sum", smooth=1.0, smooth_mode="causal"))
+    assert e_causal[:2].tolist() == [0, 0]  # reads no future frame: frames before the blob are untouched
+    assert 0 < e_causal[2] < 16 and e_causal[4] > 0 and e_causal.sum() == pytest.approx(19, rel=0.05)
+    e_db = frame_errors(err, maps, VideoAEParams(frame_error="sum", frame_scale="log"))
+    assert e_db[2] == pytest.approx(10 * np.log10(16)) and e_db[3] == pytest.approx(10 * np.log10(3))
+    assert e_db[0] == pytest.approx(-60)  # an error of 0 sits at the floor (1e-6), not at -inf

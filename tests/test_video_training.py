@@ -63,6 +63,28 @@ def test_early_stopping_stops_when_held_out_loss_rises_and_keeps_the_best_weight
     assert len(res2.history) == 5 and res2.val_history == [] and res2.n_val_windows == 0
 
 
+def test_cosine_schedule_and_weight_average_follow_their_formulas():
+    """Loss p: Adam moves p by exactly lr a step (constant gradient), so the cosine schedule's steps sum to
+    lr * (1 + .854 + .5 + .146); the averaged weights returned are the EMA of the training weights."""
+    clips = [torch.zeros(200, 2, 2)]
+
+    def run(epochs: int, **kw) -> float:
+        m = _Scalar()
+        train_loop(m, lambda x: m.p * 1.0, clips, 2, epochs=epochs, batch_size=200, lr=0.1, patience=0,
+                   val_fraction=0.0, seed=0, ctx=RunContext(), **kw)
+        return float(m.p.detach())
+
+    assert run(4) == pytest.approx(-0.4, abs=1e-4)
+    assert run(4, lr_schedule="cosine") == pytest.approx(-0.1 * (1 + 0.85355 + 0.5 + 0.14645), abs=1e-4)
+    traj = [run(k) for k in (1, 2, 3)]  # training weights after each step (1 step an epoch)
+    ema = 0.0
+    for p in traj:
+        ema = 0.5 * ema + 0.5 * p
+    assert run(3, ema=0.5) == pytest.approx(ema, abs=1e-5) and ema > traj[-1]
+    with pytest.raises(ValueError):
+        run(1, lr_schedule="step")
+
+
 def test_clips_decoded_in_threads_equal_the_sequential_decode():
     items = [it for it in scan_ucsd(shared_dataset("ucsd_ped2"), "train") if it.frame_index < 12]
     clips = clips_from_items(items)

@@ -57,9 +57,9 @@ def _video_rows(rows: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, li
     for clip_rows in clips.values():
         clip_rows.sort(key=lambda r: r["frame_index"])
         if normalise and clip_rows:
-            from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors
+            from anomaly_gui.core.metrics.video import per_clip_minmax
 
-            scores = anomaly_from_errors(np.asarray([r["score"] for r in clip_rows], np.float32))
+            scores = per_clip_minmax(np.asarray([r["score"] for r in clip_rows], np.float32))
             for r, s in zip(clip_rows, scores):
                 r["score"] = float(s)
     return clips

@@ -43,6 +43,9 @@ class Engine(ABC):
     #: position among the engines of its task (lower first); the GUI offers the first usable one by default,
     #: so rank 0 goes to the best measured accuracy at a reasonable CPU time (the description says why)
     rank: ClassVar[int] = 100
+    #: values of parameters added after a model file was written, where the file's behaviour differs from
+    #: today's default (a model file is read with these first, then the parameters it stored)
+    params_before_they_existed: ClassVar[dict[str, Any]] = {}
     #: what the engine needs: normal_images, labels (anomalous/normal), boxes, frames (in sequence), classes,
     #: species (a label per item or per box)
     needs: ClassVar[frozenset[str]] = frozenset()
@@ -92,7 +95,8 @@ class Engine(ABC):
 
         tensors, meta = read_model_file(Path(path))
         engine_cls = get_engine(meta["engine"])
-        eng = engine_cls(params=params_from_dict(engine_cls.Params, meta.get("params", {})), device=device)
+        values = {**engine_cls.params_before_they_existed, **meta.get("params", {})}
+        eng = engine_cls(params=params_from_dict(engine_cls.Params, values), device=device)
         eng.stats = dict(meta.get("stats", {}))
         eng.load_state_tensors(tensors)
         eng.fitted = True

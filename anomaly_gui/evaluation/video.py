@@ -103,7 +103,7 @@ def measure(eng: Any, test_items: list[DatasetItem], warnings: list[str] | None 
     from anomaly_gui.core.metrics.segmentation import pixel_auroc
     from anomaly_gui.core.metrics.video import ucsd_pixel_auc
     from anomaly_gui.core.postprocess import resize_map
-    from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors
+    from anomaly_gui.core.metrics.video import per_clip_minmax
 
     warnings = [] if warnings is None else warnings
     clips = clips_from_items(test_items)
@@ -137,7 +137,7 @@ def measure(eng: Any, test_items: list[DatasetItem], warnings: list[str] | None 
         if not use.any():
             continue
         ys.append(c.labels[:n][use])
-        norm.append(anomaly_from_errors(r.errors[:n])[use])  # per clip, whatever `normalise` says
+        norm.append(per_clip_minmax(r.errors[:n])[use])  # per clip, whatever `normalise` says
         raw.append(r.errors[:n][use])
         for i in np.flatnonzero(use):
             mp = c.mask_paths[i] if i < len(c.mask_paths) else None

@@ -203,7 +203,7 @@ def frame_aucs(project: Project, run_id: int) -> dict[str, Any]:
     """frame_auc / frame_auc_raw of a video run from its stored frame errors (empty when it has none)."""
     from anomaly_gui.core.metrics.video import frame_auc
     from anomaly_gui.core.run_metrics import test_item_ids
-    from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors
+    from anomaly_gui.core.metrics.video import per_clip_minmax
 
     scored = project.scores(run_id)
     clips: dict[str, list[DatasetItem]] = {}
@@ -218,7 +218,7 @@ def frame_aucs(project: Project, run_id: int) -> dict[str, Any]:
         if not use.any():
             continue
         ys.append(np.asarray([bool(it.is_anomalous) for it in frames])[use])
-        norm.append(anomaly_from_errors(errors)[use])  # over the whole clip, as `evaluate` does
+        norm.append(per_clip_minmax(errors)[use])  # over the whole clip, as `evaluate` does
         raw.append(errors[use])
     if not ys:
         return {}

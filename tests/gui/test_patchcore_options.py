@@ -44,6 +44,7 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     assert border.currentText() == "reflect" and normalize.isChecked()
     assert [augment.itemText(i) for i in range(augment.count())] == ["none", "flips", "rot90", "d4"]
     assert "orientation" in augment.toolTip()
+    assert form.widget("image_size").value() == 512  # the default input size (decision 0021)
     form.widget("image_size").setValue(64)
     augment.setCurrentText("rot90")
     border.setCurrentText("zero")

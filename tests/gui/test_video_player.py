@@ -186,11 +186,19 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     assert player.clip is not None and len(player.clip) == N and player.scores is None
     tp.select_engine("future_frame")
     assert "4 before it" in tp.engine_desc.text()
+    # issue 13's scoring and training options are in the form, with the engine's defaults; the analyst picks
+    # the causal smoothing a live camera can use
+    form = tp.form
+    assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema"} <= set(form.names())
+    assert form.values()["frame_scale"] == "log"
+    form.widget("smooth_mode").setCurrentIndex(form.widget("smooth_mode").findData("causal"))
+    form.widget("smooth").setValue(2.0)
     with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
         qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
     run_id = int(blocker.args[0])
     run = proj.run(run_id)
     assert run.status == "done" and run.engine == "future_frame" and run.params["width"] == 48
+    assert (run.params["smooth_mode"], run.params["smooth"], run.params["frame_scale"]) == ("causal", 2.0, "log")
     assert "frame_auc" in run.metrics and "frame_auc_raw" in run.metrics
     # the open clip now shows this run: one score per frame, the stored ones, and a map per frame
     qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)

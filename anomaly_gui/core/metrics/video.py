@@ -18,6 +18,20 @@ from anomaly_gui.core.metrics import auroc, roc_curve
 UCSD_COVERAGE = 0.4
 
 
+def per_clip_minmax(errors: np.ndarray) -> np.ndarray:
+    """(e(t) - min e) / (max e - min e) over ONE clip: the per-clip normalisation of the video papers (Hasan et al.
+    2016's 1 - regularity, Liu et al. 2018's min-max of PSNR). It needs the whole clip, so it is a statistic of the
+    scored clip: `frame_auc_raw` is the deployable figure. All zeros for a constant clip. The one implementation:
+    the evaluator, the run metrics, the batch importer and the engines' `normalise` option all call it."""
+    e = np.asarray(errors, dtype=np.float64)
+    if e.size == 0:
+        return e.astype(np.float32)
+    lo, hi = float(np.min(e)), float(np.max(e))
+    if hi - lo < 1e-12:
+        return np.zeros_like(e, dtype=np.float32)
+    return ((e - lo) / (hi - lo)).astype(np.float32)
+
+
 def frame_auc(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> float | None:
     """AUC over all frames of all clips pooled (labels and scores given per clip)."""
     if len(labels) != len(scores):

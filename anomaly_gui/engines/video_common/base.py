@@ -26,12 +26,14 @@ from anomaly_gui.engines.base import (
     param,
 )
 from anomaly_gui.engines.video_common.data import window_starts
-from anomaly_gui.engines.video_common.training import decode_clips, to_tensors, train_loop
+from anomaly_gui.engines.video_common.training import LR_SCHEDULES, decode_clips, to_tensors, train_loop
 from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, box_sum
 
-FRAME_ERRORS = ("sum", "max_box")
+FRAME_ERRORS = ("sum", "max_box", "sum_and_box")
 PIXEL_NORMS = ("none", "divide")
 PIXEL_ERRORS = ("abs", "squared")
+FRAME_SCALES = ("linear", "log")
+SMOOTH_MODES = ("causal", "centred")
 PIXEL_MEAN_KEY = "video_common.pixel_mean"  # stored beside the module's tensors
 PIXEL_MEAN_EPS = 0.02  # in [0, 1] gray units: keeps near-perfect places from exploding
 
@@ -43,14 +45,26 @@ class VideoAEParams:
     epochs: int = param(20, "passes over the training clips", minimum=1, maximum=1000)
     batch_size: int = param(16, "windows per training step", minimum=1, maximum=512)
     lr: float = param(1e-3, "Adam learning rate", minimum=1e-6, maximum=1.0, advanced=True)
+    lr_schedule: str = param("constant", "learning rate over the planned steps: constant, or a cosine decay to 0",
+                             choices=list(LR_SCHEDULES), advanced=True)
+    ema: float = param(0.0, "keep an exponential moving average of the weights (decay per step, e.g. 0.95); the "
+                       "average is validated and kept, which makes runs of different seeds agree more (0: off)",
+                       minimum=0.0, maximum=0.999, step=0.01, advanced=True)
     box: int = param(4, "pixel map: |input - reconstruction| summed over a box of this size", minimum=1, maximum=64)
     frame_error: str = param("max_box", "frame error: the largest box sum (local; chosen on training clips, "
-                             "benchmarks/choose_video_defaults.py) or the sum of pixel errors (paper)",
-                             choices=list(FRAME_ERRORS))
+                             "benchmarks/choose_video_defaults.py), the sum of pixel errors (paper), or the geometric "
+                             "mean of the two", choices=list(FRAME_ERRORS))
     score_box: int = param(0, "box for the frame score with max_box (0: same as box); object-sized boxes are less noisy",
                            minimum=0, maximum=128, advanced=True)
+    frame_scale: str = param("linear", "frame error scale: the box error itself, or 10*log10 of it (dB, as PSNR in Liu et "
+                             "al. 2018). Same ranking of frames, so the raw AUC is unchanged; a clip's min-max "
+                             "normalisation and the smoothing then work on dB, where one huge spike does not squash "
+                             "every other frame of the clip to zero", choices=list(FRAME_SCALES), advanced=True)
     smooth: float = param(0.0, "temporal Gaussian smoothing of frame errors, sigma in frames (0: none)", minimum=0.0,
                           maximum=50.0, advanced=True)
+    smooth_mode: str = param("centred", "smoothing window: causal (past frames only, half-Gaussian: a live camera can "
+                             "use it) or centred (past and future frames: offline only)", choices=list(SMOOTH_MODES),
+                             advanced=True)
     pixel_norm: str = param("divide", "divide pixel errors by their mean on the training clips (places that are always "
                             "hard to reconstruct count less)", choices=list(PIXEL_NORMS), advanced=True)
     normalise: bool = param(False, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper); it uses the "
@@ -68,19 +82,42 @@ class VideoAEParams:
     seed: int = param(0, "random seed", advanced=True)
 
 
+LOG_FLOOR = 1e-6  # the log scale's floor, far below any frame error of a trained model
+
+
+def causal_smooth(e: np.ndarray, sigma: float) -> np.ndarray:
+    """Weighted mean of frames t, t-1, ... with half-Gaussian weights exp(-j^2 / 2 sigma^2), j = 0..4 sigma: reads
+    no future frame (a live camera can use it); before the first frame the first value is repeated."""
+    j = np.arange(int(np.ceil(4 * sigma)) + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (j / sigma) ** 2)
+    w /= w.sum()
+    padded = np.concatenate([np.full(len(j) - 1, e[0]), e])
+    return np.convolve(padded, w, mode="valid")
+
+
 def frame_errors(err: np.ndarray, maps: np.ndarray, params: VideoAEParams) -> np.ndarray:
-    """e(t) from per-pixel errors (T, H, W): their sum (the paper) or the largest box sum, optionally smoothed in time."""
+    """e(t) from per-pixel errors (T, H, W): their sum (the paper), the largest box sum, or the geometric mean of
+    the two (a whole-frame and a local term), optionally on a log
+    (dB) scale, optionally smoothed in time (causal or centred)."""
     n = len(err)
+    total = err.reshape(n, -1).sum(axis=1).astype(np.float64)
     if params.frame_error == "sum":
-        e = err.reshape(n, -1).sum(axis=1)
+        e = total
     else:
         k = int(params.score_box) or int(params.box)
         src = maps if k == int(params.box) else box_sum(err, k)
-        e = src.reshape(n, -1).max(axis=1)
+        e = src.reshape(n, -1).max(axis=1).astype(np.float64)
+        if params.frame_error == "sum_and_box":  # geometric mean: in dB, the mean of the frame's and the box's
+            e = np.sqrt(np.maximum(e, 0.0) * np.maximum(total, 0.0))
+    if getattr(params, "frame_scale", "linear") == "log":
+        e = 10.0 * np.log10(np.maximum(e, LOG_FLOOR))
     if params.smooth > 0 and n > 1:
-        from scipy.ndimage import gaussian_filter1d
+        if getattr(params, "smooth_mode", "centred") == "causal":
+            e = causal_smooth(e, float(params.smooth))
+        else:
+            from scipy.ndimage import gaussian_filter1d
 
-        e = gaussian_filter1d(e.astype(np.float64), float(params.smooth), mode="nearest")
+            e = gaussian_filter1d(e, float(params.smooth), mode="nearest")
     return e.astype(np.float32)
 
 
@@ -90,6 +127,7 @@ class VideoAEEngine(Engine):
     task = Task.VIDEO
     needs = frozenset({"normal_images", "frames"})
     Params = VideoAEParams
+    params_before_they_existed = {"frame_scale": "linear"}  # files from before issue 13 scored on a linear scale
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
@@ -153,7 +191,7 @@ class VideoAEEngine(Engine):
         res = train_loop(self.module, self.training_loss, to_tensors(frames, self.device), self.window,
                          epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr), patience=int(p.patience),
                          val_fraction=float(p.val_fraction), seed=int(p.seed), ctx=ctx,
-                         max_windows=int(p.max_windows))
+                         max_windows=int(p.max_windows), lr_schedule=str(p.lr_schedule), ema=float(p.ema))
         self.stats = {"loss_history": res.history, "val_loss_history": res.val_history, "best_epoch": res.best_epoch,
                       "epochs_run": len(res.history), "stopped_early": res.stopped_early,
                       "n_train_windows": res.n_train_windows, "n_val_windows": res.n_val_windows,

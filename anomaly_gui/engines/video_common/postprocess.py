@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from anomaly_gui.core.metrics.video import per_clip_minmax
 from anomaly_gui.core.postprocess import regions, resize_map  # noqa: F401  (moved to the core; re-exported this release)
 
 
 def regularity(errors: np.ndarray) -> np.ndarray:
-    """s(t) = 1 - (e(t) - min e) / (max e - min e), over one clip; all ones for a constant clip."""
-    e = np.asarray(errors, dtype=np.float64)
-    if e.size == 0:
-        return e.astype(np.float32)
-    lo, hi = float(np.min(e)), float(np.max(e))
-    if hi - lo < 1e-12:
-        return np.ones_like(e, dtype=np.float32)
-    return (1.0 - (e - lo) / (hi - lo)).astype(np.float32)
+    """s(t) = 1 - (e(t) - min e) / (max e - min e), over one clip (Hasan et al. 2016); all ones for a constant clip."""
+    return (1.0 - per_clip_minmax(errors)).astype(np.float32)
 
 
 def anomaly_from_errors(errors: np.ndarray) -> np.ndarray:
-    """Anomaly score = 1 - regularity (0 for the most regular frame of the clip, 1 for the least)."""
-    return (1.0 - regularity(errors)).astype(np.float32)
+    """Anomaly score = 1 - regularity = the clip's min-max normalised errors (`core.metrics.video.per_clip_minmax`)."""
+    return per_clip_minmax(errors)
 
 
 def box_sum(err: np.ndarray, k: int) -> np.ndarray:

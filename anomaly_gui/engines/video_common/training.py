@@ -8,7 +8,10 @@
   the weights of the best epoch are kept;
 - `max_windows` caps the training windows seen (whole epochs, at least one): quality follows the number of
   steps, not of passes, so a training set ten times larger needs about a tenth of the epochs. `epochs` is a ceiling, and the number of
-  epochs it took (`best_epoch`) is measured on every run and stored with the model.
+  epochs it took (`best_epoch`) is measured on every run and stored with the model;
+- optionally (issue 13, seed spread) the learning rate decays on a cosine over the planned steps, and the
+  weights validated, kept and returned are an exponential moving average of the training weights
+  (`ema`: decay per step; batch-norm statistics averaged alike), which is less at the mercy of the last batches.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from anomaly_gui.engines.video_common.data import load_clip_frames, window_start
 
 MIN_REL_IMPROVEMENT = 0.01  # a held-out loss less than 1 % below the best so far does not reset the patience
 MIN_VAL_WINDOWS = 8  # fewer held-out windows than this: no validation (all windows train, fixed epochs)
+LR_SCHEDULES = ("constant", "cosine")
 Ref = tuple[int, int]  # (clip index, window start)
 
 
@@ -98,16 +102,43 @@ def epochs_for(n_windows: int, epochs: int, max_windows: int) -> int:
     return max(1, min(epochs, math.ceil(max_windows / n_windows)))
 
 
+class WeightAverage:
+    """Exponential moving average of a module's floating-point parameters and buffers (decay per step)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.module, self.decay = module, float(decay)
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def update(self) -> None:
+        with torch.no_grad():
+            for k, v in self.module.state_dict().items():
+                if v.dtype.is_floating_point:
+                    self.state[k].mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+                else:
+                    self.state[k].copy_(v)
+
+    def swapped_in(self) -> dict[str, torch.Tensor]:
+        """Load the averaged weights into the module; returns the training weights to put back."""
+        current = copy.deepcopy(self.module.state_dict())
+        self.module.load_state_dict(self.state)
+        return current
+
+
 def train_loop(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], clips: Sequence[torch.Tensor],
                window: int, *, epochs: int, batch_size: int, lr: float, patience: int, val_fraction: float,
-               seed: int, ctx: RunContext, max_windows: int = 0) -> TrainResult:
+               seed: int, ctx: RunContext, max_windows: int = 0, lr_schedule: str = "constant",
+               ema: float = 0.0) -> TrainResult:
     """Adam on `loss_fn(batch)` over every window; early stopping on held-out windows (see module doc)."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {lr_schedule!r}")
     train, val = split_windows([len(c) for c in clips], window, val_fraction if patience > 0 else 0.0)
     res = TrainResult(n_train_windows=len(train), n_val_windows=len(val))
     epochs = epochs_for(len(train), epochs, max_windows)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     steps = math.ceil(len(train) / batch_size)
+    total = max(1, epochs * steps)
+    avg = WeightAverage(module, ema) if ema > 0 else None
     best, ref, best_state, since = math.inf, math.inf, None, 0
     for epoch in range(epochs):
         module.train()
@@ -115,16 +146,22 @@ def train_loop(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor], torch.
         run_loss, n = 0.0, 0
         for b in range(steps):
             ctx.check()
+            if lr_schedule == "cosine":
+                for g in opt.param_groups:
+                    g["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * (epoch * steps + b) / total))
             x = stack_windows(clips, [train[k] for k in order[b * batch_size : (b + 1) * batch_size]], window)
             loss = loss_fn(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if avg is not None:
+                avg.update()
             run_loss += float(loss.detach()) * len(x)
             n += len(x)
             ctx.progress(epoch * steps + b + 1, epochs * steps, f"epoch {epoch + 1}/{epochs}")
         res.history.append(run_loss / max(n, 1))
         entry: dict[str, float] = {"epoch": epoch + 1, "loss": res.history[-1]}
+        training_weights = avg.swapped_in() if avg is not None else None  # validate (and keep) the average
         if val:
             res.val_history.append(validation_loss(module, loss_fn, clips, val, window, batch_size, ctx))
             entry["val_loss"] = res.val_history[-1]
@@ -138,6 +175,10 @@ def train_loop(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor], torch.
                 since += 1
         else:
             res.best_epoch = epoch + 1
+            if avg is not None:
+                best_state = copy.deepcopy(module.state_dict())
+        if training_weights is not None:
+            module.load_state_dict(training_weights)
         ctx.log(entry)
         if val and since >= patience:
             res.stopped_early = epoch + 1 < epochs
