@@ -13,9 +13,9 @@ from anomaly_gui.engines.backbones import backbone_names, get_spec
 from anomaly_gui.engines.base import RunContext, Task, param, register_engine
 from anomaly_gui.engines.image_data import ImageEngine, as_items, autocast, iter_batches, require_images, upsample_blur
 from anomaly_gui.engines.patchcore.calibration import MAX_IMAGES, border_weight, leave_image_out_distances
-from anomaly_gui.engines.patchcore.model import (BANK_AUGMENTS, BORDERS, PatchCoreExport, PatchCoreModel,
-                                                 augmented_views, center_crop, chunked_coreset, crop_box,
-                                                 random_projection)
+from anomaly_gui.engines.patchcore.model import (BANK_AUGMENTS, BORDERS, TEST_ROTATIONS, PatchCoreExport,
+                                                 PatchCoreModel, augmented_views, center_crop, chunked_coreset,
+                                                 crop_box, random_projection)
 
 
 @dataclass
@@ -43,6 +43,10 @@ class PatchCoreParams:
     bank_augment: str = param("none", "add rotated / flipped copies of the training images to the memory bank, "
                                       "for parts that lie in any orientation (rot90: 4 copies, flips: 4, d4: "
                                       "all 8; fit time grows alike)", choices=list(BANK_AUGMENTS))
+    test_rotations: str = param("none", "score each image also turned by 90, 180 and 270 degrees; every patch keeps "
+                                        "its smallest distance: for parts that lie in any orientation, without "
+                                        "a larger bank, at 4x the scoring time (not in exported models)",
+                                choices=list(TEST_ROTATIONS))
     coreset_ratio: float = param(0.1, "fraction of training patches kept in the memory bank", minimum=0.001,
                                  maximum=1.0, step=0.01)
     projection_dim: int = param(128, "random projection used for coreset distances (0 = none)", minimum=0,
@@ -122,7 +126,7 @@ class PatchCoreEngine(ImageEngine):
                                use_bf16=(p.precision == "bf16" and self.device.type == "cuda"),
                                runtime=p.runtime, knn_index=p.knn_index, border=p.border, border_pad=p.border_pad,
                                neighbourhood=p.neighbourhood, pool_include_pad=self._pool_include_pad(),
-                               center_crop=p.center_crop)
+                               center_crop=p.center_crop, test_rotations=p.test_rotations)
         return model.to(self.device)
 
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
@@ -238,6 +242,9 @@ class PatchCoreEngine(ImageEngine):
         """A traceable module with this model's scores and maps, for `engines.deploy.export_model`."""
         if self.model is None:
             raise RuntimeError("nothing to export: PatchCore is not fitted")
+        if self.params.test_rotations != "none":
+            raise ValueError("PatchCore with test_rotations cannot be exported yet (the exported model scores one "
+                             "orientation): train with test_rotations = none to export")
         size = int(self.params.image_size)
         return PatchCoreExport(self.model, (size, size))
 
