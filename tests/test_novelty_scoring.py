@@ -190,6 +190,25 @@ def test_species_folders_win_over_file_name_words_in_every_reader(tmp_path):
     assert import_dataset(shared_dataset("camera_traps")).items[0].label  # file-name species still read there
 
 
+@pytest.mark.slow
+def test_easy_case_cats_vs_birds_through_evaluate_for_every_crop_and_scorer(tmp_path, mobilenet_weights):
+    """The easy case (issue 14's cats vs dogs, here Serengeti cats vs birds laid out as train/Cat, test/Cat,
+    test/Bird): the animal crop must not hurt it, and no scorer may fail it (before: Mahalanobis projected the
+    birds onto the cats' own PCA space and ranked them as typical cats)."""
+    from anomaly_gui.evaluation import get_evaluator
+    from anomaly_gui.engines.base import Task
+
+    train, test = serengeti_cats_birds(tmp_path)
+    run = get_evaluator(Task.EMBEDDING)
+    got = {}
+    for params in ({}, {"animal_crop": "whole"}, {"scorer": "mahalanobis"}, {"scorer": "ocsvm"}):
+        res = run(dataset=train, engine="simclr_ocsvm", test=test, device="cpu", params={"image_size": 160, **params})
+        assert (res["n_novel"], res["n_test"], res["known_species"]) == (9, 13, ["cat"])
+        got[str(params)] = res["novelty_auroc"]
+    assert min(got.values()) >= 0.95, got
+    assert got["{}"] >= got[str({"animal_crop": "whole"})], got  # the default crop never below whole photos here
+
+
 @pytest.fixture(scope="module")
 def camtrap_items() -> list[DatasetItem]:
     return [it for it in import_dataset(shared_dataset("camera_traps")).items if it.label in ("jaguar", "cougar", "deer", "wolf")]
