@@ -11,6 +11,8 @@ pseudo-novelty AUROC (`engines.embedding.validation.pseudo_novelty_auroc`, k-NN 
   each held out in turn; the other (novel) species are never read.
 Each fold (one held-out species) is one pseudo-novelty experiment: the default is the variant with the best
 mean over all folds, each counting once (5 x 12 Serengeti folds, 4 camera-trap folds); no test photo is used.
+Since decision 0024, `benchmarks/novelty_baselines.py` gives the same leave-one-species-out figures on each
+split's training photos next to the untrained baselines, the night-photo validation and the `cam_day` crop.
 """
 from __future__ import annotations
 

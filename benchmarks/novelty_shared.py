@@ -8,10 +8,16 @@ Two measurements, each through `anomaly-gui evaluate ... --json` (so the figures
 - `serengeti`: ../shared/data/serengeti_guide laid out as a user would (`train/<species>/`,
   `test/<species>/`; symlinks in a temporary folder): every third species (sorted names, from the
   third) is unseen; known species train on photos 1-2 and test on photo 3; unseen species test on all 3.
+- `easy` (once): a cats-vs-dogs-like check, `train/Cat/` (7 Serengeti cat species, photos 1-2), `test/Cat/`
+  (photo 3) vs `test/Bird/` (6 bird species), as `anomaly-gui evaluate train --test test` reads it.
 With `--splits N`, N splits of each: split 0 is the one above; split s > 0 draws the 18 unseen Serengeti
 species at random (seed s) and holds out other camera-trap photos (`--param seed=s`); mean +- sd printed.
 Nothing here was tuned on the test photos: defaults were chosen by pseudo-novelty validation on the
-training species (see docs/decisions/0012-*.md).
+training species (see docs/decisions/0012-*.md, 0019, 0024).
+With `--baselines` (default on) each split also prints the issue's untrained references on the same train /
+test photos (`novelty_baselines.py`: ImageNet MobileNetV2 global features of the whole photo + one
+scikit-learn OneClassSVM per species; Euclidean 1-NN distance; Mahalanobis to the nearest species mean),
+so the engine's figure always sits next to what its untrained backbone gives.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from evaluate_cli import evaluate  # the benchmarks' one `anomaly-gui evaluate` runner
+from novelty_baselines import BASELINES, baseline_aurocs, camera_trap_split, easy_layout, easy_split, serengeti_split
 
 DATA = Path(os.environ.get("ANOMALY_GUI_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -45,26 +52,47 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engine", default="simclr_ocsvm")
     ap.add_argument("--param", action="append", default=[])
-    ap.add_argument("--only", choices=["camera_traps", "serengeti"], default=None)
+    ap.add_argument("--only", choices=["camera_traps", "serengeti", "easy"], default=None)
     ap.add_argument("--splits", type=int, default=1, help="species / hold-out splits of each set (mean +- sd)")
+    ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the untrained-backbone references on the same splits")
     args = ap.parse_args()
     keys = ("novelty_auroc", "pseudo_novelty_auroc", "encoder", "colour", "animal_crop", "cam_boxes", "fit_seconds",
             "n_train", "n_test", "n_novel", "train_reader", "test_reader")
-    figures: dict[str, list[float]] = {"camera_traps": [], "serengeti": []}
+    figures: dict[str, list[float]] = {}
     for split in range(args.splits):
         if args.only in (None, "camera_traps"):
             res = evaluate(DATA / "camera_traps", None, args.engine, args.param + ([f"seed={split}"] if split else []))
             print("camera_traps", split, json.dumps({k: res.get(k) for k in keys}), flush=True)
-            figures["camera_traps"].append(res["novelty_auroc"])
+            figures.setdefault("camera_traps engine", []).append(res["novelty_auroc"])
+            if args.baselines:
+                _baselines("camera_traps", camera_trap_split(split), figures)
         if args.only in (None, "serengeti"):
             with tempfile.TemporaryDirectory() as tmp:
                 train, test = serengeti_layout(Path(tmp), split)
                 res = evaluate(train, test, args.engine, args.param)
             print("serengeti", split, json.dumps({k: res.get(k) for k in keys}), flush=True)
-            figures["serengeti"].append(res["novelty_auroc"])
+            figures.setdefault("serengeti engine", []).append(res["novelty_auroc"])
+            if args.baselines:
+                _baselines("serengeti", serengeti_split(split), figures)
+    if args.only in (None, "easy"):  # one fixed layout: the easy case the animal crop must not hurt
+        with tempfile.TemporaryDirectory() as tmp:
+            train, test = easy_layout(Path(tmp))
+            res = evaluate(train, test, args.engine, args.param)
+        print("easy", 0, json.dumps({k: res.get(k) for k in keys}), flush=True)
+        if args.baselines:
+            _baselines("easy", easy_split(), figures)
     for name, vals in figures.items():
         if len(vals) > 1:
             print(f"{name}: novelty AUROC {statistics.mean(vals):.3f} +- {statistics.stdev(vals):.3f} over {len(vals)} splits", flush=True)
+
+
+def _baselines(name: str, split, figures: dict[str, list[float]]) -> None:
+    """The untrained references on the split's own train / test photos (the evaluator's split functions)."""
+    vals = baseline_aurocs(split)
+    print(name, "untrained", json.dumps({k: round(v, 4) for k, v in vals.items()}), flush=True)
+    for k in BASELINES:
+        figures.setdefault(f"{name} {k}", []).append(vals[k])
 
 
 if __name__ == "__main__":

@@ -76,10 +76,13 @@ def test_engine_crops_photos_without_boxes_and_round_trips(camtrap_items, tmp_pa
     assert unboxed == 7
     eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, colour="rgb")
     eng.fit(items)
-    assert eng.stats["animal_crop"] == "cam" and eng.stats["cam_boxes"] == unboxed
+    # default cam_day: the two grey night shots (SYFR... deer and cougar) stay whole, the 5 day photos are cropped
+    assert eng.stats["animal_crop"] == "cam_day" and (eng.stats["cam_boxes"], eng.stats["infrared_whole"]) == (unboxed - 2, 2)
     res = eng.score(items)
     cam_rows = [r for r in res if r.extra["crops"][0]["cam_box"]]
-    assert len(cam_rows) == unboxed and all(r.crop_box for r in cam_rows)
+    assert len(cam_rows) == unboxed - 2 and all(r.crop_box for r in cam_rows)
+    night = [it.path for it, r in zip(items, res) if r.crop_box is None]
+    assert len(night) == 2 and all("SYFR" in p for p in night)
     path = eng.save(tmp_path / "cam.agm")
     back = Engine.load(path, device="cpu")
     np.testing.assert_allclose([r.score for r in back.score(items[:4])], [r.score for r in res[:4]], rtol=1e-5)

@@ -67,7 +67,8 @@ def test_border_false_alarms_on_a_normal_texture_drop_with_reflect_padding_and_t
 
 def test_a_rotated_normal_screw_is_normal_for_a_rotation_augmented_bank(tmp_path):
     """Screws lie in any orientation: turning held-out normal screws by 90 degrees makes them look anomalous
-    to a bank of the few training orientations, not to one augmented with rotations."""
+    to a bank of the few training orientations, not to one augmented with rotations, nor with test-time
+    rotation (the bank unchanged, each test image also searched turned by 90 / 180 / 270 degrees)."""
     files = sorted((shared_dataset("mvtec_screw") / "train" / "good").iterdir())
     train, held = files[:6], files[40:44]
     import cv2
@@ -80,12 +81,34 @@ def test_a_rotated_normal_screw_is_normal_for_a_rotation_augmented_bank(tmp_path
         cv2.imwrite(str(path), np.ascontiguousarray(np.rot90(read_image(f))))
         rotated.append(path)
     gaps = {}
-    for aug in ("none", "rot90"):
-        eng = PatchCoreEngine(device="cpu", image_size=128, bank_augment=aug)
+    for name, kw in {"none": {}, "rot90": {"bank_augment": "rot90"}, "tta": {"test_rotations": "rot90"}}.items():
+        eng = PatchCoreEngine(device="cpu", image_size=128, **kw)
         eng.fit(train)
         s = [r.score for r in eng.score(held + rotated)]
-        gaps[aug] = float(np.mean(s[4:]) - np.mean(s[:4]))  # rotated minus upright, same screws
-    assert gaps["none"] > 0.05 and gaps["rot90"] < gaps["none"] / 2, gaps
+        gaps[name] = float(np.mean(s[4:]) - np.mean(s[:4]))  # rotated minus upright, same screws
+    assert gaps["none"] > 0.05 and gaps["rot90"] < gaps["none"] / 2 and abs(gaps["tta"]) < gaps["none"] / 2, gaps
+
+
+def test_test_time_rotation_scores_a_turned_image_as_the_image_itself():
+    """With test_rotations the four orientations of an image are the same four searches, so its score does not
+    change when it is turned by 90 degrees (without, it does); the exported model refuses it by name."""
+    from anomaly_gui.engines.image_data import load_all
+
+    files = sorted((shared_dataset("mvtec_screw") / "train" / "good").iterdir())
+    x = load_all(files[40:43], 96, 3).float() / 255.0
+    turned = torch.rot90(x, 1, dims=(-2, -1))
+    diffs = {}
+    for rot in ("none", "rot90"):
+        eng = PatchCoreEngine(device="cpu", image_size=96, test_rotations=rot, runtime="torch")
+        eng.fit(files[:5])
+        (s, m), (s_t, m_t) = eng.score_tensor(x), eng.score_tensor(turned)
+        assert m.shape == (3, 96, 96)
+        diffs[rot] = float((s - s_t).abs().max() / s.abs().max())
+        if rot == "rot90":
+            assert torch.allclose(torch.rot90(m, 1, dims=(-2, -1)), m_t, atol=1e-4 * float(m.max()))
+            with pytest.raises(ValueError, match="test_rotations"):
+                eng.export_module()
+    assert diffs["rot90"] < 1e-4 and diffs["none"] > 0.02, diffs
 
 
 def test_scores_are_in_units_of_the_most_unusual_normal_training_image_and_survive_save_load(tmp_path):

@@ -64,7 +64,7 @@ def test_center_crop_option_inspects_only_the_middle(tmp_path):
 
 def test_small_grayscale_cells_keep_their_size_and_learn_a_border_profile(tmp_path):
     """ELPV-sized input (300 px, 8-bit gray, synthetic here: a cell with busbars and fingers, not ELPV data):
-    the 384 px default is not enlarged to (288 px, the nearest multiple of 32 below), and the border profile
+    the 512 px default is not enlarged to (288 px, the nearest multiple of 32 below), and the border profile
     is learnt on the 36 x 36 cell grid."""
     rng = np.random.default_rng(0)
     paths = []

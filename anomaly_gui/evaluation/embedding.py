@@ -209,6 +209,7 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
         "colour": eng.stats.get("colour"),
         "animal_crop": eng.stats.get("animal_crop"),
         "cam_boxes": eng.stats.get("cam_boxes"),
+        "infrared_whole": eng.stats.get("infrared_whole"),
     }
 
 

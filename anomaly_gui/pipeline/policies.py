@@ -279,7 +279,7 @@ class EmbeddingPolicy(TaskPolicy):
     def fit_metrics(self, engine: EngineProtocol) -> dict[str, Any]:
         """Which encoder the engine kept (pretrained / fine-tuned), the validation figure that chose it, the
         colour handling and how photos without boxes were cropped (activation-map animal crops or whole)."""
-        keys = ("encoder", "pseudo_novelty_auroc", "colour", "animal_crop", "cam_boxes")
+        keys = ("encoder", "pseudo_novelty_auroc", "colour", "animal_crop", "cam_boxes", "infrared_whole")
         return {k: engine.stats[k] for k in keys if engine.stats.get(k) is not None}
 
     def scoring_items(self, project: Project, engine_cls: type[EngineProtocol], train: Sequence[DatasetItem],

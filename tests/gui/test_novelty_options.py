@@ -36,8 +36,9 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     cluster.method.setCurrentIndex(cluster.method.findData("pca"))  # the run's map follows: quick
     tp.select_engine("simclr_ocsvm")
     box = tp.form.widget("animal_crop")
-    assert isinstance(box, QComboBox) and box.currentData() == "cam"
-    assert [box.itemData(i) for i in range(box.count())] == ["cam", "whole"]
+    assert isinstance(box, QComboBox) and box.currentData() == "cam_day"  # night infrared photos stay whole
+    assert [box.itemData(i) for i in range(box.count())] == ["cam_day", "cam", "whole"]
+    assert "infrared" in box.toolTip()
     assert "activation map" in box.toolTip()
     steps = tp.form.widget("cam_steps")  # advanced: the activation-map zoom steps
     assert isinstance(steps, QSpinBox) and steps.value() == 1 and (steps.minimum(), steps.maximum()) == (1, 3)
@@ -61,7 +62,8 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
 def test_cluster_view_passes_the_crop_choice_to_the_embedding_run(qtbot, window, monkeypatch):
     panel = window.panels["cluster_view"]
     panel.engine_box.setCurrentIndex(panel.engine_box.findData("simclr_ocsvm"))
-    assert panel.crop_box.isEnabled() and panel.crop_box.currentData() == "cam"
+    assert panel.crop_box.isEnabled() and panel.crop_box.currentData() == "cam_day"
+    assert [panel.crop_box.itemData(i) for i in range(panel.crop_box.count())] == ["cam_day", "cam", "whole"]
     panel.crop_box.setCurrentIndex(panel.crop_box.findData("whole"))
     panel.epochs.setValue(0)
     asked: list[tuple[str, dict]] = []

@@ -1,5 +1,5 @@
-"""PatchCore's border, centre-crop, bank-augmentation and normalisation options in the Train panel, used as a
-user would."""
+"""PatchCore's border, centre-crop, bank-augmentation, test-rotation and normalisation options in the Train
+panel, used as a user would."""
 from __future__ import annotations
 
 import pytest
@@ -44,10 +44,15 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     assert border.currentText() == "reflect" and normalize.isChecked()
     assert [augment.itemText(i) for i in range(augment.count())] == ["none", "flips", "rot90", "d4"]
     assert "orientation" in augment.toolTip()
+    assert form.widget("image_size").value() == 512  # the default input size (decision 0021)
     form.widget("image_size").setValue(64)
     augment.setCurrentText("rot90")
     border.setCurrentText("zero")
     crop.setValue(0.75)  # anomalib's framing: the middle 48 of 64 px
+    rotations = form.widget("test_rotations")
+    assert isinstance(rotations, QComboBox) and form._basic.isAncestorOf(rotations)
+    assert rotations.currentText() == "none" and "orientation" in rotations.toolTip()
+    rotations.setCurrentText("rot90")
     with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
         qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not tp.is_running(), timeout=10000)
@@ -60,6 +65,7 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     # normalisation was learnt
     assert model.stats["n_patches"] == 4 * 5 * 6 * 6 and model.stats["score_scale"] > 0
     assert model.stats["center_crop"] == 0.75
+    assert run.params["test_rotations"] == "rot90" and model.model.test_rotations == "rot90"  # scored turned too
     stop_jobs(qtbot)
 
 

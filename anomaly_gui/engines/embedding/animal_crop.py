@@ -59,12 +59,24 @@ def _inside(outer: Sequence[float], frac: Sequence[float]) -> Box:
     return (outer[0] + frac[0] * bw, outer[1] + frac[1] * bh, outer[0] + frac[2] * bw, outer[1] + frac[3] * bh)
 
 
+class _Infrared(Exception):
+    """A night infrared photo that stays whole (`locate_animals(..., skip_infrared=True)`)."""
+
+
+def is_infrared(arr: np.ndarray, spread: float = 6.0) -> bool:
+    """A night infrared shot: an (h, w, 3) uint8 photo whose pixels are (near) grey although stored as RGB."""
+    a = arr.reshape(-1, 3).astype(np.int16)
+    return bool((a.max(1) - a.min(1)).mean() < spread)
+
+
 def locate_animals(net: Any, specs: Sequence[CropSpec], device: Any, steps: int = 1,
                    check: Callable[[], None] | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> list[CropSpec]:
+                   progress: Callable[[int, int, str], None] | None = None, skip_infrared: bool = False) -> list[CropSpec]:
     """`specs` with every whole-image spec (box None) replaced by its CAM animal box (padded by CAM_PAD,
     stored in `meta['pad']`, `meta['cam_box']` True). Specs with boxes, and unreadable files (reported
-    later by the crop loader, which names the file), are returned unchanged."""
+    later by the crop loader, which names the file), are returned unchanged. `skip_infrared`: night
+    infrared photos stay whole (`meta['infrared']` True): the ImageNet head reads grey night shots badly, and
+    validation on night photos preferred them whole (decision 0024)."""
     out = list(specs)
     todo = [i for i, s in enumerate(specs) if s.box is None]
     for n, i in enumerate(todo):
@@ -78,9 +90,14 @@ def locate_animals(net: Any, specs: Sequence[CropSpec], device: Any, steps: int 
                 pad = 0.0 if step == 0 else CAM_PAD
                 region = padded_box(box, pad, w, h)
                 arr = load_crop(replace(s, box=region if step else None), pad=0.0, size=CAM_SIZE)
+                if step == 0 and skip_infrared and is_infrared(arr):
+                    raise _Infrared
                 x = torch.from_numpy(arr).permute(2, 0, 1)[None].to(device).float() / 255.0
                 cam = animal_maps(net, x)[0].cpu().numpy()
                 box = _inside(region, box_from_map(cam))
+        except _Infrared:
+            out[i] = replace(s, meta={**s.meta, "infrared": True})
+            continue
         except (DataError, OSError, ValueError):
             continue
         out[i] = replace(s, box=box, meta={**s.meta, "pad": CAM_PAD, "cam_box": True})

@@ -26,7 +26,7 @@ from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.formats.camtrap import species_key
 from anomaly_gui.core.splits import group_key
 from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Task, param
-from anomaly_gui.engines.embedding.animal_crop import locate_animals
+from anomaly_gui.engines.embedding.animal_crop import is_infrared, locate_animals
 from anomaly_gui.engines.embedding.network import (EmbeddingNet, augment, find_mobilenet_weights, nt_xent_loss,
                                                    other_index, triplet_loss)
 from anomaly_gui.engines.embedding.scoring import SCORERS, make_scorer, scorer_from_tensors
@@ -35,7 +35,7 @@ from anomaly_gui.engines.embedding.validation import finetune_split, pseudo_nove
 LOSSES = ("ntxent", "triplet")
 ENCODERS = ("auto", "pretrained", "finetuned")
 COLOURS = ("auto", "rgb", "gray")
-ANIMAL_CROPS = ("cam", "whole")
+ANIMAL_CROPS = ("cam_day", "cam", "whole")
 
 
 @dataclass
@@ -48,9 +48,10 @@ class EmbeddingParams:
     image_size: int = param(224, "Crop size fed to the encoder (pixels)", minimum=32, maximum=512, step=16)
     colour: str = param("auto", "Colour handling: gray makes day and night (IR) photos alike; auto = gray when training has IR photos",
                         choices=list(COLOURS))
-    animal_crop: str = param("cam", "Photos without boxes: crop the animal found by the ImageNet classifier's activation map "
-                             "(class-agnostic, no detector), or embed the whole photo. Boxes in the data are always used",
-                             choices=list(ANIMAL_CROPS))
+    animal_crop: str = param("cam_day", "Photos without boxes: crop the animal found by the ImageNet classifier's activation map "
+                             "(class-agnostic, no detector); cam_day does so for day photos and keeps night infrared photos "
+                             "whole (the map reads grey night shots badly); whole embeds every photo whole. Boxes in the data "
+                             "are always used", choices=list(ANIMAL_CROPS))
     cam_steps: int = param(1, "Zoom steps of the activation-map animal crop (each looks again inside the previous crop)",
                            minimum=1, maximum=3, advanced=True)
     flip_average: bool = param(True, "Average the embeddings of each crop and its mirror image")
@@ -102,7 +103,7 @@ class EmbeddingEngine(Engine):
         if p.pretrained:  # before the (slow) crops: a missing weights file is reported at once
             self.net.load_imagenet(find_mobilenet_weights(p.weights_path))
         self.locator = None
-        if p.animal_crop == "cam" and self.net.has_classifier:
+        if p.animal_crop in ("cam", "cam_day") and self.net.has_classifier:
             # a frozen copy when the encoder may be fine-tuned: the ImageNet head reads pretrained features
             self.locator = copy.deepcopy(self.net).eval() if p.epochs > 0 and p.encoder != "pretrained" else self.net
         specs = self._specs(items, ctx)
@@ -120,8 +121,9 @@ class EmbeddingEngine(Engine):
         own = train_d[np.arange(len(labels)), [self.scorer.species.index(lab) for lab in labels]]
         counts = Counter(labels)
         self.stats.update({
-            "animal_crop": "cam" if self.locator is not None else ("whole (no ImageNet head: not pretrained)" if p.animal_crop == "cam" else "whole"),
+            "animal_crop": p.animal_crop if self.locator is not None else ("whole (no ImageNet head: not pretrained)" if p.animal_crop != "whole" else "whole"),
             "cam_boxes": sum(1 for k in kept if specs[k].meta.get("cam_box")),
+            "infrared_whole": sum(1 for k in kept if specs[k].meta.get("infrared")),
             "species": self.scorer.species, "counts": dict(counts), "n_crops": len(kept), "n_items": len(items),
             "scorer": p.scorer, **choice,
             # in-sample distances are optimistic for k-NN (a photo is its own neighbour): the threshold
@@ -136,7 +138,8 @@ class EmbeddingEngine(Engine):
         specs = crop_specs(items, min_score=self.params.min_box_score)
         if self.locator is None:
             return specs
-        return locate_animals(self.locator, specs, self.device, steps=self.params.cam_steps, check=ctx.check, progress=ctx.progress)
+        return locate_animals(self.locator, specs, self.device, steps=self.params.cam_steps, check=ctx.check, progress=ctx.progress,
+                              skip_infrared=self.params.animal_crop == "cam_day")
 
     def _new_scorer(self) -> Any:
         p = self.params
@@ -350,7 +353,7 @@ class EmbeddingEngine(Engine):
         self.locator = None
         if old:
             self.params.animal_crop = "whole"
-        elif self.params.animal_crop == "cam":
+        elif self.params.animal_crop in ("cam", "cam_day"):
             loc = {k[4:]: v for k, v in tensors.items() if k.startswith("loc.")}
             if loc:
                 self.locator = EmbeddingNet(self.params.projection_dim).to(self.device)
@@ -376,11 +379,7 @@ def _to_gray(crops: np.ndarray) -> np.ndarray:
 
 def _ir_fraction(crops: np.ndarray) -> float:
     """Fraction of crops that are (near) grey: night infrared shots stored as RGB."""
-    if not len(crops):
-        return 0.0
-    c = crops.reshape(len(crops), -1, 3).astype(np.int16)
-    spread = (c.max(2) - c.min(2)).mean(1)
-    return float((spread < 6).mean())
+    return float(np.mean([is_infrared(c) for c in crops])) if len(crops) else 0.0
 
 
 def _item_of(specs: Sequence[CropSpec], err: DataError) -> int:

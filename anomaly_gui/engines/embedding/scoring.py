@@ -7,7 +7,8 @@ distance of the species' own training photos, so one threshold works across spec
   the species' leave-one-out k-NN distance, shrunk towards the median of all species (few photos
   give a noisy scale).
 - `mahalanobis`: distance to the species mean under one shared, shrunk covariance (Lee et al. 2018),
-  computed in a PCA space of the training embeddings; scale as above from the training distances.
+  computed in a PCA space of the training embeddings plus what lies outside it (at the shrinkage variance);
+  scale as above from the training distances.
 - `ocsvm`: the seed's RBF one-class SVM per species; score = -decision / spread of training decisions,
   shifted so that 1.0 is the boundary.
 
@@ -87,14 +88,21 @@ class KNNScorer:
 
 
 class MahalanobisScorer:
+    """Distance to each species mean under one shared, shrunk covariance. The covariance is estimated in
+    the PCA space of the training embeddings (at most `max_dim` axes); what a photo has *outside* that
+    space counts too, at the shrinkage target's variance, so an animal unlike every training photo is not
+    projected onto them (with one known species the PCA space is that species' spread alone)."""
+
     name = "mahalanobis"
 
     def __init__(self, max_dim: int = 64, shrinkage: float = 0.5):
         self.max_dim, self.shrinkage = max_dim, shrinkage
-        self.means: dict[str, np.ndarray] = {}
+        self.means: dict[str, np.ndarray] = {}  # per species, in the embedding space
         self.scales: dict[str, float] = {}
         self.center = np.zeros(1)
         self.proj = np.zeros((1, 1))  # embedding -> whitened PCA space
+        self.basis: np.ndarray | None = None  # (d, keep) PCA axes; None: a model file without the outside term
+        self.outside_var = 1.0
 
     def fit(self, emb: np.ndarray, labels: Sequence[str]) -> "MahalanobisScorer":
         x = np.asarray(emb, np.float64)
@@ -106,41 +114,57 @@ class MahalanobisScorer:
         basis = vt[:keep].T  # (d, keep)
         z = xc @ basis
         resid = np.concatenate([z[rows] - z[rows].mean(0) for rows in groups.values()], 0)
-        cov = resid.T @ resid / max(len(resid) - len(groups), 1) if len(resid) > len(groups) else np.eye(keep)
-        cov = (1 - self.shrinkage) * cov + self.shrinkage * np.eye(keep) * max(float(np.trace(cov)) / keep, 1e-9)
+        cov = resid.T @ resid / max(len(resid) - len(groups), 1) if len(resid) > len(groups) else np.eye(keep) * float(z.var() or 1.0)
+        target = max(float(np.trace(cov)) / keep, 1e-9)
+        cov = (1 - self.shrinkage) * cov + self.shrinkage * np.eye(keep) * target
         evals, evecs = np.linalg.eigh(cov)
         self.proj = basis @ (evecs / np.sqrt(np.maximum(evals, 1e-12)))
-        w = xc @ self.proj
-        self.means = {s: w[rows].mean(0) for s, rows in groups.items()}
+        self.basis, self.outside_var = basis, self.shrinkage * target
+        self.means = {s: x[rows].mean(0) for s, rows in groups.items()}
         own = {}
         for s, rows in groups.items():
             if len(rows) >= 2:  # leave-one-out: distance of each photo to the mean of the others
                 n = len(rows)
-                loo = (w[rows].sum(0)[None] - w[rows]) / (n - 1)
-                own[s] = float(np.mean(np.linalg.norm(w[rows] - loo, axis=1)))
+                loo = (x[rows].sum(0)[None] - x[rows]) / (n - 1)
+                own[s] = float(np.mean(self._dist(x[rows], loo)))
         self.scales = _calibrated(own, {s: len(r) for s, r in groups.items()})
         return self
+
+    def _dist(self, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        diff = np.asarray(x, np.float64) - mean
+        d2 = ((diff @ self.proj) ** 2).sum(1)
+        if self.basis is not None:
+            outside = diff - (diff @ self.basis) @ self.basis.T
+            d2 = d2 + (outside ** 2).sum(1) / self.outside_var
+        return np.sqrt(d2)
 
     @property
     def species(self) -> list[str]:
         return sorted(self.means)
 
     def distances(self, emb: np.ndarray) -> np.ndarray:
-        w = (np.asarray(emb, np.float64) - self.center) @ self.proj
-        cols = [np.linalg.norm(w - self.means[s][None], axis=1) / self.scales[s] for s in self.species]
+        cols = [self._dist(emb, self.means[s][None]) / self.scales[s] for s in self.species]
         return np.stack(cols, 1) if cols else np.zeros((len(emb), 0))
 
     def to_tensors(self) -> dict[str, np.ndarray]:
-        return {"maha.means": np.stack([self.means[s] for s in self.species]), "maha.center": self.center,
-                "maha.proj": self.proj, "maha.scales": np.array([self.scales[s] for s in self.species], np.float64)}
+        out = {"maha.means": np.stack([self.means[s] for s in self.species]), "maha.center": self.center,
+               "maha.proj": self.proj, "maha.scales": np.array([self.scales[s] for s in self.species], np.float64)}
+        if self.basis is not None:
+            out.update({"maha.basis": self.basis, "maha.outside_var": np.array([self.outside_var], np.float64)})
+        return out
 
     @classmethod
     def from_tensors(cls, t: dict[str, Any], species: list[str]) -> "MahalanobisScorer":
         sc = cls()
         means, scales = _np(t["maha.means"]), _np(t["maha.scales"])
         sc.center, sc.proj = _np(t["maha.center"]).astype(np.float64), _np(t["maha.proj"]).astype(np.float64)
-        sc.means = {s: means[i].astype(np.float64) for i, s in enumerate(species)}
         sc.scales = {s: float(scales[i]) for i, s in enumerate(species)}
+        if "maha.basis" in t:
+            sc.basis, sc.outside_var = _np(t["maha.basis"]).astype(np.float64), float(_np(t["maha.outside_var"])[0])
+            sc.means = {s: means[i].astype(np.float64) for i, s in enumerate(species)}
+        else:  # saved before 2026-11-30: means kept in the whitened space, no outside term
+            back = np.linalg.pinv(sc.proj)  # whitened -> embedding space (within the PCA span)
+            sc.means = {s: means[i].astype(np.float64) @ back + sc.center for i, s in enumerate(species)}
         return sc
 
 

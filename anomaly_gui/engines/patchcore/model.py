@@ -178,6 +178,7 @@ def knn(q: torch.Tensor, bank: torch.Tensor, k: int, bank_sq: torch.Tensor | Non
 
 BORDERS = ("reflect", "zero")
 BANK_AUGMENTS = ("none", "flips", "rot90", "d4")
+TEST_ROTATIONS = ("none", "rot90")
 
 
 def augmented_views(x: torch.Tensor, kind: str) -> list[torch.Tensor]:
@@ -257,8 +258,11 @@ class PatchCoreModel(nn.Module):
                  weights: str | None = None, num_neighbors: int = 9, score_mode: str = "reweighted",
                  sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact",
                  border: str = "reflect", border_pad: int = 16, neighbourhood: int = 3,
-                 pool_include_pad: bool = False, center_crop: float = 1.0) -> None:
+                 pool_include_pad: bool = False, center_crop: float = 1.0, test_rotations: str = "none") -> None:
         super().__init__()
+        if test_rotations not in TEST_ROTATIONS:
+            raise ValueError(f"unknown test_rotations {test_rotations!r}; known: {', '.join(TEST_ROTATIONS)}")
+        self.test_rotations = test_rotations
         if not 0.0 < center_crop <= 1.0:
             raise ValueError(f"center_crop is the fraction of each side kept, in (0, 1]; got {center_crop}")
         self.center_crop = float(center_crop)
@@ -344,12 +348,31 @@ class PatchCoreModel(nn.Module):
         if self.memory_bank.numel() == 0:
             raise RuntimeError("PatchCore has no memory bank: fit it first")
         xc = center_crop(x, self.center_crop)
-        scores, maps = self.score_embeddings(self.embed(xc), (int(xc.shape[-2]), int(xc.shape[-1])))
+        size = (int(xc.shape[-2]), int(xc.shape[-1]))
+        if self.test_rotations == "rot90" and size[0] == size[1]:
+            scores, maps = self._score_rotations(xc)
+        else:
+            scores, maps = self.score_embeddings(self.embed(xc), size)
         return scores, paste_center(maps, (int(x.shape[-2]), int(x.shape[-1])))
 
-    @torch.inference_mode()
-    def score_embeddings(self, e: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(image scores (N,), maps (N, H, W) at `size`) of patch embeddings (N, D, h, w) from `embed`."""
+    def _score_rotations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test-time rotation: the square batch and its 90 / 180 / 270-degree turns are searched in the bank,
+        each patch keeps its smallest (normalised) distance over the four, taken back to the image's frame;
+        the image score is the largest of those (the part in whichever orientation the bank knows best)."""
+        best = None
+        for r in range(4):
+            e = self.embed(torch.rot90(x, r, dims=(-2, -1)) if r else x)
+            patch = self._patch_distances(e)[1]
+            patch = torch.rot90(patch, -r, dims=(-2, -1)) if r else patch
+            best = patch if best is None else torch.minimum(best, patch)
+        assert best is not None
+        maps = upsample_blur(best, (int(x.shape[-2]), int(x.shape[-1])), self.sigma)
+        return best.flatten(1).max(1).values / self.score_scale, maps / self.score_scale
+
+    def _patch_distances(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                         BankIndex | None]:
+        """(embeddings (n, h*w, D), normalised patch distances (n, h, w), nearest bank rows (n, h*w), the
+        faiss index or None) of patch embeddings (n, D, h, w)."""
         e = e.to(self.memory_bank.device)
         n, d, h, w = e.shape
         flat = e.permute(0, 2, 3, 1).reshape(-1, d)
@@ -359,10 +382,15 @@ class PatchCoreModel(nn.Module):
             dist, idx = d2[:, 0].clamp_min(0).sqrt(), i1[:, 0]
         else:
             dist, idx = nearest(flat, self.memory_bank, self.bank_sq, self.use_bf16)
-        patch = self.normalise_patches(dist.view(n, h, w)).reshape(n, h * w)
-        idx = idx.view(n, h * w)
-        scores = self._image_scores(flat.view(n, h * w, d), patch, idx, index)
-        maps = upsample_blur(patch.view(n, h, w), size, self.sigma)
+        return flat.view(n, h * w, d), self.normalise_patches(dist.view(n, h, w)), idx.view(n, h * w), index
+
+    @torch.inference_mode()
+    def score_embeddings(self, e: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image scores (N,), maps (N, H, W) at `size`) of patch embeddings (N, D, h, w) from `embed`."""
+        flat, patch, idx, index = self._patch_distances(e)
+        n, h, w = patch.shape
+        scores = self._image_scores(flat, patch.reshape(n, h * w), idx, index)
+        maps = upsample_blur(patch, size, self.sigma)
         return scores / self.score_scale, maps / self.score_scale
 
     def _image_scores(self, emb: torch.Tensor, patch: torch.Tensor, idx: torch.Tensor,
