@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         "windows_per_second": round(eng.stats["n_train_windows"] / per_epoch, 1),
         "calibrate_seconds": round(fit - eng.stats["train_seconds"], 1),
         "default_epochs_here": default_epochs,  # the engine's epochs under its max_windows, for this many windows
-        "fit_seconds_with_defaults_estimated": round(fit - sum(epoch_times) + default_epochs * per_epoch, 1),
+        "n_models": eng.stats.get("n_models", 1),  # a seed ensemble trains its members one after another
+        "fit_seconds_with_defaults_estimated": round(
+            fit - sum(epoch_times) + default_epochs * per_epoch * eng.stats.get("n_models", 1), 1),
         "load_average_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }))
     return 0

@@ -22,6 +22,10 @@ protocol, `core.metrics.video.per_clip_minmax`), averaged over the models given 
 `--motion` instead measures a motion term fused with the engine's default score (frame sum in dB): the squared
 frame difference per pixel divided by its mean on the fitted clips, summed over the frame (or its largest 8x8
 box) in dB, added with weight w (issue 13: "a motion term"; no flow network is available offline).
+
+`--ensemble` instead measures seed ensembles with the engine's default scoring: within each held-back protocol H, the
+frame scores (dB) of every subset of the models given (seeds) are averaged frame by frame, and each subset's AUC is
+set beside those of its single members (mean and worst single model vs the ensemble).
 """
 from __future__ import annotations
 
@@ -148,6 +152,73 @@ def motion_rows(eng, fit_frames: list[np.ndarray], clips: list[tuple[str, np.nda
     return rows
 
 
+def default_scoring(eng, fit_frames: list[np.ndarray]) -> None:
+    """Switch a loaded model to today's default scoring (whatever its file stored) and recalibrate it."""
+    from anomaly_gui.engines.base import RunContext
+
+    d = type(eng).Params()
+    eng.params = dataclasses.replace(eng.params, **{k: getattr(d, k) for k in ("pixel_error", *CANDIDATES)})
+    eng._calibrate(fit_frames, RunContext())
+
+
+def ensemble_rows(errors: dict[str, list[np.ndarray]], labels: list[np.ndarray]) -> list[dict]:
+    """AUC of every subset of the models (same protocol, same clips): frame scores averaged over the subset."""
+    from anomaly_gui.core.metrics.video import frame_auc, per_clip_minmax
+
+    rows = []
+    names = sorted(errors)
+    for n in range(1, len(names) + 1):
+        for subset in itertools.combinations(names, n):
+            e = [np.mean([errors[m][c] for m in subset], axis=0) for c in range(len(labels))]
+            rows.append({"models": list(subset), "n": n, "raw": round(frame_auc(labels, e), 4),
+                         "per_clip": round(frame_auc(labels, [per_clip_minmax(x) for x in e]), 4)})
+    return rows
+
+
+def ensemble_report(args) -> int:
+    """`--ensemble`: per protocol, every subset of the models vs its members; then over protocols by subset size."""
+    from anomaly_gui.core.video_io import clips_from_items
+    from anomaly_gui.engines.base import Engine, RunContext
+    from anomaly_gui.evaluation.video import read_split
+
+    train = clips_from_items(read_split(args.data, "train"))
+    kinds = set(args.kinds.split(","))
+    by_h: dict[int, list[str]] = {}
+    for spec in args.model:
+        h, path = spec.split(":", 1)
+        by_h.setdefault(int(h), []).append(path)
+    out: dict = {"models": args.model, "kinds": sorted(kinds), "protocols": {}}
+    for h, paths in sorted(by_h.items()):
+        errors: dict[str, list[np.ndarray]] = {}
+        labels: list[np.ndarray] = []
+        for path in paths:
+            eng = Engine.load(Path(path), device="cpu")
+            default_scoring(eng, eng._load(train[:-h], RunContext()))
+            clips = [c for k, f in enumerate(eng._load(train[-h:], RunContext())) for c in ped2_like_clips(f, seed=k)
+                     if c[0] in kinds]
+            labels = [y.astype(int) for _, _, y in clips]
+            errors[path] = [eng._errors_and_maps(eng._clip_raw(f, RunContext()))[0] for _, f, _ in clips]
+            print(json.dumps({"model": f"{h}:{path}", "done": True}), file=sys.stderr, flush=True)
+        rows = ensemble_rows(errors, labels)
+        singles = {r["models"][0]: r for r in rows if r["n"] == 1}
+        for r in rows:  # the ensemble beside its members
+            members = [singles[m] for m in r["models"]]
+            r["members_raw_mean"] = round(float(np.mean([m["raw"] for m in members])), 4)
+            r["members_raw_min"] = min(m["raw"] for m in members)
+            r["members_per_clip_mean"] = round(float(np.mean([m["per_clip"] for m in members])), 4)
+            r["members_per_clip_min"] = min(m["per_clip"] for m in members)
+        out["protocols"][h] = rows
+    summary = {}
+    for n in sorted({r["n"] for rows in out["protocols"].values() for r in rows}):
+        rs = [r for rows in out["protocols"].values() for r in rows if r["n"] == n]
+        summary[n] = {"raw_mean": round(float(np.mean([r["raw"] for r in rs])), 4), "raw_min": min(r["raw"] for r in rs),
+                      "per_clip_mean": round(float(np.mean([r["per_clip"] for r in rs])), 4),
+                      "per_clip_min": min(r["per_clip"] for r in rs), "n_runs": len(rs)}
+    out["by_size"] = summary
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, metavar="H:PATH",
@@ -158,11 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion", action="store_true", help="measure the frame-difference motion term instead")
     ap.add_argument("--defaults-only", action="store_true",
                     help="only the engine's default scoring (to compare training variants: seeds, ema, ...)")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="average the default frame scores of every subset of the models of each protocol (seeds)")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.ensemble:
+        return ensemble_report(args)
     from anomaly_gui.core.video_io import clips_from_items
     from anomaly_gui.engines.base import Engine, RunContext
     from anomaly_gui.evaluation.video import read_split

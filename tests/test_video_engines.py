@@ -21,7 +21,7 @@ from anomaly_gui.engines.base import (
 from tests.conftest import shared_dataset
 
 TINY = {"width": 48, "height": 32, "batch_size": 8, "lr": 3e-3}
-WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}, "future_frame": {"past": 3}}
+WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}, "future_frame": {"past": 3, "ensemble": 1}}
 
 
 @pytest.fixture(autouse=True)
@@ -90,10 +90,11 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
 
     tensors, meta = read_model_file(path)
     del meta["params"]["frame_scale"]
+    meta["params"].pop("ensemble", None)
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
-    assert old.params.frame_scale == "linear"
+    assert old.params.frame_scale == "linear" and old.n_members == 1
     if name == "future_frame":
-        assert eng.params.frame_scale == "log"
+        assert eng.params.frame_scale == "log" and old.params.ensemble == 1
         e_old = np.array([r.extra["frame_error"] for r in old.score(clip)], float)
         e_new = np.array([r.extra["frame_error"] for r in before], float)
         assert e_new == pytest.approx(10 * np.log10(e_old), rel=1e-4)
@@ -125,6 +126,39 @@ def test_anomalous_part_of_a_clip_scores_higher(name, ped2_train, synthetic_clip
     y, x = np.unravel_index(np.argmax(r.map), r.map.shape)
     x0 = (60 + 8 * 5) / 7.5
     assert 90 / 7.5 - 2 <= y <= 150 / 7.5 + 2 and x0 - 2 <= x <= x0 + 60 / 7.5 + 2
+
+
+def test_seed_ensemble_averages_its_members_and_saves_them_in_one_file(ped2_train, tmp_path):
+    """ensemble=2: two models (seeds 0 and 1) trained in one fit with progress, one model file; its frame scores
+    and maps are the mean of those of its members, each loaded alone from its part of the file."""
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    assert get_engine("future_frame").Params().ensemble == 3  # the default (held-back training clips, README)
+    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, **TINY, **{**WINDOWED["future_frame"], "ensemble": 2})
+    progress, logged = [], []
+    eng.fit(ped2_train[:24], RunContext(progress=lambda d, t, m: progress.append((d, t, m)), log=logged.append))
+    assert eng.n_members == 2 and eng.stats["n_models"] == 2
+    assert any(m.startswith("model 2/2") for _, _, m in progress)
+    assert [d for d, _, _ in progress if d] == sorted(d for d, _, _ in progress if d) and progress[-1][0] == progress[-1][1]
+    assert "loss" in logged[0] and "loss (model 2)" in logged[-1]
+    path = eng.save(tmp_path / "ens")
+    tensors, meta = read_model_file(path)
+    members = []
+    for prefix in ("", "ensemble.2."):  # each member alone, as a one-model file (the format before ensembles)
+        own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
+               (prefix or not k.startswith("ensemble."))}
+        members.append(Engine.load(write_model_file(tmp_path / f"m{len(members)}.agm", own,
+                                                    {**meta, "params": {**meta["params"], "ensemble": 1}}), device="cpu"))
+    assert [m.n_members for m in members] == [1, 1]
+    again = Engine.load(path, device="cpu")
+    assert again.n_members == 2
+    clip = ped2_train[24:36]
+    ens, singles = again.score(clip), [m.score(clip) for m in members]
+    e = np.array([r.score for r in ens])
+    e1, e2 = (np.array([r.score for r in res]) for res in singles)
+    assert np.abs(e1 - e2).max() > 0.05  # the seeds differ, so the averaging matters
+    assert e == pytest.approx((e1 + e2) / 2, abs=1e-4)
+    assert ens[3].map == pytest.approx((singles[0][3].map + singles[1][3].map) / 2, rel=1e-4, abs=1e-6)
 
 
 def test_clip_shorter_than_the_stack_is_a_clear_error(ped2_train):

@@ -189,8 +189,9 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     # issue 13's scoring and training options are in the form, with the engine's defaults; the analyst picks
     # the causal smoothing a live camera can use
     form = tp.form
-    assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema", "time_flip"} <= set(form.names())
+    assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema", "time_flip", "ensemble"} <= set(form.names())
     assert form.values()["frame_scale"] == "log"
+    form.widget("ensemble").setValue(2)  # a seed ensemble of two models, trained one after the other
     form.widget("smooth_mode").setCurrentIndex(form.widget("smooth_mode").findData("causal"))
     form.widget("smooth").setValue(2.0)
     with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
@@ -199,6 +200,7 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     run = proj.run(run_id)
     assert run.status == "done" and run.engine == "future_frame" and run.params["width"] == 48
     assert (run.params["smooth_mode"], run.params["smooth"], run.params["frame_scale"]) == ("causal", 2.0, "log")
+    assert run.params["ensemble"] == 2 and proj.run(run_id).status == "done"
     assert "frame_auc" in run.metrics and "frame_auc_raw" in run.metrics
     # the open clip now shows this run: one score per frame, the stored ones, and a map per frame
     qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)

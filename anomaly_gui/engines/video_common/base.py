@@ -6,7 +6,8 @@ reconstruction of the same shape, and its window length T (1 for a single-frame 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ FRAME_SCALES = ("linear", "log")
 SMOOTH_MODES = ("causal", "centred")
 PIXEL_MEAN_KEY = "video_common.pixel_mean"  # stored beside the module's tensors
 PIXEL_MEAN_EPS = 0.02  # in [0, 1] gray units: keeps near-perfect places from exploding
+MEMBER_PREFIX = "ensemble.{}."  # tensors of ensemble member 2, 3, ...; member 1 keeps the plain keys (old files: one)
 
 
 @dataclass
@@ -124,6 +126,14 @@ def frame_errors(err: np.ndarray, maps: np.ndarray, params: VideoAEParams) -> np
     return e.astype(np.float32)
 
 
+def average_members(results: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(frame errors, maps) averaged over ensemble members (one member: itself)."""
+    if len(results) == 1:
+        return results[0]
+    return (np.mean([e for e, _ in results], axis=0).astype(np.float32),
+            np.mean([m for _, m in results], axis=0).astype(np.float32))
+
+
 class VideoAEEngine(Engine):
     """Base of the frame / stacked / ConvLSTM autoencoders (Task.VIDEO)."""
 
@@ -136,6 +146,8 @@ class VideoAEEngine(Engine):
         super().__init__(params, device, **overrides)
         self.module: torch.nn.Module | None = None
         self.pixel_mean: np.ndarray | None = None  # (H, W) mean training error per pixel
+        # seed ensemble (`ensemble` param): (module, pixel_mean) of members 2..N; member 1 is module / pixel_mean
+        self.extra_members: list[tuple[torch.nn.Module, np.ndarray | None]] = []
 
     # -- for subclasses --------------------------------------------------------------------------
     @property
@@ -189,24 +201,67 @@ class VideoAEEngine(Engine):
         d = (y - x).abs_().mul_(0.5)  # back to [0, 1] units
         return d.square_() if self.params.pixel_error == "squared" else d
 
+    # -- seed ensemble ----------------------------------------------------------------------------
+    @property
+    def n_members(self) -> int:
+        return 1 + len(self.extra_members)
+
+    @contextmanager
+    def _as_member(self, i: int) -> Iterator[None]:
+        """Within the block, `module` and `pixel_mean` are those of ensemble member i (0: the first)."""
+        if i == 0:
+            yield
+            return
+        keep = (self.module, self.pixel_mean)
+        self.module, self.pixel_mean = self.extra_members[i - 1]
+        try:
+            yield
+        finally:
+            self.extra_members[i - 1] = (self._require(), self.pixel_mean)
+            self.module, self.pixel_mean = keep
+
+    @staticmethod
+    def _member_context(ctx: RunContext, i: int, n: int) -> RunContext:
+        """Progress of member i of n as part of the whole fit; its log keys suffixed after the first member."""
+        if n == 1:
+            return ctx
+
+        def log(entry: dict[str, Any]) -> None:
+            ctx.log(entry if i == 0 else {k if k == "epoch" else f"{k} (model {i + 1})": v for k, v in entry.items()})
+
+        return RunContext(progress=lambda d, t, m: ctx.progress(i * t + d, n * t, f"model {i + 1}/{n}: {m}"),
+                          is_cancelled=ctx.is_cancelled, log=log)
+
     # -- protocol ---------------------------------------------------------------------------------
     def fit(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> None:
+        """Train `ensemble` models (default 1), seeds seed, seed+1, ... one after another; scores average them."""
         ctx = ctx or RunContext()
         clock = Stopwatch()
         clips = clips_from_items(items)
         if not clips:
             raise DataError("<training set>", "no training frames")
         frames = self._load(clips, ctx)
-        torch.manual_seed(int(self.params.seed))
-        self.module = self.build_module().to(self.device)
+        tensors = to_tensors(frames, self.device)
         p = self.params
-        res = train_loop(self.module, self._augmented_loss, to_tensors(frames, self.device), self.window,
-                         epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr), patience=int(p.patience),
-                         val_fraction=float(p.val_fraction), seed=int(p.seed), ctx=ctx,
-                         max_windows=int(p.max_windows), lr_schedule=str(p.lr_schedule), ema=float(p.ema))
+        n = max(1, int(getattr(p, "ensemble", 1)))
+        trained: list[tuple[torch.nn.Module, Any]] = []
+        for i in range(n):
+            seed = int(p.seed) + i
+            torch.manual_seed(seed)
+            self.module = self.build_module().to(self.device)  # the loss reads self.module
+            res = train_loop(self.module, self._augmented_loss, tensors, self.window,
+                             epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr),
+                             patience=int(p.patience), val_fraction=float(p.val_fraction), seed=seed,
+                             ctx=self._member_context(ctx, i, n), max_windows=int(p.max_windows),
+                             lr_schedule=str(p.lr_schedule), ema=float(p.ema))
+            trained.append((self.module, res))
+        self.module, res = trained[0]
+        self.pixel_mean = None
+        self.extra_members = [(m, None) for m, _ in trained[1:]]
         self.stats = {"loss_history": res.history, "val_loss_history": res.val_history, "best_epoch": res.best_epoch,
                       "epochs_run": len(res.history), "stopped_early": res.stopped_early,
                       "n_train_windows": res.n_train_windows, "n_val_windows": res.n_val_windows,
+                      "n_models": n, "best_epochs": [r.best_epoch for _, r in trained],
                       "train_seconds": clock.seconds}
         self._calibrate(frames, ctx)
         self.stats["fit_seconds"] = clock.seconds
@@ -220,9 +275,13 @@ class VideoAEEngine(Engine):
         self._calibrate(self._load(clips_from_items(items), ctx), ctx)
 
     def _calibrate(self, frames: list[np.ndarray], ctx: RunContext) -> None:
-        raw = [self._clip_raw(f, ctx) for f in frames]
-        self.pixel_mean = np.concatenate(raw).mean(axis=0).astype(np.float32)
-        per_clip = [self._errors_and_maps(r) for r in raw]
+        per_member = []
+        for i in range(self.n_members):  # each member's own mean error per pixel
+            with self._as_member(i):
+                raw = [self._clip_raw(f, ctx) for f in frames]
+                self.pixel_mean = np.concatenate(raw).mean(axis=0).astype(np.float32)
+                per_member.append([self._errors_and_maps(r) for r in raw])
+        per_clip = [average_members([m[c] for m in per_member]) for c in range(len(frames))]
         train_errors = np.concatenate([e for e, _ in per_clip])
         map_sample = np.concatenate([m[:, ::2, ::2].ravel() for _, m in per_clip])
         self.stats.update({
@@ -249,8 +308,13 @@ class VideoAEEngine(Engine):
         return ((y.clamp(-1, 1) + 1.0) * 127.5).cpu().numpy()
 
     def _clip_errors(self, frames: np.ndarray, ctx: RunContext | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(frame errors (T,), raw maps (T, H, W)) of one clip."""
-        return self._errors_and_maps(self._clip_raw(frames, ctx))
+        """(frame errors (T,), raw maps (T, H, W)) of one clip: with an ensemble, the mean over its members
+        (frame errors on their scale, dB by default; maps each divided by its member's mean training error)."""
+        out = []
+        for i in range(self.n_members):
+            with self._as_member(i):
+                out.append(self._errors_and_maps(self._clip_raw(frames, ctx)))
+        return average_members(out)
 
     def _errors_and_maps(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.params.pixel_norm == "divide" and self.pixel_mean is not None:
@@ -329,15 +393,32 @@ class VideoAEEngine(Engine):
         return [by_path[id(it)] for it in items]
 
     def state_tensors(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: v.detach().cpu() for k, v in self._require().state_dict().items()}
-        if self.pixel_mean is not None:
-            out[PIXEL_MEAN_KEY] = torch.from_numpy(self.pixel_mean)
+        """Member 1's tensors under their plain keys (as before ensembles), member i >= 2's under `ensemble.i.`."""
+        out: dict[str, Any] = {}
+        for i in range(self.n_members):
+            prefix = "" if i == 0 else MEMBER_PREFIX.format(i + 1)
+            with self._as_member(i):
+                out.update({prefix + k: v.detach().cpu() for k, v in self._require().state_dict().items()})
+                if self.pixel_mean is not None:
+                    out[prefix + PIXEL_MEAN_KEY] = torch.from_numpy(self.pixel_mean)
         return out
 
     def load_state_tensors(self, tensors: dict[str, Any]) -> None:
-        tensors = dict(tensors)
-        pm = tensors.pop(PIXEL_MEAN_KEY, None)
-        self.pixel_mean = None if pm is None else torch.as_tensor(pm).numpy().astype(np.float32)
-        self.module = self.build_module()
-        self.module.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()})
-        self.module.to(self.device).eval()
+        groups: dict[int, dict[str, Any]] = {}
+        for key, v in tensors.items():
+            i = 1
+            if key.startswith("ensemble."):
+                num, key = key[len("ensemble."):].split(".", 1)
+                i = int(num)
+            groups.setdefault(i, {})[key] = v
+        if sorted(groups) != list(range(1, len(groups) + 1)):
+            raise DataError("<model file>", f"{self.name}: ensemble members {sorted(groups)} are not 1..{len(groups)}")
+        members = []
+        for i in sorted(groups):
+            group = groups[i]
+            pm = group.pop(PIXEL_MEAN_KEY, None)
+            module = self.build_module()
+            module.load_state_dict({k: torch.as_tensor(v) for k, v in group.items()})
+            members.append((module.to(self.device).eval(),
+                            None if pm is None else torch.as_tensor(pm).numpy().astype(np.float32)))
+        (self.module, self.pixel_mean), self.extra_members = members[0], members[1:]
