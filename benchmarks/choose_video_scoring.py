@@ -99,7 +99,7 @@ def evaluate_candidates(eng, clips: list[tuple[str, np.ndarray, np.ndarray]], ca
     rows = []
     for values in itertools.product(*candidates.values()):
         setting = dict(zip(candidates, values))
-        if not setting.get("smooth", 1.0) and setting.get("smooth_mode") == "centred":
+        if not setting.get("smooth", 1.0) and setting.get("smooth_mode") != candidates["smooth_mode"][0]:
             continue  # no smoothing: the mode does not matter
         if setting.get("frame_error") == "sum" and setting.get("score_box") != candidates["score_box"][0]:
             continue  # the whole frame's sum: no box
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--kinds", default="mixed,late,most,faint,busy", help="synthetic clip kinds to pool (comma-separated)")
     ap.add_argument("--motion", action="store_true", help="measure the frame-difference motion term instead")
+    ap.add_argument("--defaults-only", action="store_true",
+                    help="only the engine's default scoring (to compare training variants: seeds, ema, ...)")
     args = ap.parse_args(argv)
 
     import torch
@@ -179,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             keys = ("motion", "motion_weight")
         else:  # every pixel error, each with its own mean training error per pixel
             fit_frames, rows_ = eng._load(train[:-int(h)], RunContext()), []
-            for pe in PIXEL_ERRORS:
+            d = type(eng).Params()
+            grid = {k: [getattr(d, k)] for k in CANDIDATES} if args.defaults_only else CANDIDATES
+            for pe in [d.pixel_error] if args.defaults_only else PIXEL_ERRORS:
                 eng.params = dataclasses.replace(eng.params, pixel_error=pe)
                 eng._calibrate(fit_frames, RunContext())
-                rows_ += [{"pixel_error": pe, **r} for r in evaluate_candidates(eng, clips, CANDIDATES)]
+                rows_ += [{"pixel_error": pe, **r} for r in evaluate_candidates(eng, clips, grid)]
             keys = ("pixel_error", *CANDIDATES)
         for row in rows_:
             key = tuple((k, row[k]) for k in keys)

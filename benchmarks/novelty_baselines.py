@@ -27,7 +27,6 @@ import functools
 import json
 import os
 import random
-import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout thi
 from anomaly_gui.core.crops import CropSpec, crop_specs, load_crops  # noqa: E402 (after the path line)
 from anomaly_gui.core.formats.base import DatasetItem  # noqa: E402
 from anomaly_gui.core.metrics import auroc  # noqa: E402
+from anomaly_gui.engines.embedding.animal_crop import CAM_PAD  # noqa: E402
 from anomaly_gui.engines.embedding.scoring import make_scorer  # noqa: E402
 from anomaly_gui.engines.embedding.validation import pseudo_novelty_auroc  # noqa: E402
 
@@ -116,7 +116,7 @@ class Features:
         self.torch = torch
         self.cache = cache
         cache.mkdir(parents=True, exist_ok=True)
-        self.eng = get_engine("simclr_ocsvm")(device="cpu", flip_average=False)
+        self.eng = get_engine("simclr_ocsvm")(device="cpu", flip_average=False, animal_crop="cam")  # boxes for every photo
         self.eng.net.load_imagenet(find_mobilenet_weights())
         self.eng.net.eval()
         self.mem: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -142,14 +142,12 @@ class Features:
             boxes.update({s.path: [float(v) for v in s.box] if s.box else None for s in found})
             f.write_text(json.dumps(boxes))
         day = (lambda path: not is_ir(path)) if crop == "camday" else (lambda path: True)  # camday: IR photos stay whole
-        return [replace(s, box=tuple(boxes[s.path]), meta={"cam_box": True}) if s.box is None and boxes[s.path] and day(s.path) else s
-                for s in base]
+        return [replace(s, box=tuple(boxes[s.path]), meta={"cam_box": True, "pad": CAM_PAD})
+                if s.box is None and boxes[s.path] and day(s.path) else s for s in base]
 
     def embed(self, specs: Sequence[CropSpec], colour: str) -> tuple[np.ndarray, np.ndarray]:
         """(raw, raw of mirror) features (n, 1280) of the specs' crops at 224 px in the colour asked."""
-        from anomaly_gui.engines.embedding.engine import _to_gray
-
-        keys = [f"{s.path}|{s.box}|{colour}" for s in specs]
+        keys = [f"{s.path}|{s.box}|{s.meta.get('pad', '')}|{colour}" for s in specs]  # the crop as the engine pads it
         todo = [k for k, key in enumerate(keys) if key not in self.mem]
         disk = self.cache / f"feat_{colour}.npz"
         if todo and disk.exists() and colour not in self.loaded:

@@ -148,9 +148,10 @@ def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network, monkeypat
     assert not torch.allclose(fresh, ref, atol=2e-2)
 
 
-def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weights, tmp_path):
+@pytest.mark.parametrize("detector", ["retinanet", "fcos"])
+def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weights, tmp_path, detector):
     eng = get_engine("retinanet")(device="cpu", epochs=4, crop=128, crops_per_epoch=8, batch=4, lr=0.003, patience=0,
-                                  backbone_weights=str(mobilenet_weights))
+                                  backbone_weights=str(mobilenet_weights), detector=detector)
     scenes: dict[str, DatasetItem] = {}  # one chip per SAR scene: validation is held out by scene (issue 12)
     for it in hrsid_items[:20]:
         scenes.setdefault(Path(it.path).name.split("_")[0], it)
@@ -163,9 +164,18 @@ def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weig
     assert all("map50" in e and 0 <= e["map50"] <= 1 for e in logs if "loss" in e)
     path = eng.save(tmp_path / "r.agm")
     loaded = Engine.load(path, device="cpu")
+    assert loaded.stats["detector"] == detector and type(loaded.model).__name__ == {"retinanet": "RetinaNet", "fcos": "FCOS"}[detector]
     a, b = eng.score(hrsid_items[20:21]), loaded.score(hrsid_items[20:21])
     assert np.allclose(_boxes(a)[0], _boxes(b)[0], atol=1e-4)
     assert all(box.source == "model" and box.kind == "box" for box in a[0].boxes)
+    # a model file written before the box fusion existed was calibrated on NMS at 0.5, and still detects so
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    tensors, meta = read_model_file(path)
+    for key in ("box_merge", "merge_iou"):
+        del meta["params"][key]
+    old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
+    assert (old.params.box_merge, old.params.merge_iou) == ("nms", 0.5) and eng.params.box_merge == "wbf"
 
 
 def test_retinanet_from_scratch_without_weights(hrsid_items, monkeypatch, tmp_path):

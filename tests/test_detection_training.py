@@ -82,6 +82,20 @@ def test_auto_scale_upsamples_only_tiny_objects():
     assert auto_scale([np.zeros((0, 4))]) == 1.0
 
 
+def test_anchor_aspects_follow_elongated_training_boxes():
+    from anomaly_gui.core.errors import DataError
+    from anomaly_gui.engines.retinanet import anchor_aspects
+
+    square = np.array([[0, 0, 20, 20.0], [0, 0, 30, 20.0]] * 5)
+    assert anchor_aspects("auto", [square]) == (0.5, 1.0, 2.0)
+    ships = np.concatenate([square[:9], [[0, 0, 60, 16.0]]])  # 1 box in 10 is 3.75x longer than wide
+    assert anchor_aspects("auto", [ships]) == (0.25, 0.5, 1.0, 2.0, 4.0)
+    assert anchor_aspects("auto", [ships[:-1], np.zeros((0, 4))]) == (0.5, 1.0, 2.0)
+    assert anchor_aspects(" 1, 3", [ships]) == (1.0, 3.0)
+    with pytest.raises(DataError, match="anchor_aspects 'wide'"):
+        anchor_aspects("wide", [ships], "train/labels")
+
+
 @pytest.mark.slow
 def test_retinanet_keeps_best_epoch_and_calibrates_on_validation(tmp_path, mobilenet_weights):
     """A short fit on the bundled SAR sample: validation mAP every epoch, the best epoch's weights are the
@@ -170,3 +184,36 @@ def test_yolo_validation_tiles_cover_the_chip_and_keep_whole_objects():
     assert whole >= 3  # each ship lies whole inside at least one tile
     small = tiles(img[:200, :300], boxes[:1], ["ship"], 320)
     assert len(small) == 1 and small[0].image.shape == (200, 300, 3)
+
+
+def test_retinanet_box_merge_fuses_or_suppresses_duplicates():
+    """The network's scattered boxes around one ship: `nms` keeps the strongest box as it is, `wbf` keeps
+    one box averaged over the cluster (weighted by score), and a separate ship stays separate."""
+    from anomaly_gui.engines.base import get_engine
+
+    class Net(torch.nn.Module):  # stands in for torchvision's detector: returns fixed raw detections
+        nms_thresh = 0.5
+
+        def forward(self, images):
+            import torchvision
+
+            boxes = torch.tensor([[10.0, 10, 30, 20], [14, 10, 34, 20], [60, 60, 70, 70]])
+            scores = torch.tensor([0.9, 0.6, 0.8])
+            keep = torchvision.ops.nms(boxes, scores, self.nms_thresh)
+            return [{"boxes": boxes[keep], "scores": scores[keep], "labels": torch.ones(len(keep), dtype=torch.int64)}
+                    for _ in images]
+
+    eng = get_engine("retinanet")(device="cpu", box_merge="nms", merge_iou=0.7)
+    eng.model = Net()
+    image = np.zeros((100, 100, 3), np.uint8)
+    assert len(eng._raw([image])[0]["boxes"]) == 3  # the two overlapping boxes have IoU 0.67 < 0.7
+    eng.params.merge_iou = 0.5
+    nms = eng._raw([image])[0]
+    assert np.allclose(sorted(nms["scores"]), [0.8, 0.9])
+    assert np.allclose(nms["boxes"][np.argmax(nms["scores"])], [10, 10, 30, 20])
+    eng.params.box_merge = "wbf"
+    wbf = eng._raw([image])[0]
+    assert np.allclose(sorted(wbf["scores"]), [0.8, 0.9])
+    fused = wbf["boxes"][np.argmax(wbf["scores"])]
+    assert np.allclose(fused, [10 + 4 * 0.6 / 1.5, 10, 30 + 4 * 0.6 / 1.5, 20])  # score-weighted mean
+    assert eng.model.nms_thresh == pytest.approx(0.9)  # the network keeps near-duplicates for the fusion

@@ -85,6 +85,20 @@ def test_cosine_schedule_and_weight_average_follow_their_formulas():
         run(1, lr_schedule="step")
 
 
+def test_time_flip_plays_training_windows_backwards_but_not_the_held_out_ones():
+    eng = get_engine("future_frame")(device="cpu", width=48, height=32, past=3, time_flip=1.0)
+    eng.module = eng.build_module()
+    x = torch.linspace(-1, 1, 4 * 4 * 32 * 48).reshape(4, 4, 32, 48)
+    with torch.no_grad():
+        eng.module.eval()  # measuring held-out windows: as they are
+        assert float(eng._augmented_loss(x)) == pytest.approx(float(eng.training_loss(x)))
+        eng.module.train()  # batch norm in training mode, but no weights change under no_grad
+        assert float(eng._augmented_loss(x)) == pytest.approx(float(eng.training_loss(x.flip(1))))
+        assert float(eng.training_loss(x.flip(1))) != pytest.approx(float(eng.training_loss(x)))
+        eng.params.time_flip = 0.0
+        assert float(eng._augmented_loss(x)) == pytest.approx(float(eng.training_loss(x)))
+
+
 def test_clips_decoded_in_threads_equal_the_sequential_decode():
     items = [it for it in scan_ucsd(shared_dataset("ucsd_ped2"), "train") if it.frame_index < 12]
     clips = clips_from_items(items)

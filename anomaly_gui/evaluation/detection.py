@@ -88,6 +88,9 @@ def evaluate_detection(dataset: Path, engine: str, test: Path | None = None, dev
         "threshold_source": "none chosen: mAP integrates over confidence; boxes below the engine's "
                             f"min_confidence ({min_conf}) are not reported",
         "n_overlap": n_overlap, "warnings": warnings,
+        "boxes_at_0.5": sum(1 for r in results for b in (r.boxes or []) if (b.score or 0.0) >= 0.5),
+        # how training ended (engines that log it): epochs-to-quality without re-running
+        **{k: eng.stats[k] for k in ("best_epoch", "steps", "stopped") if k in eng.stats},
     }
 
 

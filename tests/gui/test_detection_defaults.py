@@ -52,6 +52,15 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     assert form.values()["steps"] == defaults.steps and form.values()["tta"] == defaults.tta
     form.widget("steps").setValue(120)
     form.widget("tta").setChecked(not defaults.tta)
+    # the detector head and the merge of overlapping boxes are choices in the form (under Advanced for the merge)
+    for name, value in (("detector", "fcos"), ("box_merge", "nms" if defaults.box_merge == "wbf" else "wbf")):
+        combo = form.widget(name)
+        combo.setCurrentIndex(combo.findText(value))
+    form.widget("merge_iou").setValue(0.35)
+    form.widget("anchor_aspects").setText("auto")
     calls = _capture_job(monkeypatch)
     panel.start_training()
-    assert calls[-1][1]["steps"] == 120 and calls[-1][1]["tta"] is (not defaults.tta)
+    job = calls[-1][1]
+    assert job["steps"] == 120 and job["tta"] is (not defaults.tta)
+    assert job["detector"] == "fcos" and job["box_merge"] != defaults.box_merge and job["merge_iou"] == pytest.approx(0.35)
+    assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects

@@ -189,7 +189,7 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     # issue 13's scoring and training options are in the form, with the engine's defaults; the analyst picks
     # the causal smoothing a live camera can use
     form = tp.form
-    assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema"} <= set(form.names())
+    assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema", "time_flip"} <= set(form.names())
     assert form.values()["frame_scale"] == "log"
     form.widget("smooth_mode").setCurrentIndex(form.widget("smooth_mode").findData("causal"))
     form.widget("smooth").setValue(2.0)

@@ -23,13 +23,19 @@ from anomaly_gui.engines.detection_common import (
 from anomaly_gui.engines.detection_common.calibration import best_f1_threshold, calibrate, logit
 from anomaly_gui.engines.detection_common.sampling import auto_scale, training_sample
 from anomaly_gui.engines.detection_common.tta import FLIPS, fuse_variants, unflip_boxes
-from anomaly_gui.engines.retinanet.model import build_retinanet, find_backbone_weights
+from anomaly_gui.engines.retinanet.model import DETECTORS, build_detector, find_backbone_weights
+
+
+MERGES = ["nms", "wbf"]
+BOX_LOSSES = ["l1", "giou"]
 
 
 @dataclass
 class RetinaNetParams:
+    detector: str = param("retinanet", "retinanet: anchor boxes (sizes from `anchor_base`); fcos: anchor-free, every pyramid cell near a box's centre regresses its sides", choices=DETECTORS)
     steps: int = param(300, "training steps (batches of crops): the learning rate warms up, then decays to zero over them", minimum=1, maximum=1_000_000)
     epochs: int = param(200, "most epochs (an epoch ends with a validation; training also ends after `steps`)", minimum=1, maximum=1000)
+    anneal_after: int = param(150, "a perfect validation mAP50 reached after this many steps ends training early (learning rate annealed to zero over a shorter end phase)", minimum=0, maximum=1_000_000, advanced=True)
     patience: int = param(6, "after half the steps, stop when this many epochs bring no better validation mAP50 (0: never stop early)", minimum=0, maximum=1000)
     max_minutes: float = param(10.0, "time budget for training in minutes (0: none); the best epoch so far is kept", minimum=0.0, maximum=10000.0)
     crop: int = param(160, "training crop size in pixels at model scale (larger images are cropped around objects and background)", minimum=64, maximum=2048, step=32)
@@ -42,9 +48,13 @@ class RetinaNetParams:
     pretrained: bool = param(True, "start from the MobileNetV2 ImageNet backbone when its weights are on disk")
     backbone_weights: str = param("", "MobileNetV2 ImageNet weights file (.pth/.safetensors); empty: the usual weights folders ($ANOMALY_GUI_WEIGHTS, torch's cache)", advanced=True)
     anchor_base: int = param(0, "smallest anchor at stride 4 (pixels at model scale), doubling per pyramid level; 0: auto (8 or 16, from the small training boxes)", minimum=0, maximum=128, advanced=True)
+    anchor_aspects: str = param("0.5,1,2", "anchor aspect ratios (height / width), comma-separated; auto: 0.5,1,2 plus 0.25,4 when at least 10 % of the training boxes are 3x longer than wide", advanced=True)
+    box_loss: str = param("l1", "box regression loss: l1 on the anchor offsets, or giou (generalised IoU of the boxes)", choices=BOX_LOSSES, advanced=True)
     fpn_channels: int = param(48, "feature pyramid width", minimum=16, maximum=256, advanced=True)
     head_convs: int = param(2, "convolutions in each head tower", minimum=1, maximum=4, advanced=True)
     tta: bool = param(False, "test-time flips: also detect on the image flipped left-right, up-down and both, and fuse the boxes (4x slower detection)")
+    box_merge: str = param("wbf", "overlapping detections of one object: nms keeps the strongest; wbf averages their boxes weighted by score (weighted box fusion)", choices=MERGES, advanced=True)
+    merge_iou: float = param(0.2, "detections overlapping more than this IoU are one object (for nms and wbf)", minimum=0.05, maximum=0.95, step=0.05, advanced=True)
     min_confidence: float = param(0.05, "detections below this (calibrated) confidence are not kept (the GUI slider filters above it)", minimum=0.0, maximum=1.0, advanced=True)
     tile: int = param(800, "scenes larger than 1.5x this are cut into overlapping tiles (0: never)", minimum=0, maximum=8192, advanced=True)
     input_stretch: str = param("auto", "8-bit input stays; 16-bit/float SAR is stretched (percentile or dB)", choices=INPUT_CHOICES)
@@ -63,7 +73,7 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, Any]) -> None:
 
 
 EPOCH_PIXELS = 1_000_000
-MIN_STEPS = 150
+WBF_PRE_NMS = 0.9  # the network's own NMS before a weighted box fusion
 
 
 class ModelEMA:
@@ -98,6 +108,23 @@ def auto_anchor(boxes: Sequence[np.ndarray], scale: float) -> int:
     return int(np.clip(2 ** round(np.log2(p10)), 4, 32))
 
 
+def anchor_aspects(spec: str, boxes: Sequence[np.ndarray], where: Any = ".") -> tuple[float, ...]:
+    """Anchor aspect ratios (h / w) from the `anchor_aspects` parameter; `auto` adds 1:4 and 4:1 to 1:2, 1:1,
+    2:1 when at least 10 % of the training boxes are elongated (long side >= 3x the short side)."""
+    if spec.strip().lower() != "auto":
+        try:
+            values = tuple(float(v) for v in spec.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if not values or min(values) <= 0:
+            raise DataError(where, f"anchor_aspects {spec!r}: give positive numbers separated by commas, or auto")
+        return values
+    b = np.concatenate([x for x in boxes if len(x)] or [np.zeros((0, 4))])
+    w, h = (b[:, 2] - b[:, 0]).clip(1e-6), (b[:, 3] - b[:, 1]).clip(1e-6)
+    elongated = float(np.mean(np.maximum(w / h, h / w) >= 3.0)) if len(b) else 0.0
+    return (0.25, 0.5, 1.0, 2.0, 4.0) if elongated >= 0.1 else (0.5, 1.0, 2.0)
+
+
 @register_engine
 class RetinaNetEngine(DetectionEngine):
     name = "retinanet"
@@ -107,6 +134,8 @@ class RetinaNetEngine(DetectionEngine):
                    "YOLO from scratch (no pretrained weights offline) found no ship on held-back HRSID chips.")
     rank = 0
     Params = RetinaNetParams
+    # model files from before the fusion were calibrated on non-maximum suppression at IoU 0.5
+    params_before_they_existed = {"box_merge": "nms", "merge_iou": 0.5}
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
@@ -120,9 +149,10 @@ class RetinaNetEngine(DetectionEngine):
     def _build(self, n_classes: int, backbone: Any = None) -> torch.nn.Module:
         p = self.params
         frozen = bool(self.stats.get("frozen_bn", backbone is not None))
-        model = build_retinanet(n_classes + 1, backbone_path=backbone, scale=float(self.stats.get("scale", 1.0)),
+        model = build_detector(str(self.stats.get("detector", "retinanet")), n_classes + 1, backbone_path=backbone, scale=float(self.stats.get("scale", 1.0)),
                                fpn_channels=p.fpn_channels, score_thresh=0.01, anchor_base=int(self.stats.get("anchor_base") or p.anchor_base or 8),
-                               head_convs=p.head_convs, frozen_bn=frozen).to(self.device)
+                               head_convs=p.head_convs, frozen_bn=frozen, box_loss=str(self.stats.get("box_loss", "l1")),
+                               aspects=tuple(self.stats.get("anchor_aspects", (0.5, 1.0, 2.0)))).to(self.device)
         if self.device.type == "cpu":  # oneDNN convolutions are faster channels-last (a training step ~15 %)
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -144,9 +174,11 @@ class RetinaNetEngine(DetectionEngine):
         backbone = find_backbone_weights(p.backbone_weights) if p.pretrained else None
         scale = float(p.scale) if p.scale > 0 else auto_scale(data.boxes)
         anchor = int(p.anchor_base) if p.anchor_base > 0 else auto_anchor(data.boxes, scale)
+        aspects = anchor_aspects(p.anchor_aspects, data.boxes, items[0].path if items else ".")
         self.stats = {"classes": data.classes, "pretrained_backbone": str(backbone) if backbone else None,
                       "problems": data.problems + val.problems, "n_train": len(data.items), "n_val": len(val.items),
-                      "frozen_bn": backbone is not None, "scale": scale, "anchor_base": anchor, "score_shift": 0.0}
+                      "frozen_bn": backbone is not None, "detector": p.detector, "scale": scale, "anchor_base": anchor, "anchor_aspects": list(aspects),
+                      "box_loss": p.box_loss, "score_shift": 0.0}
         if p.pretrained and backbone is None:
             ctx.log({"message": "MobileNetV2 ImageNet weights not found offline; training from scratch"})
         self.model = self._build(len(data.classes), backbone)
@@ -280,7 +312,7 @@ class RetinaNetEngine(DetectionEngine):
                 minutes = (time.perf_counter() - t0) / 60
                 # perfect on validation: anneal (see above) and stop; otherwise a couple of validation chips are a
                 # noisy judge: no early stop before half the schedule
-                if best_key[0] >= 0.999 and done >= min(total, MIN_STEPS) // 3 and not anneal and done < end:
+                if best_key[0] >= 0.999 and done >= min(total, p.anneal_after) and not anneal and done < end:
                     anneal.update(start=done, length=max(2 * steps, done // 2), factor=base(done))
                     end = min(total, done + int(anneal["length"]))
                 patience = p.patience if done >= total // 2 and not anneal else 0
@@ -299,6 +331,9 @@ class RetinaNetEngine(DetectionEngine):
         if self.model is None:
             raise RuntimeError("retinanet: no model (fit or load first)")
         self.model.eval()
+        wbf = self.params.box_merge == "wbf"
+        # read at each detection; before a fusion only near-duplicates are suppressed (the fusion averages the rest)
+        self.model.nms_thresh = WBF_PRE_NMS if wbf else float(self.params.merge_iou)  # type: ignore[assignment]
         outs = []
         bs = max(1, self.params.batch)
         # test-time flips (not during the per-epoch validation: it would cost 4x and only rank epochs)
@@ -312,7 +347,8 @@ class RetinaNetEngine(DetectionEngine):
                 per_flip.append([{"boxes": unflip_boxes(o["boxes"].cpu().numpy(), t.shape[2], t.shape[1], fx, fy),
                                   "scores": o["scores"].cpu().numpy(), "labels": o["labels"].cpu().numpy()}
                                  for o, t in zip(found, chunk)])
-            outs += [fuse_variants([v[j] for v in per_flip]) if len(flips) > 1 else per_flip[0][j] for j in range(len(chunk))]
+            fuse, iou = wbf or len(flips) > 1, float(self.params.merge_iou) if wbf else 0.55
+            outs += [fuse_variants([v[j] for v in per_flip], iou=iou) if fuse else per_flip[0][j] for j in range(len(chunk))]
         return outs
 
     def _raw_detections(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -80,12 +80,11 @@ def anchor_sizes(anchor_base: int, levels: int = 4) -> tuple[tuple[int, ...], ..
     return tuple((s, round(s * 2 ** (1 / 3)), round(s * 2 ** (2 / 3))) for s in (anchor_base * 2**k for k in range(levels)))
 
 
-def build_retinanet(num_classes: int, backbone_path: Path | None, scale: float = 1.0, fpn_channels: int = 48,
-                    score_thresh: float = 0.01, anchor_base: int = 8, head_convs: int = 2, frozen_bn: bool | None = None,
-                    detections_per_img: int = 200) -> nn.Module:
-    """torchvision RetinaNet; `num_classes` counts the background (label 0 unused)."""
-    from torchvision.models.detection import RetinaNet
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
+STRIDES = (4, 8, 16, 32)  # of the pyramid levels (the last one max-pooled)
+DETECTORS = ["retinanet", "fcos"]
+
+
+def _pyramid(backbone_path: Path | None, fpn_channels: int, frozen_bn: bool | None) -> nn.Module:
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -94,14 +93,55 @@ def build_retinanet(num_classes: int, backbone_path: Path | None, scale: float =
         for layer in list(features)[:FROZEN_BLOCKS]:
             for q in layer.parameters():
                 q.requires_grad_(False)
-    backbone = BackboneWithFPN(features, RETURN_LAYERS, IN_CHANNELS, fpn_channels, extra_blocks=LastLevelMaxPool())
+    return BackboneWithFPN(features, RETURN_LAYERS, IN_CHANNELS, fpn_channels, extra_blocks=LastLevelMaxPool())
+
+
+def build_detector(detector: str, num_classes: int, backbone_path: Path | None, **kw: Any) -> nn.Module:
+    """`retinanet` (anchor boxes) or `fcos` (anchor-free: every pyramid cell inside a box, near its centre,
+    regresses the distances to its sides) on the same MobileNetV2 pyramid."""
+    if detector == "fcos":
+        kw.pop("anchor_base", None)
+        return build_fcos(num_classes, backbone_path, **kw)
+    return build_retinanet(num_classes, backbone_path, **kw)
+
+
+def build_fcos(num_classes: int, backbone_path: Path | None, scale: float = 1.0, fpn_channels: int = 48,
+               score_thresh: float = 0.01, head_convs: int = 2, frozen_bn: bool | None = None,
+               detections_per_img: int = 200, aspects: Any = None, box_loss: str = "giou") -> nn.Module:
+    """torchvision FCOS; each level's 'anchor' is its stride, so level k learns boxes whose farthest side
+    lies 4-8 strides from the cell (stride 4: up to ~64-pixel boxes), as in the FCOS paper."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.fcos import FCOSHead
+
+    backbone = _pyramid(backbone_path, fpn_channels, frozen_bn)
+    anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))
+    head = FCOSHead(fpn_channels, 1, num_classes, num_convs=0)  # towers below (torchvision's GroupNorm(32) needs 32k channels)
+    model = FCOS(backbone, num_classes=num_classes, anchor_generator=anchors, head=head, score_thresh=score_thresh,
+                 detections_per_img=detections_per_img, topk_candidates=300)
+    head.classification_head.conv = _light_tower(fpn_channels, head_convs)
+    head.regression_head.conv = _light_tower(fpn_channels, head_convs)
+    model.transform = _fixed_scale_transform(scale, model.transform)
+    return model
+
+
+def build_retinanet(num_classes: int, backbone_path: Path | None, scale: float = 1.0, fpn_channels: int = 48,
+                    score_thresh: float = 0.01, anchor_base: int = 8, head_convs: int = 2, frozen_bn: bool | None = None,
+                    detections_per_img: int = 200, aspects: tuple[float, ...] = (0.5, 1.0, 2.0),
+                    box_loss: str = "l1") -> nn.Module:
+    """torchvision RetinaNet; `num_classes` counts the background (label 0 unused)."""
+    from torchvision.models.detection import RetinaNet
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    backbone = _pyramid(backbone_path, fpn_channels, frozen_bn)
     sizes = anchor_sizes(anchor_base, len(RETURN_LAYERS) + 1)
-    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    anchors = AnchorGenerator(sizes, (tuple(aspects),) * len(sizes))
     model = RetinaNet(backbone, num_classes=num_classes, anchor_generator=anchors, score_thresh=score_thresh,
                       detections_per_img=detections_per_img, topk_candidates=300)
     head = model.head
     head.classification_head.conv = _light_tower(fpn_channels, head_convs)
     head.regression_head.conv = _light_tower(fpn_channels, head_convs)
+    head.regression_head._loss_type = box_loss  # l1 on anchor offsets, or giou on the boxes (as torchvision's v2)
     prior = 0.01
     nn.init.constant_(head.classification_head.cls_logits.bias, -math.log((1 - prior) / prior))
     model.transform = _fixed_scale_transform(scale, model.transform)

@@ -45,6 +45,9 @@ class VideoAEParams:
     epochs: int = param(20, "passes over the training clips", minimum=1, maximum=1000)
     batch_size: int = param(16, "windows per training step", minimum=1, maximum=512)
     lr: float = param(1e-3, "Adam learning rate", minimum=1e-6, maximum=1.0, advanced=True)
+    time_flip: float = param(0.0, "share of training windows played backwards (people walk both ways, so a reversed "
+                             "normal clip is normal motion: more motion seen per clip; 0: off)", minimum=0.0,
+                             maximum=1.0, step=0.1, advanced=True)
     lr_schedule: str = param("constant", "learning rate over the planned steps: constant, or a cosine decay to 0",
                              choices=list(LR_SCHEDULES), advanced=True)
     ema: float = param(0.0, "keep an exponential moving average of the weights (decay per step, e.g. 0.95); the "
@@ -173,6 +176,15 @@ class VideoAEEngine(Engine):
         belong to). Autoencoders: every frame of the window, from 0."""
         return self._pixel_error(self._require()(x), x), 0
 
+    def _augmented_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """`training_loss`, with a `time_flip` share of the windows played backwards while training (not when
+        the held-out windows are measured)."""
+        share = float(getattr(self.params, "time_flip", 0.0))
+        if share > 0 and self._require().training:
+            flip = torch.rand(len(x), device=x.device) < share
+            x = torch.where(flip[:, None, None, None], x.flip(1), x)
+        return self.training_loss(x)
+
     def _pixel_error(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         d = (y - x).abs_().mul_(0.5)  # back to [0, 1] units
         return d.square_() if self.params.pixel_error == "squared" else d
@@ -188,7 +200,7 @@ class VideoAEEngine(Engine):
         torch.manual_seed(int(self.params.seed))
         self.module = self.build_module().to(self.device)
         p = self.params
-        res = train_loop(self.module, self.training_loss, to_tensors(frames, self.device), self.window,
+        res = train_loop(self.module, self._augmented_loss, to_tensors(frames, self.device), self.window,
                          epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr), patience=int(p.patience),
                          val_fraction=float(p.val_fraction), seed=int(p.seed), ctx=ctx,
                          max_windows=int(p.max_windows), lr_schedule=str(p.lr_schedule), ema=float(p.ema))
