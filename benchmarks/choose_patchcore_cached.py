@@ -55,7 +55,7 @@ def load_resized(path: str, size: int, method: str, crop: float) -> torch.Tensor
 
     if method == "area":
         arr, _ = load_image(path, size, 3)
-        x = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
+        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float() / 255
     elif method == "pil":
         im = Image.fromarray(to_rgb8(read_image(path))).resize((size, size), Image.BILINEAR)
         x = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255

@@ -261,6 +261,8 @@ def test_evaluate_cli_on_yolo_and_voc_with_bad_files(tmp_path, capsys):
     res = json.loads(out)
     assert set(res) >= {"map50", "map50_95", "fit_seconds", "items_per_second", "n_train", "n_test", "engine", "device"}
     assert res["engine"] == "retinanet" and res["device"] == "cpu" and res["n_test"] >= 1
+    assert res["steps"] == 1 and res["best_epoch"] in (0, 1)  # epochs=1 of one batch (4 crops of 8)
+    assert isinstance(res["boxes_at_0.5"], int)
     assert 0.0 <= res["map50"] <= 1.0 and res["map50_95"] <= res["map50"]
     assert "orphan.txt" in err
     # the same items as Pascal VOC (written by the VOC writer), one XML damaged
