@@ -152,12 +152,19 @@ def motion_rows(eng, fit_frames: list[np.ndarray], clips: list[tuple[str, np.nda
     return rows
 
 
-def default_scoring(eng, fit_frames: list[np.ndarray]) -> None:
-    """Switch a loaded model to today's default scoring (whatever its file stored) and recalibrate it."""
+def default_scoring(eng, fit_frames: list[np.ndarray], overrides: list[str] | None = None) -> None:
+    """Switch a loaded model to today's default scoring (whatever its file stored), with `overrides`
+    ("smooth=2", "smooth_mode=centred", ...: post-processing only), and recalibrate it."""
     from anomaly_gui.engines.base import RunContext
 
     d = type(eng).Params()
     eng.params = dataclasses.replace(eng.params, **{k: getattr(d, k) for k in ("pixel_error", *CANDIDATES)})
+    for spec in overrides or []:
+        key, value = spec.split("=", 1)
+        if key not in CANDIDATES:
+            raise SystemExit(f"--score {spec}: only the scoring settings {', '.join(CANDIDATES)} can be overridden")
+        kind = type(getattr(eng.params, key))
+        eng.params = dataclasses.replace(eng.params, **{key: kind(value)})
     eng._calibrate(fit_frames, RunContext())
 
 
@@ -193,7 +200,7 @@ def ensemble_report(args) -> int:
         labels: list[np.ndarray] = []
         for path in paths:
             eng = Engine.load(Path(path), device="cpu")
-            default_scoring(eng, eng._load(train[:-h], RunContext()))
+            default_scoring(eng, eng._load(train[:-h], RunContext()), args.score)
             clips = [c for k, f in enumerate(eng._load(train[-h:], RunContext())) for c in ped2_like_clips(f, seed=k)
                      if c[0] in kinds]
             labels = [y.astype(int) for _, _, y in clips]
@@ -231,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the engine's default scoring (to compare training variants: seeds, ema, ...)")
     ap.add_argument("--ensemble", action="store_true",
                     help="average the default frame scores of every subset of the models of each protocol (seeds)")
+    ap.add_argument("--score", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --ensemble: a scoring setting other than the default (e.g. smooth=2, smooth_mode=causal)")
     args = ap.parse_args(argv)
 
     import torch
