@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -92,28 +91,3 @@ def scored_project(tmp_path):
     proj.update_run(run.id, status="done", threshold=0.6, min_area=40.0)
     yield proj
     proj.close()
-
-
-# -- leaving the test process -----------------------------------------------------------------
-# CPython's final garbage collection once aborted (`Fatal Python error: none_dealloc`, exit 134) after
-# every test had passed. Cause (docs/decisions/0020): PySide6 / shiboken6 6.12.0 on Python 3.11 drops a
-# reference to None on every call of a Qt method that returns nothing, so a long run used None's
-# references up; `anomaly_gui.gui` now guards against it, and `ANOMALY_GUI_TEST_FINALIZE=1 python -m
-# pytest tests/gui` finalises normally (no abort). Until the whole suite has been seen to exit cleanly
-# without it, the process still leaves at `pytest_unconfigure` (pytest has written its report and exit
-# status by then) with that status, skipping finalisation; ANOMALY_GUI_TEST_FINALIZE=1 runs the normal
-# shutdown.
-_EXIT_STATUS: dict[str, int] = {"code": 0}
-
-
-def pytest_sessionfinish(session, exitstatus):  # noqa: D103 (pytest hook)
-    _EXIT_STATUS["code"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):  # noqa: D103 (pytest hook)
-    if os.environ.get("ANOMALY_GUI_TEST_FINALIZE") == "1":
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_EXIT_STATUS["code"])
