@@ -101,9 +101,8 @@ def measure(eng: Any, test_items: list[DatasetItem], warnings: list[str] | None 
     Frames without a label (a partly labelled clip) are scored but left out of every metric and counted;
     frames whose error is not finite likewise (`warnings` names them)."""
     from anomaly_gui.core.metrics.segmentation import pixel_auroc
-    from anomaly_gui.core.metrics.video import ucsd_pixel_auc
+    from anomaly_gui.core.metrics.video import per_clip_minmax, ucsd_pixel_auc
     from anomaly_gui.core.postprocess import resize_map
-    from anomaly_gui.core.metrics.video import per_clip_minmax
 
     warnings = [] if warnings is None else warnings
     clips = clips_from_items(test_items)

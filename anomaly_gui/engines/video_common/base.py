@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from anomaly_gui.core.errors import DataError
+from anomaly_gui.core.metrics.video import per_clip_minmax
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.video_io import Clip, clips_from_items
 from anomaly_gui.engines.base import (
@@ -28,7 +29,7 @@ from anomaly_gui.engines.base import (
 )
 from anomaly_gui.engines.video_common.data import window_starts
 from anomaly_gui.engines.video_common.training import LR_SCHEDULES, decode_clips, to_tensors, train_loop
-from anomaly_gui.engines.video_common.postprocess import anomaly_from_errors, box_sum
+from anomaly_gui.engines.video_common.postprocess import box_sum
 
 FRAME_ERRORS = ("sum", "max_box", "sum_and_box")
 PIXEL_NORMS = ("none", "divide")
@@ -355,7 +356,7 @@ class VideoAEEngine(Engine):
         if len(frames) < self.window:
             raise DataError(name or "<clip>", f"clip has {len(frames)} frames, fewer than the {self.window} frames {self.name} stacks")
         errors, maps = self._clip_errors(frames, ctx)
-        scores = anomaly_from_errors(errors) if self.params.normalise else errors.copy()
+        scores = per_clip_minmax(errors) if self.params.normalise else errors.copy()
         return ClipScores(name=name, errors=errors, scores=scores, maps=maps, default_threshold=self.default_threshold(),
                           pixel_threshold=self.stats.get("pixel_threshold"))
 
