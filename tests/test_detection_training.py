@@ -314,9 +314,9 @@ def test_snap_to_blobs_takes_the_blob_box_and_drops_duplicates():
 
 
 def test_retinanet_box_refine_snaps_boxes_and_auto_decides_on_validation():
-    """`box_refine=cfar` replaces the network's too-square box of a long ship by the blob's; `auto` keeps
-    whichever scores better on the validation images: cfar on a SAR-like chip, none where the labelled
-    object is not the bright blob."""
+    """`box_refine=cfar` replaces the network's too-square box of a long ship by the blob's; `auto` keeps the
+    blob boxes unless they lower the validation mAP50: cfar on a SAR-like chip (also at equal mAP50), none
+    where the labelled object is not the bright blob."""
     from anomaly_gui.engines.base import get_engine
     from anomaly_gui.engines.detection_common import TrainingSet
 
@@ -330,6 +330,9 @@ def test_retinanet_box_refine_snaps_boxes_and_auto_decides_on_validation():
     val = TrainingSet(boxes=[np.array([ship])], labels=[["ship"]], classes=["ship"])
     assert eng._choose_refine([img], val) == "cfar"
     assert eng.stats["box_refine_validation"]["cfar"][0] == 1.0 > eng.stats["box_refine_validation"]["none"][0]
+    eng.model = _FixedNet([[203.0, 99, 250, 117]], [0.9])  # a good learnt box: equal mAP50, the blob box is kept
+    assert eng._choose_refine([img], val) == "cfar" and eng.stats["box_refine_validation"]["none"][0] == 1.0
+    eng.model = _FixedNet([[210.0, 92, 243, 124]], [0.9])
     eng.stats["box_refine"] = "cfar"
     assert np.allclose(eng._raw([img])[0]["boxes"], [ship])  # auto follows the decision
     # an object that is not the bright blob (a labelled area around it): the blob box would miss it, so auto
