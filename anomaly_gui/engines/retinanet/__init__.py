@@ -203,6 +203,9 @@ class RetinaNetEngine(DetectionEngine):
             self._training = False
         self.fitted = True
         self.stats["box_refine"] = self._choose_refine(val_images, val)
+        if "box_refine_validation" in self.stats:  # the run log (the GUI's too) says what auto chose and why
+            ctx.log({"message": f"box_refine auto: {self.stats['box_refine']} (validation mAP50 / mAP50-95 "
+                                + ", ".join(f"{k} {v[0]:.3f} / {v[1]:.3f}" for k, v in self.stats["box_refine_validation"].items()) + ")"})
         if p.calibrate:
             on_val = any(len(b) for b in val.boxes)
             gt, imgs = (val.boxes, val_images) if on_val else (data.boxes, images)
