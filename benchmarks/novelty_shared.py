@@ -58,12 +58,12 @@ def main() -> None:
                     help="also the untrained-backbone references on the same splits")
     args = ap.parse_args()
     keys = ("novelty_auroc", "pseudo_novelty_auroc", "encoder", "colour", "animal_crop", "cam_boxes", "fit_seconds",
-            "n_train", "n_test", "n_novel", "train_reader", "test_reader")
+            "n_train", "n_test", "n_novel", "train_reader", "test_reader", "scorer")
     figures: dict[str, list[float]] = {}
     for split in range(args.splits):
         if args.only in (None, "camera_traps"):
             res = evaluate(DATA / "camera_traps", None, args.engine, args.param + ([f"seed={split}"] if split else []))
-            print("camera_traps", split, json.dumps({k: res.get(k) for k in keys}), flush=True)
+            print("camera_traps", split, json.dumps({**{k: res.get(k) for k in keys}, "chosen": _chosen(res)}), flush=True)
             figures.setdefault("camera_traps engine", []).append(res["novelty_auroc"])
             if args.baselines:
                 _baselines("camera_traps", camera_trap_split(split), figures)
@@ -71,7 +71,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 train, test = serengeti_layout(Path(tmp), split)
                 res = evaluate(train, test, args.engine, args.param)
-            print("serengeti", split, json.dumps({k: res.get(k) for k in keys}), flush=True)
+            print("serengeti", split, json.dumps({**{k: res.get(k) for k in keys}, "chosen": _chosen(res)}), flush=True)
             figures.setdefault("serengeti engine", []).append(res["novelty_auroc"])
             if args.baselines:
                 _baselines("serengeti", serengeti_split(split), figures)
@@ -79,12 +79,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             train, test = easy_layout(Path(tmp))
             res = evaluate(train, test, args.engine, args.param)
-        print("easy", 0, json.dumps({k: res.get(k) for k in keys}), flush=True)
+        print("easy", 0, json.dumps({**{k: res.get(k) for k in keys}, "chosen": _chosen(res)}), flush=True)
         if args.baselines:
             _baselines("easy", easy_split(), figures)
     for name, vals in figures.items():
         if len(vals) > 1:
             print(f"{name}: novelty AUROC {statistics.mean(vals):.3f} +- {statistics.stdev(vals):.3f} over {len(vals)} splits", flush=True)
+
+
+def _chosen(res: dict) -> str | None:
+    """The setting the engine chose per fit (scorer / crop / features = auto), with its reason."""
+    sel = res.get("selection") or {}
+    return f"{sel.get('chosen')} ({sel.get('reason')})" if sel else None
 
 
 def _baselines(name: str, split, figures: dict[str, list[float]]) -> None:

@@ -74,9 +74,9 @@ def test_engine_crops_photos_without_boxes_and_round_trips(camtrap_items, tmp_pa
     items = [it for it in camtrap_items if it.label in ("jaguar", "cougar", "deer", "wolf")]
     unboxed = sum(1 for s in crop_specs(items) if s.box is None)
     assert unboxed == 7
-    eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, colour="rgb")
+    eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, colour="rgb", animal_crop="cam_day", scorer="knn")
     eng.fit(items)
-    # default cam_day: the two grey night shots (SYFR... deer and cougar) stay whole, the 5 day photos are cropped
+    # cam_day: the two grey night shots (SYFR... deer and cougar) stay whole, the 5 day photos are cropped
     assert eng.stats["animal_crop"] == "cam_day" and (eng.stats["cam_boxes"], eng.stats["infrared_whole"]) == (unboxed - 2, 2)
     res = eng.score(items)
     cam_rows = [r for r in res if r.extra["crops"][0]["cam_box"]]
@@ -107,7 +107,7 @@ def test_model_saved_before_animal_crops_loads_as_whole_photos(camtrap_items, tm
 def test_fine_tuned_encoder_keeps_a_pretrained_animal_locator(camtrap_items, tmp_path):
     items = [it for it in camtrap_items if it.label in ("cougar", "deer", "wolf")]
     eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, colour="rgb", encoder="finetuned", epochs=1,
-                                     batch_size=4, lr=1e-2)
+                                     batch_size=4, lr=1e-2, animal_crop="cam_day")
     eng.fit(items)
     assert eng.stats["encoder"] == "finetuned" and eng.locator is not eng.net
     tuned = eng.net.backbone[-1][0].weight

@@ -172,10 +172,13 @@ def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weig
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
     tensors, meta = read_model_file(path)
-    for key in ("box_merge", "merge_iou"):
+    for key in ("box_merge", "merge_iou", "box_refine"):
         del meta["params"][key]
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
     assert (old.params.box_merge, old.params.merge_iou) == ("nms", 0.5) and eng.params.box_merge == "wbf"
+    # ... and kept the learnt boxes (no CFAR refinement), whatever the fit decided today
+    assert old.params.box_refine == "none" and not old._refining() and eng.params.box_refine == "auto"
+    assert eng.stats["box_refine"] in ("cfar", "none") and loaded.stats["box_refine"] == eng.stats["box_refine"]
 
 
 def test_retinanet_from_scratch_without_weights(hrsid_items, monkeypatch, tmp_path):

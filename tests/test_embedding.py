@@ -93,7 +93,7 @@ def test_engines_registered_for_embedding_task():
     with pytest.raises(ValueError, match="unknown scorer"):
         get_engine("simclr_ocsvm")(scorer="lof", device="cpu")
     defaults = get_engine("simclr_ocsvm")(device="cpu").params
-    assert (defaults.scorer, defaults.encoder, defaults.pretrained) == ("knn", "auto", True)
+    assert (defaults.scorer, defaults.encoder, defaults.pretrained, defaults.animal_crop) == ("auto", "auto", True, "auto")
     from anomaly_gui.core.errors import WeightsUnavailableError
 
     eng = get_engine("simclr_ocsvm")(device="cpu", weights_path="/nowhere/mobilenet_v2.pth", epochs=0)

@@ -234,7 +234,7 @@ def test_auto_encoder_keeps_finetuning_only_when_validation_improves(camtrap_ite
 
 
 def test_knn_engine_flags_unknown_and_round_trips(camtrap_items, tmp_path):
-    eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, epochs=0)
+    eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, epochs=0, scorer="knn")
     eng.fit(camtrap_items)
     assert eng.stats["scorer"] == "knn" and eng.stats["threshold"] > 0
     res = eng.score(camtrap_items)
@@ -244,7 +244,8 @@ def test_knn_engine_flags_unknown_and_round_trips(camtrap_items, tmp_path):
     r = eng.score(odd)[0]
     assert r.extra["unknown_species"] and r.extra["is_anomaly"]
     back = Engine.load(eng.save(tmp_path / "knn.agm"), device="cpu")
-    np.testing.assert_allclose([x.score for x in back.score(camtrap_items[:3])], own[:3], rtol=1e-5)
+    # a training photo's distance to itself is ~0: float noise of the batch size, hence the absolute tolerance
+    np.testing.assert_allclose([x.score for x in back.score(camtrap_items[:3])], own[:3], rtol=1e-5, atol=1e-4)
 
 
 def test_species_validation_keeps_burst_sequences_whole():

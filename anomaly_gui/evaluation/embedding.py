@@ -210,6 +210,8 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
         "animal_crop": eng.stats.get("animal_crop"),
         "cam_boxes": eng.stats.get("cam_boxes"),
         "infrared_whole": eng.stats.get("infrared_whole"),
+        "scorer": eng.stats.get("scorer"),
+        "selection": eng.stats.get("selection"),
     }
 
 

@@ -76,12 +76,14 @@ class ClusterPanel(QWidget):
         self.epochs.setPrefix("epochs ")
         self.epochs.setToolTip("Contrastive training epochs (0 = ImageNet features, fastest)")
         self.crop_box = QComboBox()
+        self.crop_box.addItem("auto (validated per fit)", "auto")
         self.crop_box.addItem("animal crop, night IR whole", "cam_day")
         self.crop_box.addItem("animal crop", "cam")
         self.crop_box.addItem("whole photo", "whole")
         self.crop_box.setToolTip("Photos without boxes: crop the animal the ImageNet classifier's activation map finds "
                                  "(no detector needed; by default only in day photos, night infrared shots stay whole), "
-                                 "or embed the whole photo. Boxes in the data are always used")
+                                 "or embed the whole photo; auto chooses whole or the day crop per fit by leave-one-species-out "
+                                 "validation on the training species. Boxes in the data are always used")
         self.engine_box.currentIndexChanged.connect(lambda _i: self.crop_box.setEnabled(self._engine_has("animal_crop")))
         self.crop_box.setEnabled(self._engine_has("animal_crop"))
         self.compute_btn = QPushButton("Compute map")

@@ -141,6 +141,7 @@ class RunsPanel(QWidget):
             tip.append(f"error: {run.metrics['error']}")
         if run.metrics.get("threshold_method"):
             tip.append(f"threshold: {run.metrics['threshold_method']}")
+        tip += selection_lines(run.metrics.get("selection"))
         tip += [f"warning: {e['warning']}" for e in run.log if e.get("warning")]
         for col in range(len(COLUMNS)):
             self.table.item(row, col).setToolTip("\n".join(tip))
@@ -228,3 +229,16 @@ class RunsPanel(QWidget):
         project.delete_run(run_id)
         self.state.message.emit(f"Run #{run_id} deleted")
         return True
+
+
+def selection_lines(selection: Any) -> list[str]:
+    """Tooltip lines of a setting chosen per fit by validation (novelty engines: crop, colour, scorer): the
+    choice, why, and each candidate's validation AUROC (best first)."""
+    if not isinstance(selection, dict) or not selection.get("chosen"):
+        return []
+    lines = [f"setting chosen: {selection['chosen']} ({selection.get('reason', '')})"]
+    cands = selection.get("candidates") or {}
+    ranked = sorted(cands.items(), key=lambda kv: -(kv[1].get("auroc") if kv[1].get("auroc") is not None else -1.0))
+    lines += [f"  validation {name}: {_fmt(v.get('auroc'))} over {v.get('folds', 0)} fold(s)" for name, v in ranked]
+    return lines
+

@@ -1,5 +1,6 @@
-"""The novelty engine's animal-crop option as a user meets it: in the Train panel's form (a run started
-there stores the choice and reports how photos were cropped) and in the Cluster view's embed controls."""
+"""The novelty engine's animal-crop and scorer options as a user meets them: in the Train panel's form (a run
+started there stores the choice, reports how photos were cropped and which setting validation chose, shown
+in the Runs panel) and in the Cluster view's embed controls."""
 from __future__ import annotations
 
 import pytest
@@ -36,15 +37,16 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     cluster.method.setCurrentIndex(cluster.method.findData("pca"))  # the run's map follows: quick
     tp.select_engine("simclr_ocsvm")
     box = tp.form.widget("animal_crop")
-    assert isinstance(box, QComboBox) and box.currentData() == "cam_day"  # night infrared photos stay whole
-    assert [box.itemData(i) for i in range(box.count())] == ["cam_day", "cam", "whole"]
+    assert isinstance(box, QComboBox) and box.currentData() == "auto"  # whole or cam_day, chosen per fit
+    assert [box.itemData(i) for i in range(box.count())] == ["auto", "cam_day", "cam", "whole"]
     assert "infrared" in box.toolTip()
     assert "activation map" in box.toolTip()
     steps = tp.form.widget("cam_steps")  # advanced: the activation-map zoom steps
     assert isinstance(steps, QSpinBox) and steps.value() == 1 and (steps.minimum(), steps.maximum()) == (1, 3)
     assert tp.form.widget("flip_average").isChecked()
     scorer = tp.form.widget("scorer")  # the scoring options of issue 14, each with calibrated per-species scales
-    assert isinstance(scorer, QComboBox) and [scorer.itemData(i) for i in range(scorer.count())] == ["knn", "mahalanobis", "ocsvm"]
+    assert isinstance(scorer, QComboBox) and [scorer.itemData(i) for i in range(scorer.count())] == ["auto", "knn", "mahalanobis", "ocsvm"]
+    assert scorer.currentData() == "auto" and "leave-one-species-out" in scorer.toolTip()
     scorer.setCurrentIndex(scorer.findData("mahalanobis"))
     box.setCurrentIndex(box.findData("whole"))
     tp.form.widget("image_size").setValue(64)
@@ -56,14 +58,21 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     assert run.status == "done", tp.status.text()
     assert run.status == "done" and run.params["animal_crop"] == "whole" and run.params["scorer"] == "mahalanobis"
     assert run.metrics["animal_crop"] == "whole" and run.metrics["cam_boxes"] == 0
+    sel = run.metrics["selection"]  # colour stayed auto: rgb and grey validated, the crop and scorer as asked
+    assert set(sel["candidates"]) == {"whole unit rgb | mahalanobis", "whole unit gray | mahalanobis"}
+    assert sel["chosen"] == f"whole unit {run.metrics['colour']} | mahalanobis" and run.metrics["scorer"] == "mahalanobis"
+    runs = window.panels["runs"]
+    runs.refresh()
+    tip = runs.table.item(0, 0).toolTip()
+    assert f"setting chosen: {sel['chosen']}" in tip and "validation whole unit gray | mahalanobis" in tip, tip
     qtbot.waitUntil(lambda: cluster.cmap is not None, timeout=30000)
 
 
 def test_cluster_view_passes_the_crop_choice_to_the_embedding_run(qtbot, window, monkeypatch):
     panel = window.panels["cluster_view"]
     panel.engine_box.setCurrentIndex(panel.engine_box.findData("simclr_ocsvm"))
-    assert panel.crop_box.isEnabled() and panel.crop_box.currentData() == "cam_day"
-    assert [panel.crop_box.itemData(i) for i in range(panel.crop_box.count())] == ["cam_day", "cam", "whole"]
+    assert panel.crop_box.isEnabled() and panel.crop_box.currentData() == "auto"
+    assert [panel.crop_box.itemData(i) for i in range(panel.crop_box.count())] == ["auto", "cam_day", "cam", "whole"]
     panel.crop_box.setCurrentIndex(panel.crop_box.findData("whole"))
     panel.epochs.setValue(0)
     asked: list[tuple[str, dict]] = []

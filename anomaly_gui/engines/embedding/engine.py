@@ -11,6 +11,7 @@ threshold calibrated on the training photos), or (species unknown, or labels not
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,31 +31,49 @@ from anomaly_gui.engines.embedding.animal_crop import is_infrared, locate_animal
 from anomaly_gui.engines.embedding.network import (EmbeddingNet, augment, find_mobilenet_weights, nt_xent_loss,
                                                    other_index, triplet_loss)
 from anomaly_gui.engines.embedding.scoring import SCORERS, make_scorer, scorer_from_tensors
+from anomaly_gui.engines.embedding.selection import Candidate, choose
 from anomaly_gui.engines.embedding.validation import finetune_split, pseudo_novelty_auroc, split_auroc
 
 LOSSES = ("ntxent", "triplet")
 ENCODERS = ("auto", "pretrained", "finetuned")
 COLOURS = ("auto", "rgb", "gray")
-ANIMAL_CROPS = ("cam_day", "cam", "whole")
+ANIMAL_CROPS = ("auto", "cam_day", "cam", "whole")
+SCORER_CHOICES = ("auto",) + SCORERS
+FEATURES = ("auto", "unit", "raw")
+#: what the `auto` settings choose from (crop, features, scorer), simplest first: the issue's untrained baselines
+#: (whole photo, raw pooled features, Euclidean 1-NN / scikit-learn one-class SVM), then the engine's own
+#: (unit-length flip-averaged features, calibrated per-species scales; decisions 0019, 0024, 0025)
+AUTO_CANDIDATES = (("whole", "raw", "knn"), ("whole", "raw", "ocsvm"), ("whole", "unit", "knn"),
+                   ("cam_day", "unit", "knn"), ("cam_day", "unit", "mahalanobis"))
+FALLBACK = ("cam_day", "unit", "knn")  # no validation fold (one species): decision 0024's defaults
 
 
 @dataclass
 class EmbeddingParams:
-    scorer: str = param("knn", "Per-species novelty score: k-NN distance, Mahalanobis distance or one-class SVM", choices=list(SCORERS))
+    scorer: str = param("auto", "Per-species novelty score: auto chooses k-NN distance, Mahalanobis distance or one-class SVM "
+                        "per fit by leave-one-species-out validation on the training species (the simpler one unless "
+                        "another gains more than the fold noise; the run records every candidate's figure)",
+                        choices=list(SCORER_CHOICES))
     k: int = param(1, "Neighbours for the k-NN distance (the k-th nearest photo of the species)", minimum=1, maximum=50)
     encoder: str = param("auto", "Encoder: auto keeps fine-tuning only when pseudo-novelty validation improves; pretrained never fine-tunes",
                          choices=list(ENCODERS))
     loss: str = param("ntxent", "Contrastive loss: SimCLR NT-Xent or triplet margin (positive = augmentation)", choices=list(LOSSES))
     image_size: int = param(224, "Crop size fed to the encoder (pixels)", minimum=32, maximum=512, step=16)
-    colour: str = param("auto", "Colour handling: gray makes day and night (IR) photos alike; auto = gray when training has IR photos",
+    colour: str = param("auto", "Colour handling: gray makes day and night (IR) photos alike; auto chooses per fit by validation "
+                        "(one species: gray when over a tenth of the photos are infrared)",
                         choices=list(COLOURS))
-    animal_crop: str = param("cam_day", "Photos without boxes: crop the animal found by the ImageNet classifier's activation map "
-                             "(class-agnostic, no detector); cam_day does so for day photos and keeps night infrared photos "
-                             "whole (the map reads grey night shots badly); whole embeds every photo whole. Boxes in the data "
-                             "are always used", choices=list(ANIMAL_CROPS))
+    animal_crop: str = param("auto", "Photos without boxes: cam_day crops the animal found by the ImageNet classifier's activation "
+                             "map (class-agnostic, no detector) in day photos and keeps night infrared photos whole (the map "
+                             "reads grey night shots badly); cam crops every photo; whole embeds every photo whole; auto "
+                             "chooses whole or cam_day per fit by leave-one-species-out validation on the training species. "
+                             "Boxes in the data are always used", choices=list(ANIMAL_CROPS))
     cam_steps: int = param(1, "Zoom steps of the activation-map animal crop (each looks again inside the previous crop)",
                            minimum=1, maximum=3, advanced=True)
-    flip_average: bool = param(True, "Average the embeddings of each crop and its mirror image")
+    features: str = param("auto", "Features for the scorer: unit = unit length, averaged with the mirror image's (per-species "
+                          "calibrated scorers); raw = the pooled features as the network gives them, scored as the "
+                          "untrained baselines do (Euclidean k-NN, scikit-learn one-class SVM); auto chooses per fit",
+                          choices=list(FEATURES))
+    flip_average: bool = param(True, "Average the embeddings of each crop and its mirror image (unit features)")
     projection_dim: int = param(128, "Size of the projection head output", minimum=8, maximum=1024, advanced=True)
     temperature: float = param(0.5, "NT-Xent temperature", minimum=0.01, maximum=5.0, step=0.05, advanced=True)
     margin: float = param(0.5, "Triplet margin (on unit-length embeddings)", minimum=0.0, maximum=2.0, step=0.05, advanced=True)
@@ -84,13 +103,17 @@ class EmbeddingEngine(Engine):
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
         p = self.params
-        for name, value, known in (("loss", p.loss, LOSSES), ("scorer", p.scorer, SCORERS), ("encoder", p.encoder, ENCODERS),
-                                   ("colour", p.colour, COLOURS), ("animal_crop", p.animal_crop, ANIMAL_CROPS)):
+        for name, value, known in (("loss", p.loss, LOSSES), ("scorer", p.scorer, SCORER_CHOICES), ("encoder", p.encoder, ENCODERS),
+                                   ("colour", p.colour, COLOURS), ("animal_crop", p.animal_crop, ANIMAL_CROPS),
+                                   ("features", p.features, FEATURES)):
             if value not in known:
                 raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
         self.net = EmbeddingNet(p.projection_dim).to(self.device)
         self.scorer: Any = None
         self.locator: EmbeddingNet | None = None  # the pretrained net that finds animals (animal_crop=cam)
+        # the settings in use (those asked, or what `auto` chose in fit)
+        self.crop_mode, self.feature_mode, self.scorer_name = (v if v != "auto" else f for v, f in
+                                                               zip((p.animal_crop, p.features, p.scorer), FALLBACK))
         self._groups: list[str] | None = None  # per training crop: its sequence / location (validation keeps them whole)
 
     # -- training ----------------------------------------------------------------------------
@@ -103,29 +126,35 @@ class EmbeddingEngine(Engine):
         if p.pretrained:  # before the (slow) crops: a missing weights file is reported at once
             self.net.load_imagenet(find_mobilenet_weights(p.weights_path))
         self.locator = None
-        if p.animal_crop in ("cam", "cam_day") and self.net.has_classifier:
+        configs = self._configs()
+        crop_options = list(dict.fromkeys(c for c, _, _ in configs))
+        if any(c != "whole" for c in crop_options) and self.net.has_classifier:
             # a frozen copy when the encoder may be fine-tuned: the ImageNet head reads pretrained features
             self.locator = copy.deepcopy(self.net).eval() if p.epochs > 0 and p.encoder != "pretrained" else self.net
-        specs = self._specs(items, ctx)
-        crops, kept, problems = load_crops(specs, p.image_size, p.pad, progress=ctx.progress, check=ctx.check)
+        variants = self._crop_variants(items, crop_options, ctx)
+        crops_by, kept, problems = _load_variants(variants, p.image_size, p.pad, ctx)
         if not kept:
-            raise DataError(items[0].path if items else ".", f"no readable crop among {len(specs)} ({problems[:1]})")
-        labels = [species_key(specs[k].label) for k in kept]
-        self._groups = [group_key(items[specs[k].item_index]) for k in kept]  # sequences stay whole in validation
-        crops, emb0, colour = self._choose_colour(crops, labels, ctx)
-        self.stats = {"gray": colour["colour"] == "gray"}
-        emb, choice = self._choose_encoder(crops, emb0, labels, ctx, gen)
-        choice.update(colour)
+            raise DataError(items[0].path if items else ".", f"no readable crop among {len(next(iter(variants.values())))} ({problems[:1]})")
+        some = next(iter(variants.values()))
+        labels = [species_key(some[k].label) for k in kept]
+        self._groups = [group_key(items[some[k].item_index]) for k in kept]  # sequences stay whole in validation
+        crops, emb0, choice = self._choose_setting(configs, crops_by, labels, ctx)
+        specs = variants[self.crop_mode]
+        if self.crop_mode == "whole":
+            self.locator = None  # nothing to locate when scoring
+        self.stats = {"gray": choice["colour"] == "gray"}
+        emb, enc = self._choose_encoder(crops, emb0, labels, ctx, gen)
+        choice.update(enc)
         self.scorer = self._new_scorer().fit(emb, labels)
         train_d = self.scorer.distances(emb)
         own = train_d[np.arange(len(labels)), [self.scorer.species.index(lab) for lab in labels]]
         counts = Counter(labels)
         self.stats.update({
-            "animal_crop": p.animal_crop if self.locator is not None else ("whole (no ImageNet head: not pretrained)" if p.animal_crop != "whole" else "whole"),
+            "animal_crop": self.crop_mode if p.animal_crop in ("auto", "whole") or self.locator is not None else "whole (no ImageNet head: not pretrained)",
             "cam_boxes": sum(1 for k in kept if specs[k].meta.get("cam_box")),
             "infrared_whole": sum(1 for k in kept if specs[k].meta.get("infrared")),
             "species": self.scorer.species, "counts": dict(counts), "n_crops": len(kept), "n_items": len(items),
-            "scorer": p.scorer, **choice,
+            **choice, "scorer": self.scorer_name, "features": self.feature_mode,
             # in-sample distances are optimistic for k-NN (a photo is its own neighbour): the threshold
             # comes from leave-one-out distances there, so 1.0 is a typical same-species distance
             "threshold": self._threshold(emb, labels, own), "fit_seconds": time.perf_counter() - t0,
@@ -133,20 +162,36 @@ class EmbeddingEngine(Engine):
         })
         self.fitted = True
 
-    def _specs(self, items: Sequence[DatasetItem], ctx: RunContext) -> list[CropSpec]:
-        """Crop specs of the items: their boxes; photos without one cropped to the animal when asked."""
+    def _specs(self, items: Sequence[DatasetItem], ctx: RunContext, crop: str | None = None) -> list[CropSpec]:
+        """Crop specs of the items: their boxes; photos without one cropped to the animal as `crop` (default:
+        the crop in use) says."""
+        crop = crop or self.crop_mode
         specs = crop_specs(items, min_score=self.params.min_box_score)
-        if self.locator is None:
+        if self.locator is None or crop == "whole":
             return specs
         return locate_animals(self.locator, specs, self.device, steps=self.params.cam_steps, check=ctx.check, progress=ctx.progress,
-                              skip_infrared=self.params.animal_crop == "cam_day")
+                              skip_infrared=crop == "cam_day")
 
-    def _new_scorer(self) -> Any:
+    def _crop_variants(self, items: Sequence[DatasetItem], crops: Sequence[str], ctx: RunContext) -> dict[str, list[CropSpec]]:
+        """Crop specs per crop option (one spec per box or photo, in the same order for every option)."""
+        if self.locator is None:  # no ImageNet head (not pretrained): the whole photo
+            return {"whole": crop_specs(items, min_score=self.params.min_box_score)}
+        return {c: self._specs(items, ctx, c) for c in crops}
+
+    def _new_scorer(self, name: str | None = None, raw: bool | None = None) -> Any:
         p = self.params
-        return make_scorer(p.scorer, k=p.k, nu=p.nu, gamma=p.gamma)
+        raw = self.feature_mode == "raw" if raw is None else raw
+        return make_scorer(name or self.scorer_name, k=p.k, nu=p.nu, gamma=p.gamma, raw=raw)
+
+    def _configs(self) -> list[tuple[str, str, str]]:
+        """(crop, features, scorer) candidates: those of AUTO_CANDIDATES that fit what was asked, else the one asked."""
+        p = self.params
+        asked = (p.animal_crop, p.features, p.scorer)
+        fits = [c for c in AUTO_CANDIDATES if all(a in ("auto", v) for a, v in zip(asked, c))]
+        return fits or [tuple(a if a != "auto" else f for a, f in zip(asked, FALLBACK))]  # type: ignore[list-item]
 
     def _threshold(self, emb: np.ndarray, labels: list[str], own: np.ndarray) -> float:
-        if self.params.scorer == "ocsvm":
+        if self.scorer_name == "ocsvm":
             return 1.0  # the one-class SVM's own boundary
         loo = []
         for s in sorted(set(labels)):
@@ -160,26 +205,43 @@ class EmbeddingEngine(Engine):
                 loo.append(float(sc.distances(emb[[r]])[0, 0]))
         return float(np.quantile(loo, 0.95)) if loo else 1.5
 
-    def _choose_colour(self, crops: np.ndarray, labels: list[str], ctx: RunContext) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """(crops as the encoder sees them, their embeddings, the choice). `auto`: grey when pseudo-novelty
-        validation on the training species prefers it (night IR and day photos alike), else when over a
-        tenth of the photos are infrared; `rgb`/`gray` as asked."""
+    def _choose_setting(self, configs: list[tuple[str, str, str]], crops_by: dict[str, np.ndarray], labels: list[str],
+                        ctx: RunContext) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Crop, features, colour and scorer: those asked, or (`auto`) the candidate that validation on the training
+        species prefers (`selection.choose`: simplest first, a gain must exceed the fold noise; every candidate is
+        scored on the same embeddings, computed once). Sets `crop_mode`, `feature_mode` and `scorer_name`; returns
+        (crops as the encoder sees them, their embeddings, the choice for the stats)."""
         p = self.params
-        gray = _to_gray(crops)
-        if p.colour != "auto":
-            use = gray if p.colour == "gray" else crops
-            return use, self.embed_array(use, ctx), {"colour": p.colour, "colour_reason": "asked"}
-        emb_rgb, emb_gray = self.embed_array(crops, ctx), self.embed_array(gray, ctx)
-        a_rgb = pseudo_novelty_auroc(emb_rgb, labels, self._new_scorer, seed=p.seed, groups=self._groups)
-        a_gray = pseudo_novelty_auroc(emb_gray, labels, self._new_scorer, seed=p.seed, groups=self._groups)
-        if a_rgb is not None and a_gray is not None:
-            pick = "gray" if a_gray > a_rgb + 0.005 else "rgb"
-            why = f"pseudo-novelty AUROC rgb {a_rgb:.3f}, gray {a_gray:.3f}"
+        colours = ["rgb", "gray"] if p.colour == "auto" else [p.colour]
+        configs = [c if c[0] in crops_by else ("whole",) + c[1:] for c in configs]  # no ImageNet head: whole photos
+        configs = list(dict.fromkeys(configs))
+        cands = [(crop, feat, col, sc) for crop, feat, sc in configs for col in colours]
+        seen = {(crop, col): (_to_gray(crops_by[crop]) if col == "gray" else crops_by[crop]) for crop, _, col, _ in cands}
+        embs = self._embed_variants(seen, {(crop, feat, col) for crop, feat, col, _ in cands}, ctx)
+        names = [f"{crop} {feat} {col} | {sc}" for crop, feat, col, sc in cands]
+        if len(cands) == 1:
+            pick, record = 0, {"chosen": names[0], "reason": "asked", "candidates": {}}
         else:
-            pick = "gray" if _ir_fraction(crops) >= 0.1 else "rgb"
-            why = "one species: grey when over a tenth of the photos are infrared"
-        return (gray, emb_gray, {"colour": pick, "colour_reason": why}) if pick == "gray" else \
-            (crops, emb_rgb, {"colour": pick, "colour_reason": why})
+            pick, record = choose([Candidate(n, embs[c[:3]], functools.partial(self._new_scorer, c[3], c[1] == "raw"))
+                                   for n, c in zip(names, cands)], labels, groups=self._groups, seed=p.seed)
+            if not any(v["folds"] for v in record["candidates"].values()):  # one species: the fixed defaults
+                pick = _fallback(cands, seen)
+                record.update(chosen=names[pick], reason="no validation fold (one species): the defaults of decision 0024 "
+                              "(cam_day crop, unit features, k-NN; grey when over a tenth of the photos are infrared)")
+        self.crop_mode, self.feature_mode, colour, self.scorer_name = cands[pick]
+        return seen[(self.crop_mode, colour)], embs[cands[pick][:3]], {
+            "colour": colour, "colour_reason": "asked" if p.colour != "auto" else f"chosen with the crop and scorer: {record['reason']}",
+            "selection": record}
+
+    def _embed_variants(self, seen: dict[tuple[str, str], np.ndarray], wanted: set[tuple[str, str, str]], ctx: RunContext
+                        ) -> dict[tuple[str, str, str], np.ndarray]:
+        """Embeddings per (crop, features, colour) wanted; raw and unit features of one crop share its forward pass."""
+        out: dict[tuple[str, str, str], np.ndarray] = {}
+        for (crop, col), x in seen.items():
+            feats = {f for c, f, co in wanted if (c, co) == (crop, col)}
+            raw, unit = self._embed_raw_unit(x, ctx, unit="unit" in feats)
+            out.update({(crop, f, col): raw if f == "raw" else unit for f in feats})
+        return out
 
     def _choose_encoder(self, crops: np.ndarray, emb0: np.ndarray, labels: list[str], ctx: RunContext,
                         gen: torch.Generator) -> tuple[np.ndarray, dict[str, Any]]:
@@ -261,20 +323,31 @@ class EmbeddingEngine(Engine):
     def _colour(self, crops: np.ndarray) -> np.ndarray:
         return _to_gray(crops) if self.stats.get("gray") else crops
 
-    @torch.no_grad()
     def embed_array(self, crops: np.ndarray, ctx: RunContext | None = None, batch: int = 64) -> np.ndarray:
-        """(n, h, w, 3) uint8 crops (colour already handled) -> (n, d) float32 unit-length embeddings."""
+        """(n, h, w, 3) uint8 crops (colour already handled) -> (n, d) float32 embeddings as the scorer in use reads
+        them: unit length (flip-averaged when asked), or the raw pooled features (`feature_mode` raw)."""
+        raw, unit = self._embed_raw_unit(crops, ctx, unit=self.feature_mode != "raw", batch=batch)
+        return raw if self.feature_mode == "raw" else unit
+
+    @torch.no_grad()
+    def _embed_raw_unit(self, crops: np.ndarray, ctx: RunContext | None = None, unit: bool = True,
+                        batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(raw features of the crops, their unit-length (flip-averaged) embeddings, or an empty array when not `unit`)."""
         self.net.eval()
-        out = []
+        raws, units = [], []
         for i in range(0, len(crops), batch):
             if ctx is not None:
                 ctx.check()
             x = torch.from_numpy(crops[i:i + batch]).permute(0, 3, 1, 2).to(self.device).float() / 255.0
             e = self._embed(x)
-            if self.params.flip_average:
-                e = F.normalize(e, dim=1) + F.normalize(self._embed(x.flip(3)), dim=1)
-            out.append(F.normalize(e, dim=1).cpu().numpy())
-        return np.concatenate(out, 0).astype(np.float32) if out else np.zeros((0, 1), np.float32)
+            raws.append(e.cpu().numpy())
+            if unit:
+                if self.params.flip_average:
+                    e = F.normalize(e, dim=1) + F.normalize(self._embed(x.flip(3)), dim=1)
+                units.append(F.normalize(e, dim=1).cpu().numpy())
+        empty = np.zeros((0, 1), np.float32)
+        return (np.concatenate(raws, 0).astype(np.float32) if raws else empty,
+                np.concatenate(units, 0).astype(np.float32) if units else empty)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         h, z = self.net(x)
@@ -307,7 +380,6 @@ class EmbeddingEngine(Engine):
 
     def score(self, items: Sequence[DatasetItem], ctx: RunContext | None = None) -> list[ScoreResult]:
         ctx = ctx or RunContext()
-        p = self.params
         specs = self._specs(items, ctx)
         results: list[ScoreResult] = [ScoreResult(score=None, error="no readable crop") for _ in items]
         chunk = 256
@@ -353,7 +425,10 @@ class EmbeddingEngine(Engine):
         self.locator = None
         if old:
             self.params.animal_crop = "whole"
-        elif self.params.animal_crop in ("cam", "cam_day"):
+        self.crop_mode = _fitted_crop(self.params.animal_crop, self.stats.get("animal_crop"))
+        self.feature_mode = self.params.features if self.params.features != "auto" else (
+            "raw" if self.stats.get("features") == "raw" else "unit")  # files from before: unit-length features
+        if not old and self.crop_mode in ("cam", "cam_day"):
             loc = {k[4:]: v for k, v in tensors.items() if k.startswith("loc.")}
             if loc:
                 self.locator = EmbeddingNet(self.params.projection_dim).to(self.device)
@@ -362,13 +437,52 @@ class EmbeddingEngine(Engine):
                 self.locator.eval()
             else:
                 self.locator = self.net
-        name = self.stats.get("scorer") or ("ocsvm" if "ocsvm.0.params" in tensors else self.params.scorer)
+        name = self.stats.get("scorer")
+        if name not in SCORERS:  # a file from before the stats named it: its tensors say which scorer it is
+            name = "ocsvm" if "ocsvm.0.params" in tensors else "mahalanobis" if "maha.means" in tensors else "knn"
+        self.scorer_name = name
         self.scorer = scorer_from_tensors(name, tensors, list(self.stats.get("species", [])))
 
     @property
     def models(self) -> dict[str, Any]:
         """The per-species one-class SVMs (ocsvm scorer only; empty otherwise)."""
         return dict(getattr(self.scorer, "models", {}) or {})
+
+
+def _load_variants(variants: dict[str, list[CropSpec]], size: int, pad: float, ctx: RunContext
+                   ) -> tuple[dict[str, np.ndarray], list[int], list[DataError]]:
+    """Crops of each option's specs (same order, one file read once where the options agree), the indices of
+    the specs kept (unreadable files are left out of every option) and the problems."""
+    names = list(variants)
+    first = variants[names[0]]
+    crops, kept, problems = load_crops(first, size, pad, progress=ctx.progress, check=ctx.check)
+    out = {names[0]: crops}
+    for name in names[1:]:
+        specs = variants[name]
+        differ = [j for j, k in enumerate(kept) if (specs[k].box, specs[k].meta.get("pad")) != (first[k].box, first[k].meta.get("pad"))]
+        other = crops.copy()
+        if differ:
+            part, part_kept, _ = load_crops([specs[kept[j]] for j in differ], size, pad, check=ctx.check)
+            for jj, pk in enumerate(part_kept):
+                other[differ[pk]] = part[jj]
+        out[name] = other
+    return out, kept, problems
+
+
+def _fallback(cands: list[tuple[str, str, str, str]], seen: dict[tuple[str, str], np.ndarray]) -> int:
+    """Index of the fixed defaults (FALLBACK) among the candidates, else the first candidate (no validation possible)."""
+    crop, feat, scorer = FALLBACK
+    colours = {c[2] for c in cands}
+    rgb = seen.get((crop, "rgb"))
+    colour = next(iter(colours)) if len(colours) == 1 else ("gray" if rgb is not None and _ir_fraction(rgb) >= 0.1 else "rgb")
+    return cands.index((crop, feat, colour, scorer)) if (crop, feat, colour, scorer) in cands else 0
+
+
+def _fitted_crop(asked: str, stats_crop: Any) -> str:
+    """The crop a loaded model was fitted with: the one asked, or (auto) the one its stats name."""
+    if asked != "auto":
+        return asked
+    return stats_crop if stats_crop in ANIMAL_CROPS[1:] else "whole"
 
 
 def _to_gray(crops: np.ndarray) -> np.ndarray:

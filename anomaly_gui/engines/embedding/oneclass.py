@@ -34,19 +34,20 @@ class OneClassModel:
         return self.decision(x) / self.train_scale
 
 
-def fit_oneclass(x: np.ndarray, nu: float = 0.1, gamma: float | None = None) -> OneClassModel:
+def fit_oneclass(x: np.ndarray, nu: float = 0.1, gamma: float | None = None, exact: bool = False) -> OneClassModel:
     """Fit sklearn's OneClassSVM (RBF) on rows of `x` and keep its arrays.
 
     With a single sample a tiny cloud around it would be degenerate: the model then is that point,
-    with the kernel value minus 0.5 as decision (inside about one kernel width = inlier).
+    with the kernel value minus 0.5 as decision (inside about one kernel width = inlier). `exact`: as
+    scikit-learn fits it, one sample included (gamma 'scale' = 1 / (dim * x.var()) when not given).
     """
     from sklearn.svm import OneClassSVM
 
     x = np.asarray(x, np.float64)
     if gamma is None or gamma <= 0:
-        var = float(x.var()) if x.shape[0] > 1 else 0.0
+        var = float(x.var()) if x.shape[0] > 1 or exact else 0.0
         gamma = 1.0 / (x.shape[1] * var) if var > 1e-12 else 1.0 / x.shape[1]
-    if x.shape[0] == 1:
+    if x.shape[0] == 1 and not exact:
         return OneClassModel(x.copy(), np.ones(1), -0.5, float(gamma), 1.0)
     svm = OneClassSVM(kernel="rbf", nu=float(min(max(nu, 1e-3), 1.0)), gamma=float(gamma)).fit(x)
     model = OneClassModel(np.asarray(svm.support_vectors_, np.float64), np.asarray(svm.dual_coef_, np.float64).ravel(),

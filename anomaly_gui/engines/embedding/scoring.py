@@ -44,10 +44,15 @@ def _calibrated(own: dict[str, float], counts: dict[str, int]) -> dict[str, floa
 
 
 class KNNScorer:
+    """k-NN distance per species. `metric` cosine (unit-length embeddings, per-species calibrated scales) or
+    euclidean with one `shared_scale` for all species (raw features: the issue's untrained kNN baseline, whose
+    ranking it keeps; the shared scale only makes 1.0 a typical same-species distance)."""
+
     name = "knn"
 
-    def __init__(self, k: int = 1):
+    def __init__(self, k: int = 1, metric: str = "cosine", shared_scale: bool = False):
         self.k = max(1, int(k))
+        self.metric, self.shared_scale = metric, shared_scale
         self.banks: dict[str, np.ndarray] = {}
         self.scales: dict[str, float] = {}
 
@@ -58,29 +63,37 @@ class KNNScorer:
         for s, bank in self.banks.items():
             if len(bank) < 2:
                 continue
-            d = _cosine_dist(bank, bank)
+            d = self._dist(bank, bank)
             np.fill_diagonal(d, np.inf)
             own[s] = float(np.mean(_kth(d, min(self.k, len(bank) - 1))))
         self.scales = _calibrated(own, {s: len(b) for s, b in self.banks.items()})
+        if self.shared_scale:  # one scale (the median species') keeps the ranking of the plain distance
+            med = float(np.median(list(own.values()))) if own else float(np.median(list(self.scales.values())))
+            self.scales = {s: max(med, 1e-9) for s in self.scales}
         return self
+
+    def _dist(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _cosine_dist(a, b) if self.metric == "cosine" else _euclidean_dist(a, b)
 
     @property
     def species(self) -> list[str]:
         return sorted(self.banks)
 
     def distances(self, emb: np.ndarray) -> np.ndarray:
-        cols = [_kth(_cosine_dist(emb, self.banks[s]), min(self.k, len(self.banks[s]))) / self.scales[s] for s in self.species]
+        cols = [_kth(self._dist(emb, self.banks[s]), min(self.k, len(self.banks[s]))) / self.scales[s] for s in self.species]
         return np.stack(cols, 1) if cols else np.zeros((len(emb), 0))
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         out = {f"knn.{i}.bank": self.banks[s] for i, s in enumerate(self.species)}
         out["knn.scales"] = np.array([self.scales[s] for s in self.species], np.float64)
         out["knn.k"] = np.array([self.k], np.int64)
+        if self.metric != "cosine":
+            out["knn.euclidean"] = np.array([1], np.int64)
         return out
 
     @classmethod
     def from_tensors(cls, t: dict[str, Any], species: list[str]) -> "KNNScorer":
-        sc = cls(int(_np(t["knn.k"])[0]))
+        sc = cls(int(_np(t["knn.k"])[0]), metric="euclidean" if "knn.euclidean" in t else "cosine")
         scales = _np(t["knn.scales"])
         sc.banks = {s: _np(t[f"knn.{i}.bank"]).astype(np.float32) for i, s in enumerate(species)}
         sc.scales = {s: float(scales[i]) for i, s in enumerate(species)}
@@ -169,13 +182,23 @@ class MahalanobisScorer:
 
 
 class OCSVMScorer:
+    """One RBF one-class SVM per species. `baseline`: as the issue's untrained reference fits them
+    (scikit-learn's defaults: nu 0.5, gamma 'scale' per species) with one shared spread for all species, which
+    keeps the ranking of its plain decision values."""
+
     name = "ocsvm"
 
-    def __init__(self, nu: float = 0.1, gamma: float = 0.0):
-        self.nu, self.gamma = nu, gamma
+    def __init__(self, nu: float = 0.1, gamma: float = 0.0, baseline: bool = False):
+        self.nu, self.gamma, self.baseline = (0.5, 0.0, True) if baseline else (nu, gamma, False)
         self.models: dict[str, OneClassModel] = {}
 
     def fit(self, emb: np.ndarray, labels: Sequence[str]) -> "OCSVMScorer":
+        if self.baseline:  # gamma 'scale' of each species' own photos, as scikit-learn's default
+            self.models = {s: fit_oneclass(emb[rows], nu=self.nu, gamma=None, exact=True) for s, rows in species_groups(labels).items()}
+            spread = float(np.median([m.train_scale for m in self.models.values()]))
+            for m in self.models.values():
+                m.train_scale = spread
+            return self
         gamma = self.gamma if self.gamma > 0 else shared_gamma(emb)
         self.gamma = gamma
         self.models = {s: fit_oneclass(emb[rows], nu=self.nu, gamma=gamma) for s, rows in species_groups(labels).items()}
@@ -200,13 +223,16 @@ class OCSVMScorer:
         return sc
 
 
-def make_scorer(name: str = "knn", k: int = 1, nu: float = 0.1, gamma: float = 0.0) -> KNNScorer | MahalanobisScorer | OCSVMScorer:
+def make_scorer(name: str = "knn", k: int = 1, nu: float = 0.1, gamma: float = 0.0,
+                raw: bool = False) -> KNNScorer | MahalanobisScorer | OCSVMScorer:
+    """A scorer by name. `raw`: for raw (not unit-length) features, the untrained baseline's settings (Euclidean
+    k-NN, scikit-learn's one-class SVM defaults), each with one scale shared by all species."""
     if name == "knn":
-        return KNNScorer(k)
+        return KNNScorer(k, metric="euclidean", shared_scale=True) if raw else KNNScorer(k)
     if name == "mahalanobis":
         return MahalanobisScorer()
     if name == "ocsvm":
-        return OCSVMScorer(nu, gamma)
+        return OCSVMScorer(nu, gamma, baseline=raw)
     raise ValueError(f"unknown scorer {name!r}; known: {', '.join(SCORERS)}")
 
 
@@ -218,6 +244,11 @@ def scorer_from_tensors(name: str, tensors: dict[str, Any], species: list[str]) 
 def shared_gamma(emb: np.ndarray) -> float:
     var = float(emb.var()) if emb.shape[0] > 1 else 0.0
     return 1.0 / (emb.shape[1] * var) if var > 1e-12 else 1.0 / max(emb.shape[1], 1)
+
+
+def _euclidean_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2.0 * a @ b.T, 0.0))
 
 
 def _cosine_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

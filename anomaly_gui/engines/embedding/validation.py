@@ -35,10 +35,18 @@ def pseudo_novelty_auroc(emb: np.ndarray, labels: Sequence[str], make: ScorerFac
     `max_folds` species chosen by `seed`). None when fewer than two species exist. With `groups`
     (one per row, e.g. `core.splits.group_key` of the photo), the normal photos held out of each
     known species are one whole group."""
+    vals = [v for v in pseudo_novelty_folds(emb, labels, make, held_out, max_folds, seed, groups) if v == v]
+    return float(np.mean(vals)) if vals else None
+
+
+def pseudo_novelty_folds(emb: np.ndarray, labels: Sequence[str], make: ScorerFactory, held_out: Sequence[str] | None = None,
+                         max_folds: int = 12, seed: int = 0, groups: Sequence[str] | None = None) -> list[float]:
+    """The AUROC of each fold of `pseudo_novelty_auroc` (NaN where a fold has none): the same folds for any
+    embeddings of the same photos, so two candidates can be compared fold by fold."""
     labels = list(labels)
     names = sorted(set(labels))
     if len(names) < 2:
-        return None
+        return []
     rng = np.random.default_rng(seed)
     folds = list(held_out) if held_out is not None else [names[i] for i in sorted(rng.permutation(len(names))[:max_folds])]
     vals = []
@@ -61,9 +69,8 @@ def pseudo_novelty_auroc(emb: np.ndarray, labels: Sequence[str], make: ScorerFac
         test = normal_rows + novel_rows
         scores = scorer.distances(emb[test]).min(1)  # type: ignore[attr-defined]
         a = auroc([0] * len(normal_rows) + [1] * len(novel_rows), scores)
-        if a is not None:
-            vals.append(a)
-    return float(np.mean(vals)) if vals else None
+        vals.append(float("nan") if a is None else float(a))
+    return vals
 
 
 def held_out_species(labels: Sequence[str], fraction: float = 0.34, seed: int = 0) -> list[str]:

@@ -1,0 +1,121 @@
+"""Nested leave-one-species-out check of the novelty engine's per-fit choice (run from the project root).
+
+    python benchmarks/novelty_nested.py [--splits 5] [--cache /tmp/novelty_cache]
+
+The engine's `auto` settings choose crop / features / colour / scorer per fit by leave-one-species-out
+validation on the training species (`engines/embedding/selection.py`). Choosing on those folds and reporting
+them would be optimistic, so this measures the whole procedure with an outer loop, on the *training photos*
+of the splits of `novelty_shared.py` only (no test photo is read):
+- outer fold: one training species is the novel one; one photo of every third other species (with 2+ photos) is
+  held out as normal; the rest is the fitting set;
+- the procedure runs on the fitting set alone (its own inner leave-one-species-out folds, as `engine.fit` does),
+  the chosen candidate is fitted there and scores the outer fold's normal vs novel photos (AUROC).
+Printed: per candidate its plain leave-one-species-out mean (`loso`, what the inner choice sees) and its outer
+figure as a fixed setting (`nested`), then the procedure's outer figure (`auto`). Features come from the
+cache of `novelty_baselines.py` (the engine's crops and embeddings; seconds once warm).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from novelty_baselines import Features, _features, camera_trap_split, serengeti_split  # noqa: E402
+
+from anomaly_gui.core.formats.camtrap import species_key  # noqa: E402
+from anomaly_gui.core.metrics import auroc  # noqa: E402
+from anomaly_gui.engines.embedding.engine import AUTO_CANDIDATES, FALLBACK  # noqa: E402
+from anomaly_gui.engines.embedding.scoring import make_scorer  # noqa: E402
+from anomaly_gui.engines.embedding.selection import choose_from_folds  # noqa: E402
+from anomaly_gui.engines.embedding.validation import pseudo_novelty_folds  # noqa: E402
+
+CROP = {"whole": "whole", "cam_day": "camday"}  # engine name -> novelty_baselines crop name
+
+
+def candidates(feats: Features, train) -> dict[str, tuple[np.ndarray, object]]:
+    """name -> (embeddings of the training photos, scorer factory), in the engine's order (simplest first)."""
+    out = {}
+    for crop, feat, sc in AUTO_CANDIDATES:
+        for colour in ("rgb", "gray"):
+            specs = feats.specs(train, CROP[crop])
+            emb = _features(feats, specs, colour, flip=feat == "unit", norm=feat == "unit")
+            out[f"{crop} {feat} {colour} | {sc}"] = (emb, lambda sc=sc, raw=feat == "raw": make_scorer(sc, raw=raw))
+    return out
+
+
+def outer_folds(labels: list[str], max_folds: int = 12, seed: int = 0):
+    names = sorted(set(labels))
+    rng = np.random.default_rng(seed)
+    for k, novel in enumerate(names[i] for i in sorted(rng.permutation(len(names))[:max_folds])):
+        multi = [s for s in names if s != novel and labels.count(s) >= 2]
+        held_species = [s for j, s in enumerate(multi) if j % 3 == k % 3] or multi[:1]
+        normal, fit = [], []
+        for s in names:
+            if s == novel:
+                continue
+            rows = [i for i, lab in enumerate(labels) if lab == s]
+            if s in held_species:
+                pick = rows[k % len(rows)]
+                normal.append(pick)
+                fit += [r for r in rows if r != pick]
+            else:
+                fit += rows
+        yield fit, normal, [i for i, lab in enumerate(labels) if lab == novel]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--splits", type=int, default=5)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/novelty_cache"))
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    feats = Features(args.cache)
+    fixed: dict[tuple[str, str, str], list[float]] = {}
+    picks: dict[str, dict[str, int]] = {}
+    fallback = f"{FALLBACK[0]} {FALLBACK[1]} rgb | {FALLBACK[2]}"
+    for setname, split_of in (("camera_traps", camera_trap_split), ("serengeti", serengeti_split)):
+        for split in range(args.splits):
+            train = split_of(split)[0]
+            labels = [species_key(it.label) for it in train]
+            cands = candidates(feats, train)
+            names = list(cands)
+            for n, (emb, make) in cands.items():
+                fixed.setdefault((setname, "loso", n), []).extend(v for v in pseudo_novelty_folds(emb, labels, make) if v == v)
+            for fit, normal, novel in outer_folds(labels):
+                fit_labels = [labels[i] for i in fit]
+                outer = {}
+                for n, (emb, make) in cands.items():
+                    sc = make().fit(emb[fit], fit_labels)
+                    outer[n] = auroc([0] * len(normal) + [1] * len(novel), sc.distances(emb[normal + novel]).min(1))
+                    fixed.setdefault((setname, "nested", n), []).append(outer[n])
+                inner = [pseudo_novelty_folds(cands[n][0][fit], fit_labels, cands[n][1]) for n in names]
+                pick, rec = choose_from_folds(names, inner)
+                chosen = rec["chosen"] if any(len(f) for f in inner) else fallback
+                fixed.setdefault((setname, "nested", "auto"), []).append(outer[chosen])
+                picks.setdefault(setname, {}).setdefault(chosen, 0)
+                picks[setname][chosen] += 1
+            print(f"# {setname} split {split} done", flush=True)
+    sets = ("camera_traps", "serengeti")
+    print("| setting | camera_traps loso | camera_traps nested | serengeti loso | serengeti nested | all nested folds |")
+    print("|---|---|---|---|---|---|")
+    for n in list(dict.fromkeys(k[2] for k in fixed if k[2] != "auto")) + ["auto"]:
+        cells = []
+        for s in sets:
+            lo = fixed.get((s, "loso", n))
+            cells += [f"{np.mean(lo):.3f}" if lo else "-", f"{np.nanmean(fixed[(s, 'nested', n)]):.3f}"]
+        every = fixed[("camera_traps", "nested", n)] + fixed[("serengeti", "nested", n)]
+        name = "**auto: chosen per outer fold by the engine's rule**" if n == "auto" else n
+        print(f"| {name} | " + " | ".join(cells) + f" | {np.nanmean(every):.3f} ({len(every)}) |")
+    for s in sets:
+        print(f"picks {s}: {dict(sorted(picks[s].items(), key=lambda kv: -kv[1]))}")
+
+
+if __name__ == "__main__":
+    main()
