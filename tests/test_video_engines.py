@@ -67,9 +67,7 @@ def test_four_video_engines_are_registered():
 @pytest.mark.parametrize("name", ["frame_ae", "stacked_ae", "convlstm_ae", "future_frame"])
 def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_path):
     assert get_engine(name).Params().normalise is False  # deployable default (issue 12); the paper's is asked for here
-    # future_frame: the score as before its motion term and floor, so that only frame_scale differs for old files below
-    before = {"motion_score": 0.0, "score_floor": 0.02} if name == "future_frame" else {}
-    eng = get_engine(name)(device="cpu", epochs=3, normalise=True, patience=0, **TINY, **WINDOWED[name], **before)
+    eng = get_engine(name)(device="cpu", epochs=3, normalise=True, patience=0, **TINY, **WINDOWED[name])
     logged = []
     eng.fit(ped2_train, RunContext(log=logged.append))
     hist = eng.stats["loss_history"]
@@ -176,7 +174,7 @@ def test_seed_ensemble_averages_its_members_and_saves_them_in_one_file(ped2_trai
 def test_predictor_files_from_before_the_motion_term_load_and_score_as_before(ped2_train, tmp_path):
     """A future_frame file written before `motion_score` / `score_floor` / `grad_score` / `motion_weight` existed
     (issue 13) loads with the score it was calibrated for (intensity error alone, floor 0.02) and gives the same
-    frame scores; today's defaults on the same network score differently."""
+    frame scores; the new options on the same network score differently."""
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
     old_score = {"motion_score": 0.0, "score_floor": 0.02, "map_floor": 0.02, "grad_score": 0.0, "motion_weight": 0.0}
@@ -191,8 +189,8 @@ def test_predictor_files_from_before_the_motion_term_load_and_score_as_before(pe
     assert {k: getattr(old.params, k) for k in old_score} == old_score
     assert [r.extra["frame_error"] for r in old.score(clip)] == pytest.approx(expected, abs=1e-5)
     today = get_engine("future_frame").Params()
-    assert (today.motion_score, today.score_floor) == (2.0, 0.002)  # held-back training clips (README)
-    old.params.motion_score, old.params.score_floor = today.motion_score, today.score_floor
+    assert (today.motion_score, today.score_floor, today.map_floor) == (0.0, 0.02, 0.02)  # decision 0026
+    old.params.motion_score, old.params.score_floor = 2.0, 0.002  # what held-back training clips favoured
     old.calibrate(ped2_train[:24])
     assert np.abs(np.array([r.extra["frame_error"] for r in old.score(clip)]) - expected).max() > 0.1
 

@@ -162,7 +162,7 @@ def test_predictor_loss_and_score_add_the_motion_and_gradient_terms_with_their_w
     from anomaly_gui.engines.future_frame.model import gradient_loss, gradient_magnitude, motion_loss
 
     params = get_engine("future_frame").Params()
-    assert (params.motion_weight, params.grad_score, params.motion_score) == (0.0, 0.0, 2.0)  # README: how chosen
+    assert (params.motion_weight, params.grad_score, params.motion_score) == (0.0, 0.0, 0.0)  # options (decision 0026)
     eng = get_engine("future_frame")(device="cpu", width=48, height=32, past=3, epochs=1, motion_score=0.0)
     torch.manual_seed(0)
     eng.module = eng.build_module().eval()
