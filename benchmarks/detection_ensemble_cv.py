@@ -57,6 +57,7 @@ def main() -> None:
     from anomaly_gui.core.metrics.detection import Boxes, mean_average_precision
     from anomaly_gui.engines.base import Engine
     from anomaly_gui.engines.detection_common import item_boxes
+    from anomaly_gui.engines.detection_common.cfar import CfarSettings, bright_blobs, snap_to_blobs
     from anomaly_gui.engines.detection_common.tta import fuse_variants
     from anomaly_gui.engines.retinanet import load_weights
     from safetensors.torch import load_file
@@ -64,6 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="folders with models/fold<k>.agm and epochs/fold<k>/")
     ap.add_argument("--tta", action="store_true", help="also compare test-time flips on the chosen checkpoints")
+    ap.add_argument("--refine", action="store_true", help="snap the fused boxes to CFAR bright blobs (box_refine=cfar)")
     ap.add_argument("--k", type=int, default=4, help="largest number of checkpoints per run in a rule")
     ap.add_argument("--folds", default="0,1,2,3")
     ap.add_argument("--out", default=None)
@@ -80,6 +82,9 @@ def main() -> None:
         cache: dict[tuple[int, int, bool], list[list[dict]]] = {}  # (run, epoch, flips) -> per image, per flip detections
         engines = [Engine.load(run / "models" / f"fold{f}.agm", device="cpu") for run in args.runs]
         images = [engines[0]._prepare(read_image(it.path)) for it in test]
+        p0 = engines[0].params
+        blobs = [bright_blobs(im, CfarSettings(window=p0.cfar_window, k=p0.cfar_k, min_area=p0.cfar_min_area)) if args.refine else None
+                 for im in images]
 
         def detections(r: int, epoch: int, tta: bool) -> list[list[dict]]:
             if (r, epoch, tta) not in cache:
@@ -103,14 +108,15 @@ def main() -> None:
                     for r in range(n_runs):
                         for ep in picks[r]:
                             per_image = [acc + variants for acc, variants in zip(per_image, detections(r, ep, tta))]
-                    for v in per_image:
+                    for v, bl in zip(per_image, blobs):
                         d = fuse_variants(v, iou=merge_iou)
+                        d = snap_to_blobs(d, bl) if bl is not None else d
                         fused.setdefault(key, []).append((d["boxes"], [classes[int(c) - 1] for c in d["labels"]], d["scores"]))
     rows = []
     for key, dets in fused.items():
         res = mean_average_precision(gts, [Boxes(b.reshape(-1, 4), lab, sc) for b, lab, sc in dets])
         rows.append({"rule": key, "pooled_map50": round(res.map50, 4), "pooled_map50_95": round(res.map50_95, 4)})
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps(rows[-1] | {"refine": args.refine}), flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
