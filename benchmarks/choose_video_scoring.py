@@ -11,7 +11,11 @@ the share of anomalous frames, as Ped2's test clips do (some are anomalous almos
   that the figures are not all at the ceiling;
 - `busy`: half the clip with twice its crowd (`busier`), a patch crossing in its last 40 %: pooled with the others,
   it checks that a busy normal frame does not outrank a calm anomalous one (Ped2's test clips differ in crowd,
-  the three training clips little; `--kinds mixed,late,most,faint` leaves it out).
+  the three training clips little; `--kinds mixed,late,most,faint` leaves it out);
+- `walkway` (only when asked: `--kinds walkway`): a patch crossing along the band of rows where the clip moves
+  most, i.e. where people walk, from 40 % to 80 % of the clip. The other patches start at a random row, often
+  where nobody walks, which favours dividing each pixel's error by its training mean; Ped2's cyclists and carts
+  ride where people walk.
 
 For every candidate scoring (pixel error, frame error and scale, box, temporal smoothing and its mode) it reports the
 pooled frame AUC of the RAW scores (deployable) and of the scores min-max normalised per clip (the papers'
@@ -26,6 +30,11 @@ box) in dB, added with weight w (issue 13: "a motion term"; no flow network is a
 `--ensemble` instead measures seed ensembles with the engine's default scoring: within each held-back protocol H, the
 frame scores (dB) of every subset of the models given (seeds) are averaged frame by frame, and each subset's AUC is
 set beside those of its single members (mean and worst single model vs the ensemble).
+
+`--terms` instead measures `future_frame`'s extra per-pixel error terms with the engine's default scoring: the
+intensity error plus g x the gradient error (|grad x^| against |grad x|) plus m x the motion error (|x^ - last
+input frame| against |x - last|), for g, m in `TERM_WEIGHTS`, for every model alone and for the seed ensemble
+of all the models of each protocol (their dB scores averaged, as the engine's `ensemble` does).
 """
 from __future__ import annotations
 
@@ -71,6 +80,27 @@ def moving_patch(frames: np.ndarray, first: int, last: int, speed: float, seed: 
     return out, y
 
 
+def walkway_patch(frames: np.ndarray, first: int, last: int, speed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`moving_patch` along the band of rows where the clip itself moves most (where people walk), not at a random
+    row: an anomaly where normal motion also is, which a per-pixel normalisation cannot single out by place."""
+    f = frames.astype(np.float32)
+    rows = np.abs(np.diff(f, axis=0)).mean(axis=(0, 2))
+    t, h, w = frames.shape
+    ph, pw = max(4, h // 6), max(4, w // 12)
+    band = np.convolve(rows, np.ones(ph), mode="valid")  # motion of every band of ph rows
+    row = int(np.argmax(band))
+    rng = np.random.default_rng(seed)
+    out = frames.copy()
+    sy, sx = int(rng.integers(0, h - ph)), int(rng.integers(0, w - pw))
+    x0 = int(rng.integers(0, w - pw))
+    y = np.zeros(t, bool)
+    for k, fi in enumerate(range(first, last)):
+        x = int(x0 + k * speed) % (w - pw)
+        out[fi, row:row + ph, x:x + pw] = frames[fi, sy:sy + ph, sx:sx + pw]
+        y[fi] = True
+    return out, y
+
+
 def busier(frames: np.ndarray) -> np.ndarray:
     """Half the clip with twice its crowd: frame t composited (darker pixel wins) with frame t + T/2. The camera
     is static, so the background stays; the walkers of both moments walk as usual: a NORMAL clip, busier than
@@ -88,7 +118,9 @@ def ped2_like_clips(frames: np.ndarray, seed: int) -> list[tuple[str, np.ndarray
     faint = moving_patch(frames, int(0.3 * t), int(0.8 * t), 0.5, seed + 300, alpha=0.5)
     crowd = busier(frames)
     busy = moving_patch(crowd, int(0.6 * len(crowd)), len(crowd), 1.5, seed + 400)
-    return [("mixed", *mixed), ("late", *late), ("most", *most), ("faint", *faint), ("busy", *busy)]
+    walkway = walkway_patch(frames, int(0.4 * t), int(0.8 * t), 1.5, seed + 500)
+    return [("mixed", *mixed), ("late", *late), ("most", *most), ("faint", *faint), ("busy", *busy),
+            ("walkway", *walkway)]
 
 
 def evaluate_candidates(eng, clips: list[tuple[str, np.ndarray, np.ndarray]], candidates: dict[str, list],
@@ -226,6 +258,89 @@ def ensemble_report(args) -> int:
     return 0
 
 
+TERM_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+INTENSITY_WEIGHTS = (1.0, 0.0)
+PIXEL_FLOORS = (0.02, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)  # the weights and the floor trade off: (k*w, floor) ~ (w, floor/sqrt(k))
+
+
+def term_raws(eng, frames: list[np.ndarray], cache: Path | None = None) -> dict[str, list[np.ndarray]]:
+    """Per-pixel errors of every clip split into its terms: intensity, gradient, motion (the network's errors are
+    linear in the weights, so each term is the difference to the intensity-only run); kept in `cache` if given."""
+    from anomaly_gui.engines.base import RunContext
+
+    if cache is not None and cache.exists():
+        z = np.load(cache)
+        n = len(frames)
+        return {t: [z[f"{t}_{c}"] for c in range(n)] for t in ("intensity", "grad", "motion")}
+    base, out = eng.params, {}
+    for term, over in (("intensity", {}), ("grad", {"grad_score": 1.0}), ("motion", {"motion_score": 1.0})):
+        eng.params = dataclasses.replace(base, **{"grad_score": 0.0, "motion_score": 0.0, **over})
+        out[term] = [eng._clip_raw(f, RunContext()) for f in frames]
+    eng.params = base
+    for term in ("grad", "motion"):
+        out[term] = [r - i for r, i in zip(out[term], out["intensity"])]
+    if cache is not None:
+        np.savez(cache, **{f"{t}_{c}": a for t, arrs in out.items() for c, a in enumerate(arrs)})
+    return out
+
+
+def terms_report(args) -> int:
+    """`--terms`: every (g, m) for each model alone and for each protocol's seed ensemble."""
+    from anomaly_gui.core.metrics.video import frame_auc, per_clip_minmax
+    from anomaly_gui.core.video_io import clips_from_items
+    from anomaly_gui.engines.base import Engine, RunContext
+    from anomaly_gui.evaluation.video import read_split
+
+    train = clips_from_items(read_split(args.data, "train"))
+    kinds = set(args.kinds.split(","))
+    errors: dict[tuple, dict[str, list[np.ndarray]]] = {}  # (g, m) -> model -> frame errors per clip
+    labels: dict[int, list[np.ndarray]] = {}
+    for spec in args.model:
+        h, path = spec.split(":", 1)
+        h = int(h)
+        eng = Engine.load(Path(path), device="cpu")
+        d = type(eng).Params()
+        eng.params = dataclasses.replace(eng.params, **{k: getattr(d, k) for k in ("pixel_error", *CANDIDATES)})
+        clips = [c for k, f in enumerate(eng._load(train[-h:], RunContext())) for c in ped2_like_clips(f, seed=k)
+                 if c[0] in kinds]
+        labels[h] = [y.astype(int) for _, _, y in clips]
+        tag = {"fit": "fit", "held": "held_" + "-".join(sorted(kinds))}
+        cache = {k: None if args.cache is None else args.cache / f"{Path(path).stem}_{v}.npz" for k, v in tag.items()}
+        fit = term_raws(eng, eng._load(train[:-h], RunContext()), cache["fit"])
+        held = term_raws(eng, [f for _, f, _ in clips], cache["held"])
+        for i, g, m, floor in itertools.product(INTENSITY_WEIGHTS, TERM_WEIGHTS, TERM_WEIGHTS, PIXEL_FLOORS):
+            if not (i or g or m):
+                continue
+            eng.params = dataclasses.replace(eng.params, score_floor=floor)
+
+            def mix(t, c):
+                return i * t["intensity"][c] + g * t["grad"][c] + m * t["motion"][c]
+            eng.pixel_mean = np.concatenate([mix(fit, c) for c in range(len(fit["intensity"]))]).mean(axis=0)
+            errors.setdefault((i, g, m, floor), {})[spec] = [eng._errors_and_maps(mix(held, c))[0] for c in range(len(clips))]
+        print(json.dumps({"model": spec, "done": True}), file=sys.stderr, flush=True)
+    rows = []
+    for (i, g, m, floor), per_model in errors.items():
+        single, ens = [], []
+        for h in labels:
+            specs = [s for s in per_model if int(s.split(":", 1)[0]) == h]
+            for s in specs:
+                single.append((frame_auc(labels[h], per_model[s]),
+                               frame_auc(labels[h], [per_clip_minmax(e) for e in per_model[s]])))
+            e = [np.mean([per_model[s][c] for s in specs], axis=0) for c in range(len(labels[h]))]
+            ens.append((frame_auc(labels[h], e), frame_auc(labels[h], [per_clip_minmax(x) for x in e])))
+        r = {"intensity_score": i, "grad_score": g, "motion_score": m, "score_floor": floor}
+        for name, runs in (("single", single), ("ensemble", ens)):
+            raw, pc = [a for a, _ in runs], [b for _, b in runs]
+            r.update({f"{name}_raw_mean": round(float(np.mean(raw)), 4), f"{name}_raw_min": round(float(np.min(raw)), 4),
+                      f"{name}_per_clip_mean": round(float(np.mean(pc)), 4),
+                      f"{name}_per_clip_min": round(float(np.min(pc)), 4),
+                      f"{name}_runs": [[round(a, 4), round(b, 4)] for a, b in runs]})
+        rows.append(r)
+    rows.sort(key=lambda r: -(r["ensemble_raw_mean"] + r["ensemble_per_clip_mean"]))
+    print(json.dumps({"models": args.model, "kinds": sorted(kinds), "rows": rows}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, metavar="H:PATH",
@@ -238,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the engine's default scoring (to compare training variants: seeds, ema, ...)")
     ap.add_argument("--ensemble", action="store_true",
                     help="average the default frame scores of every subset of the models of each protocol (seeds)")
+    ap.add_argument("--terms", action="store_true",
+                    help="future_frame's gradient and motion error terms in the score, single models and seed ensembles")
+    ap.add_argument("--cache", type=Path, default=None, help="with --terms: keep each model's term errors in this folder")
     ap.add_argument("--score", action="append", default=[], metavar="KEY=VALUE",
                     help="with --ensemble: a scoring setting other than the default (e.g. smooth=2, smooth_mode=causal)")
     args = ap.parse_args(argv)
@@ -247,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.ensemble:
         return ensemble_report(args)
+    if args.terms:
+        return terms_report(args)
     from anomaly_gui.core.video_io import clips_from_items
     from anomaly_gui.engines.base import Engine, RunContext
     from anomaly_gui.evaluation.video import read_split

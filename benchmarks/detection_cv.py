@@ -53,6 +53,29 @@ def _oof(eng, entry: dict, test: list, every: int) -> dict:
     return {"oof_map50": round(m.map50, 4), "oof_map50_95": round(m.map50_95, 4)}
 
 
+def _save_epoch(eng, entry: dict, folder: Path) -> dict:
+    """Keep this epoch's (EMA) weights and log entry for offline ensembles."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in eng.model.state_dict().items()}, str(folder / f"epoch{entry['epoch']}.safetensors"))
+    (folder / f"epoch{entry['epoch']}.json").write_text(json.dumps(entry))
+    return {}
+
+
+def _decide_refine(eng, train: list) -> None:
+    """RetinaNet's `box_refine=auto` for a model file saved before the option: chosen on the same inner
+    validation chips that its fit held out (never on the fold's own chips)."""
+    from anomaly_gui.core.imageio import read_image
+    from anomaly_gui.core.splits import train_val_split
+    from anomaly_gui.engines.detection_common import check_training_items
+
+    _, val_items = train_val_split(train)
+    val = check_training_items(val_items, eng.classes)
+    eng.stats["box_refine"] = eng._choose_refine([eng._prepare(read_image(it.path)) for it in val.items], val)
+    print("    box_refine", eng.stats["box_refine"], eng.stats.get("box_refine_validation"), file=sys.stderr, flush=True)
+
+
 def main() -> None:
     import copy
 
@@ -67,6 +90,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--curve", type=int, default=0, help="every N epochs, also log the mAP on the fold's chips (epochs-to-quality)")
     ap.add_argument("--save", default=None, help="folder to save each fold's model in (fold<k>.agm)")
+    ap.add_argument("--save-epochs", default=None, help="folder to save every epoch's (EMA) weights in, with its log entry "
+                    "(fold<k>/epoch<e>.safetensors + .json): snapshot / seed ensembles are then compared without training again")
     ap.add_argument("--rescore", default=None, help="folder of saved fold models: score them again with --param overrides, no training")
     args = ap.parse_args()
     from anomaly_gui.cli.evaluate import parse_params
@@ -87,10 +112,14 @@ def main() -> None:
             eng = Engine.load(Path(args.rescore) / f"fold{f}.agm", device="cpu")
             for k, v in params.items():
                 setattr(eng.params, k, v)
+            if getattr(eng.params, "box_refine", "none") == "auto" and "box_refine" not in eng.stats:
+                _decide_refine(eng, train)  # a model saved before the option: decide as its fit would have
         else:
             eng = get_engine(args.engine)(params=dict(params), device="cpu")
             if args.curve:
                 eng.epoch_hook = lambda e, entry, test=test: _oof(e, entry, test, args.curve)
+            if args.save_epochs:
+                eng.epoch_hook = lambda e, entry, f=f: _save_epoch(e, entry, Path(args.save_epochs) / f"fold{f}")
             eng.fit(train, RunContext(log=lambda e: print("   ", e, file=sys.stderr, flush=True)))
             if args.save:
                 Path(args.save).mkdir(parents=True, exist_ok=True)

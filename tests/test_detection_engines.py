@@ -162,6 +162,9 @@ def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weig
     losses = [e["loss"] for e in logs if "loss" in e]
     assert len(losses) == 4 and min(losses[1:]) < losses[0]  # the focal + box loss goes down (random crops: noisy)
     assert all("map50" in e and 0 <= e["map50"] <= 1 for e in logs if "loss" in e)
+    # the run log says what box_refine=auto chose on the validation chips, with the figures it compared
+    said = [e["message"] for e in logs if "box_refine auto" in str(e.get("message", ""))]
+    assert len(said) == 1 and said[0].startswith(f"box_refine auto: {eng.stats['box_refine']} ") and "cfar" in said[0]
     path = eng.save(tmp_path / "r.agm")
     loaded = Engine.load(path, device="cpu")
     assert loaded.stats["detector"] == detector and type(loaded.model).__name__ == {"retinanet": "RetinaNet", "fcos": "FCOS"}[detector]
@@ -172,10 +175,13 @@ def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weig
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
     tensors, meta = read_model_file(path)
-    for key in ("box_merge", "merge_iou"):
+    for key in ("box_merge", "merge_iou", "box_refine"):
         del meta["params"][key]
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
     assert (old.params.box_merge, old.params.merge_iou) == ("nms", 0.5) and eng.params.box_merge == "wbf"
+    # ... and kept the learnt boxes (no CFAR refinement), whatever the fit decided today
+    assert old.params.box_refine == "none" and not old._refining() and eng.params.box_refine == "auto"
+    assert eng.stats["box_refine"] in ("cfar", "none") and loaded.stats["box_refine"] == eng.stats["box_refine"]
 
 
 def test_retinanet_from_scratch_without_weights(hrsid_items, monkeypatch, tmp_path):

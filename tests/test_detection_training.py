@@ -110,8 +110,9 @@ def test_retinanet_keeps_best_epoch_and_calibrates_on_validation(tmp_path, mobil
     torch.set_num_threads(1)
     items = import_dataset(SAMPLE_SAR).items
     train, val = [it for it in items if it.split == "train"], [it for it in items if it.split == "val"]
+    # box_refine none: the boxes scored are the network's, as in the per-epoch validation
     eng = get_engine("retinanet")(device="cpu", epochs=4, crops_per_epoch=24, patience=0, min_confidence=0.0,
-                                  backbone_weights=str(mobilenet_weights))
+                                  backbone_weights=str(mobilenet_weights), box_refine="none")
     logs = []
     eng.fit(train + val, RunContext(log=logs.append))
     epochs = [e for e in logs if "epoch" in e]
@@ -217,3 +218,130 @@ def test_retinanet_box_merge_fuses_or_suppresses_duplicates():
     fused = wbf["boxes"][np.argmax(wbf["scores"])]
     assert np.allclose(fused, [10 + 4 * 0.6 / 1.5, 10, 30 + 4 * 0.6 / 1.5, 20])  # score-weighted mean
     assert eng.model.nms_thresh == pytest.approx(0.9)  # the network keeps near-duplicates for the fusion
+
+
+class _FixedNet(torch.nn.Module):
+    """Stands in for torchvision's detector: returns the same raw detections for every image."""
+
+    nms_thresh = 0.5
+
+    def __init__(self, boxes, scores):
+        super().__init__()
+        self.boxes, self.scores = torch.tensor(boxes, dtype=torch.float32), torch.tensor(scores, dtype=torch.float32)
+
+    def forward(self, images):
+        return [{"boxes": self.boxes.clone(), "scores": self.scores.clone(), "labels": torch.ones(len(self.scores), dtype=torch.int64)}
+                for _ in images]
+
+
+def test_retinanet_checkpoint_ensemble_fuses_the_members_boxes():
+    """With `snapshots`, the boxes of the kept checkpoints are fused like test-time flips: one ship seen by
+    both members becomes one score-weighted box with the mean score; a box only one member found keeps
+    half its score."""
+    from anomaly_gui.engines.base import get_engine
+
+    eng = get_engine("retinanet")(device="cpu")
+    eng.model = _FixedNet([[10.0, 10, 30, 20]], [0.8])
+    image = np.zeros((100, 100, 3), np.uint8)
+    alone = eng._raw([image])[0]
+    assert np.allclose(alone["boxes"], [[10, 10, 30, 20]]) and np.allclose(alone["scores"], [0.8])
+    eng.snapshot_models = [_FixedNet([[14.0, 10, 34, 20], [60, 60, 70, 70]], [0.4, 0.6])]
+    both = eng._raw([image])[0]
+    assert np.allclose(both["scores"], [0.6, 0.3])  # (0.8 + 0.4) / 2, then 0.6 / 2
+    assert np.allclose(both["boxes"][0], [10 + 4 * 0.4 / 1.2, 10, 30 + 4 * 0.4 / 1.2, 20])
+    eng.params.tta = True  # members x flips: 8 variants; the fixed nets ignore the flip, so boxes are mirrored back
+    assert len(eng._variants([image], eng._members())[0]) == 8
+
+
+def test_retinanet_checkpoint_ensemble_round_trips_and_old_files_have_none(tmp_path):
+    from anomaly_gui.engines.base import Engine, get_engine
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    torch.manual_seed(0)
+    eng = get_engine("retinanet")(device="cpu", pretrained=False, snapshots=2)
+    eng.stats = {"classes": ["ship"], "scale": 1.0, "anchor_base": 8, "frozen_bn": False, "score_shift": 0.0}
+    eng.model = eng._build(1, None)
+    other = {k: v + 0.01 * torch.randn_like(v) if v.dtype.is_floating_point else v for k, v in eng.model.state_dict().items()}
+    eng.snapshot_models, eng.fitted = [eng._snapshot(other)], True
+    back = Engine.load(eng.save(tmp_path / "ens.agm"), device="cpu")
+    assert len(back.snapshot_models) == 1 and back.params.snapshots == 2
+    for a, b in ((eng.model, back.model), (eng.snapshot_models[0], back.snapshot_models[0])):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(back.model.state_dict()["head.classification_head.cls_logits.weight"],
+                           back.snapshot_models[0].state_dict()["head.classification_head.cls_logits.weight"])
+    # a model file written before the checkpoint ensemble: no member tensors, no `snapshots` parameter
+    tensors, meta = read_model_file(tmp_path / "ens.agm")
+    del meta["params"]["snapshots"]
+    old = Engine.load(write_model_file(tmp_path / "old.agm", {k: v for k, v in tensors.items() if not k.startswith("snapshot")}, meta),
+                      device="cpu")
+    assert old.snapshot_models == [] and old.params.snapshots == 1 and len(old._members()) == 1
+
+
+def _sea_with_ship(seed: int = 0) -> tuple[np.ndarray, list[float]]:
+    """400x300 speckled sea (gamma, 4 looks) with one bright 53x15 ship lying along x."""
+    rng = np.random.default_rng(seed)
+    sea = rng.gamma(4.0, 40.0 / 4.0, (300, 400))
+    sea[100:115, 200:253] += 160.0
+    img = np.clip(sea, 0, 255).astype(np.uint8)
+    return np.repeat(img[:, :, None], 3, axis=2), [200.0, 100.0, 253.0, 115.0]
+
+
+def test_bright_blobs_trace_a_long_ship_and_ignore_speckle():
+    from anomaly_gui.engines.detection_common.cfar import CfarSettings, bright_blobs
+
+    img, ship = _sea_with_ship()
+    blobs = bright_blobs(img)
+    assert len(blobs) == 1 and np.allclose(blobs[0], ship, atol=2)
+    sea_only = img.copy()
+    sea_only[100:115, 200:253] = img[200:215, 200:253]
+    assert len(bright_blobs(sea_only)) == 0  # speckle alone makes no blob of 40 pixels
+    assert len(bright_blobs(img, CfarSettings(min_area=53 * 15 + 200))) == 0
+
+
+def test_snap_to_blobs_takes_the_blob_box_and_drops_duplicates():
+    from anomaly_gui.engines.detection_common.cfar import snap_to_blobs
+
+    blobs = np.array([[200.0, 100, 253, 115]])
+    found = {"boxes": np.array([[210.0, 92, 243, 124], [205, 95, 238, 120], [20, 20, 40, 40]]),
+             "scores": np.array([0.9, 0.5, 0.7]), "labels": np.array([1, 1, 1])}
+    out = snap_to_blobs(found, blobs)
+    # the square box on the long ship becomes the ship's box; the second box on it is a duplicate; the box
+    # without a blob stays as it was
+    assert np.allclose(out["scores"], [0.9, 0.7])
+    assert np.allclose(out["boxes"], [[200, 100, 253, 115], [20, 20, 40, 40]])
+    assert len(snap_to_blobs(found, np.zeros((0, 4)))["scores"]) == 2  # no blob: nothing snapped (no duplicate then)
+
+
+def test_retinanet_box_refine_snaps_boxes_and_auto_decides_on_validation():
+    """`box_refine=cfar` replaces the network's too-square box of a long ship by the blob's; `auto` keeps the
+    blob boxes unless they lower the validation mAP50: cfar on a SAR-like chip (also at equal mAP50), none
+    where the labelled object is not the bright blob."""
+    from anomaly_gui.engines.base import get_engine
+    from anomaly_gui.engines.detection_common import TrainingSet
+
+    img, ship = _sea_with_ship()
+    eng = get_engine("retinanet")(device="cpu", box_refine="none")
+    eng.model = _FixedNet([[210.0, 92, 243, 124]], [0.9])  # 33x32, as the network boxes a 53x15 ship
+    assert np.allclose(eng._raw([img])[0]["boxes"], [[210, 92, 243, 124]])
+    eng.params.box_refine = "cfar"
+    assert np.allclose(eng._raw([img])[0]["boxes"], [ship])
+    eng.params.box_refine, eng.stats["classes"] = "auto", ["ship"]
+    val = TrainingSet(boxes=[np.array([ship])], labels=[["ship"]], classes=["ship"])
+    assert eng._choose_refine([img], val) == "cfar"
+    assert eng.stats["box_refine_validation"]["cfar"][0] == 1.0 > eng.stats["box_refine_validation"]["none"][0]
+    eng.model = _FixedNet([[203.0, 99, 250, 117]], [0.9])  # a good learnt box: equal mAP50, the blob box is kept
+    assert eng._choose_refine([img], val) == "cfar" and eng.stats["box_refine_validation"]["none"][0] == 1.0
+    eng.model = _FixedNet([[210.0, 92, 243, 124]], [0.9])
+    eng.stats["box_refine"] = "cfar"
+    assert np.allclose(eng._raw([img])[0]["boxes"], [ship])  # auto follows the decision
+    # an object that is not the bright blob (a labelled area around it): the blob box would miss it, so auto
+    # keeps the learnt box
+    area = [180.0, 80, 280, 140]
+    eng.model = _FixedNet([area], [0.9])
+    val = TrainingSet(boxes=[np.array([area])], labels=[["ship"]], classes=["ship"])
+    assert eng._choose_refine([img], val) == "none"
+    assert eng.stats["box_refine_validation"]["none"][0] == 1.0 > eng.stats["box_refine_validation"]["cfar"][0]
+    assert eng._choose_refine([img], TrainingSet(boxes=[np.zeros((0, 4))], labels=[[]], classes=["ship"])) == "none"
+    eng.params.box_refine = "cfar"  # a choice the analyst makes is kept as it is
+    assert eng._choose_refine([img], val) == "cfar"

@@ -149,7 +149,8 @@ def test_unknown_species_flagged_and_model_round_trip(fitted, camtrap_items, tmp
 
     rows = [i for i, it in enumerate(train) if it.label == "jaguar"]
     emb = np.stack([r.embedding for r in back.score([train[i] for i in rows])])
-    ref = OneClassSVM(kernel="rbf", nu=back.params.nu, gamma=back.scorer.gamma).fit(emb)
+    # the scorer chosen for these features fixes nu (raw features: the untrained baseline's 0.5) and each model its gamma
+    ref = OneClassSVM(kernel="rbf", nu=eng.scorer.nu, gamma=back.models["jaguar"].gamma).fit(emb)
     np.testing.assert_allclose(back.models["jaguar"].decision(emb), ref.decision_function(emb), rtol=1e-4, atol=1e-5)
 
 

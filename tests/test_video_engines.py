@@ -89,8 +89,8 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
     tensors, meta = read_model_file(path)
-    del meta["params"]["frame_scale"]
-    meta["params"].pop("ensemble", None)
+    for key in ("frame_scale", "score_floor", "map_floor", "ensemble", "motion_score", "grad_score", "motion_weight"):
+        meta["params"].pop(key, None)
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
     assert old.params.frame_scale == "linear" and old.n_members == 1
     if name == "future_frame":
@@ -109,6 +109,16 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
     again.params.pixel_error = "squared"
     _, maps = again._errors_and_maps(err)
     assert maps[0, 5, 5] == pytest.approx(1 / 0.02 ** 2) and maps[0, 0, 0] == pytest.approx(1 / (0.98 + 0.02 ** 2))
+    # the floors are settings (issue 13): the frame score's and the maps' each on its own
+    again.params.score_floor, again.params.frame_error, again.params.frame_scale = 0.005, "sum", "linear"
+    again.params.smooth = 0.0
+    e, maps = again._errors_and_maps(err)
+    assert maps[0, 5, 5] == pytest.approx(1 / 0.02 ** 2)  # map_floor is still 0.02
+    assert e[0] == pytest.approx((32 * 48 - 1) / 0.005 ** 2 + 1 / (0.98 + 0.005 ** 2), rel=1e-5)
+    again.params.map_floor = 0.005
+    e2, maps = again._errors_and_maps(err)
+    assert maps[0, 5, 5] == pytest.approx(1 / 0.005 ** 2) and maps[0, 0, 0] == pytest.approx(1 / (0.98 + 0.005 ** 2))
+    assert e2 == pytest.approx(e)
 
 
 @pytest.mark.slow
@@ -159,6 +169,30 @@ def test_seed_ensemble_averages_its_members_and_saves_them_in_one_file(ped2_trai
     assert np.abs(e1 - e2).max() > 0.05  # the seeds differ, so the averaging matters
     assert e == pytest.approx((e1 + e2) / 2, abs=1e-4)
     assert ens[3].map == pytest.approx((singles[0][3].map + singles[1][3].map) / 2, rel=1e-4, abs=1e-6)
+
+
+def test_predictor_files_from_before_the_motion_term_load_and_score_as_before(ped2_train, tmp_path):
+    """A future_frame file written before `motion_score` / `score_floor` / `grad_score` / `motion_weight` existed
+    (issue 13) loads with the score it was calibrated for (intensity error alone, floor 0.02) and gives the same
+    frame scores; the new options on the same network score differently."""
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    old_score = {"motion_score": 0.0, "score_floor": 0.02, "map_floor": 0.02, "grad_score": 0.0, "motion_weight": 0.0}
+    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, **TINY, **WINDOWED["future_frame"], **old_score)
+    eng.fit(ped2_train[:24])
+    clip = ped2_train[24:40]
+    expected = [r.extra["frame_error"] for r in eng.score(clip)]
+    tensors, meta = read_model_file(eng.save(tmp_path / "before"))
+    for key in old_score:
+        del meta["params"][key]
+    old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
+    assert {k: getattr(old.params, k) for k in old_score} == old_score
+    assert [r.extra["frame_error"] for r in old.score(clip)] == pytest.approx(expected, abs=1e-5)
+    today = get_engine("future_frame").Params()
+    assert (today.motion_score, today.score_floor, today.map_floor) == (0.0, 0.02, 0.02)  # decision 0026
+    old.params.motion_score, old.params.score_floor = 2.0, 0.002  # what held-back training clips favoured
+    old.calibrate(ped2_train[:24])
+    assert np.abs(np.array([r.extra["frame_error"] for r in old.score(clip)]) - expected).max() > 0.1
 
 
 def test_clip_shorter_than_the_stack_is_a_clear_error(ped2_train):

@@ -113,7 +113,8 @@ def test_clips_decoded_in_threads_equal_the_sequential_decode():
 
 
 def test_predictor_scores_every_frame_and_the_first_ones_take_the_first_prediction():
-    eng = get_engine("future_frame")(device="cpu", width=48, height=32, past=3, epochs=1)
+    # the intensity error alone (the motion term is added as tested below)
+    eng = get_engine("future_frame")(device="cpu", width=48, height=32, past=3, epochs=1, motion_score=0.0)
     eng.module = eng.build_module().eval()
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (9, 32, 48), dtype=np.uint8)
@@ -140,3 +141,43 @@ def test_a_large_training_set_gets_fewer_epochs_under_the_window_cap():
                      patience=0, val_fraction=0.0, seed=0, ctx=RunContext(), max_windows=250)
     assert len(res.history) == 3  # 100 windows an epoch, 250 asked: 3 whole epochs
     assert get_engine("future_frame").Params().max_windows == 4000 and get_engine("stacked_ae").Params().max_windows == 0
+
+
+def test_motion_loss_compares_the_size_of_the_change_not_the_frame():
+    """The motion loss (issue 13, no flow network) is zero when the predicted change since the last input frame is
+    as large as the real one, even if the frame itself is wrong, and counts a change that was not predicted."""
+    from anomaly_gui.engines.future_frame.model import gradient_magnitude, motion_loss
+
+    g = torch.Generator().manual_seed(0)
+    last, target = torch.rand(2, 1, 8, 12, generator=g), torch.rand(2, 1, 8, 12, generator=g)
+    mirrored = 2 * last - target  # the same change in the other direction: a wrong frame, the right amount of motion
+    assert float(motion_loss(mirrored, target, last)) == pytest.approx(0.0, abs=1e-6)
+    assert float((mirrored - target).abs().mean()) > 0.1
+    assert float(motion_loss(last, target, last)) == pytest.approx(float((target - last).abs().mean()), rel=1e-6)
+    ramp = 0.1 * torch.arange(12.0).expand(1, 1, 8, 12)  # |d/dx| = 0.1, d/dy = 0, also in the last column
+    assert torch.allclose(gradient_magnitude(ramp), torch.full((1, 1, 8, 12), 0.1), atol=1e-6)
+
+
+def test_predictor_loss_and_score_add_the_motion_and_gradient_terms_with_their_weights():
+    from anomaly_gui.engines.future_frame.model import gradient_loss, gradient_magnitude, motion_loss
+
+    params = get_engine("future_frame").Params()
+    assert (params.motion_weight, params.grad_score, params.motion_score) == (0.0, 0.0, 0.0)  # options (decision 0026)
+    eng = get_engine("future_frame")(device="cpu", width=48, height=32, past=3, epochs=1, motion_score=0.0)
+    torch.manual_seed(0)
+    eng.module = eng.build_module().eval()
+    x = torch.rand(4, 4, 32, 48) * 2 - 1
+    with torch.no_grad():
+        pred, target, last = eng.module(x[:, :3]), x[:, 3:], x[:, 2:3]
+        base = float(eng.training_loss(x))
+        assert base == pytest.approx(float(torch.nn.functional.mse_loss(pred, target) + gradient_loss(pred, target)))
+        eng.params.motion_weight = 2.0
+        assert float(eng.training_loss(x)) == pytest.approx(base + 2.0 * float(motion_loss(pred, target, last)), rel=1e-5)
+        intensity, off = eng.window_errors(x)
+        assert off == 3 and torch.allclose(intensity, ((pred - target) * 0.5) ** 2)  # both score weights at 0
+        eng.params.grad_score, eng.params.motion_score = 0.5, 2.0
+        err, _ = eng.window_errors(x)
+    grad = ((gradient_magnitude(pred) - gradient_magnitude(target)) * 0.5) ** 2
+    motion = (((pred - last).abs() - (target - last).abs()) * 0.5) ** 2
+    assert torch.allclose(err, intensity + 0.5 * grad + 2.0 * motion, atol=1e-6)
+    assert float((err - intensity).abs().max()) > 1e-3  # the terms change the score

@@ -10,7 +10,6 @@ through `workers.start_job`.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMessageBox,
@@ -37,17 +35,13 @@ from PySide6.QtWidgets import (
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.formats.base import Annotation
 from anomaly_gui.core.protocol import ClipScores
-from anomaly_gui.core.video_export import (
-    FrameVerdicts,
-    export_csv,
-    export_video,
-    flagged_mask,
-)
-from anomaly_gui.core.video_io import Clip, clips_from_items, open_source
+from anomaly_gui.core.video_export import flagged_mask
+from anomaly_gui.core.video_io import Clip, clips_from_items
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.state import AppState
 from anomaly_gui.gui.video_cache import FrameCache
 from anomaly_gui.gui.video_curve import ScoreCurve, segments
+from anomaly_gui.gui.video_player_files import ClipFilesMixin
 from anomaly_gui.gui.viewer import ImageViewer
 from anomaly_gui.gui.workers import JobBusyError, start_job
 from anomaly_gui.pipeline import score_clip, store_clip_run
@@ -56,7 +50,7 @@ SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @register_panel
-class VideoPlayerPanel(QWidget):
+class VideoPlayerPanel(ClipFilesMixin, QWidget):
     """Frame-by-frame player with scores, overlays, segment jumps and export."""
 
     panel_id = "video_player"
@@ -464,62 +458,6 @@ class VideoPlayerPanel(QWidget):
         else:
             self.load_clip(clips_from_items([item])[0], int(item.frame_index or 0))
 
-    def open_path(self, path: str | Path) -> bool:
-        """Open a video file or a folder of frames; a folder of clip folders (a UCSD Test/ folder) opens
-        its first clip. Errors name the file and leave the current clip as it was."""
-        path = Path(path)
-        if path.is_dir():
-            from anomaly_gui.core.imageio import is_image_file
-
-            if not any(is_image_file(p) for p in path.iterdir()):
-                clips = sorted(d for d in path.iterdir() if d.is_dir() and any(is_image_file(p) for p in d.iterdir()))
-                if clips:
-                    self.state.message.emit(f"{path.name} holds {len(clips)} clip folders; opened {clips[0].name}")
-                    path = clips[0]
-        try:
-            src = open_source(path)
-        except AnomalyGuiError as exc:
-            QMessageBox.warning(self, "Cannot open clip", str(exc))
-            return False
-        self.load_clip(Clip(name=path.stem if path.is_file() else path.name, source=src))
-        return True
-
-    def open_dialog(self) -> None:
-        """The Open clip button's menu: a video file or a folder of frames."""
-        self.open_btn.showMenu()
-
-    def open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open video file", "",
-                                              "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg *.mpeg *.wmv *.webm);;All files (*)")
-        if path:
-            self.open_path(path)
-
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames (one clip)")
-        if path:
-            self.open_path(path)
-
-    def set_engine(self, engine: Any) -> None:
-        self.engine = engine
-        self.status.setText(f"model: {engine.name} ({engine.title}) on {engine.device}")
-        self._update_enabled()
-
-    def load_model_dialog(self) -> None:
-        from anomaly_gui.engines.base import Engine, Task
-
-        path, _ = QFileDialog.getOpenFileName(self, "Load video model", "", "Models (*.agm);;All files (*)")
-        if not path:
-            return
-        try:
-            eng = Engine.load(path)
-        except AnomalyGuiError as exc:
-            QMessageBox.warning(self, "Cannot load model", str(exc))
-            return
-        if eng.task != Task.VIDEO:
-            QMessageBox.warning(self, "Not a video model", f"{path}: a {eng.task.value} model ({eng.name}); pick a video model")
-            return
-        self.set_engine(eng)
-
     def score_clip(self) -> None:
         if self.clip is None or self.engine is None:
             return
@@ -550,54 +488,6 @@ class VideoPlayerPanel(QWidget):
         if proj is None or clip is None or not clip.per_frame_items or clip.items[0].id is None:
             return
         self.state.set_current_run(store_clip_run(proj, self.engine, clip, cs, {"pixel_threshold": float(self.pixel_thr.value())}))
-
-    def _verdicts(self) -> FrameVerdicts:
-        assert self.scores is not None
-        return FrameVerdicts(self.scores, self.threshold, self.maps, self.pixel_thr.value() if self.maps is not None else None,
-                             float(self.min_area.value()), self.errors, self.labels,
-                             self.clip.known if self.clip is not None else None)
-
-    def export_csv_to(self, path: str | Path) -> Path:
-        return export_csv(path, self._verdicts(), fps=self.clip.source.fps if self.clip else 10.0,
-                          clip=self.clip.name if self.clip else "")
-
-    def export_csv_dialog(self) -> None:
-        if self.scores is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export frame scores", f"{self.clip.name}_scores.csv", "CSV (*.csv)")
-        if path:
-            try:
-                self.status.setText(f"wrote {self.export_csv_to(path)}")
-            except (AnomalyGuiError, OSError) as exc:
-                QMessageBox.warning(self, "Export failed", str(exc))
-
-    def export_video_to(self, path: str | Path) -> Any:
-        """Start the mp4 export in a worker; returns the job."""
-        assert self.clip is not None
-        from anomaly_gui.core.video_io import open_source as _reopen
-
-        source = _reopen(self.clip.source.path) if self.clip.source.path.is_file() else self.clip.source
-        verdicts = self._verdicts()
-
-        def work(ctx: Any) -> Path:
-            return export_video(path, source, verdicts, progress=lambda d, t: ctx.progress(d, t, "exporting video"),
-                                cancelled=ctx.is_cancelled)
-
-        job = start_job(work, title="Export video", kind="video-export")
-        job.progress.connect(lambda d, t, m: self.status.setText(f"{m} {d}/{t}"))
-        job.result.connect(lambda p: self.status.setText(f"wrote {p}"))
-        job.failed.connect(lambda msg: QMessageBox.warning(self, "Export failed", msg))
-        return job
-
-    def export_video_dialog(self) -> None:
-        if self.scores is None or self.clip is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export annotated video", f"{self.clip.name}_annotated.mp4", "MP4 (*.mp4)")
-        if path:
-            try:
-                self.export_video_to(path)
-            except JobBusyError as exc:
-                self.status.setText(str(exc))
 
     def _update_enabled(self) -> None:
         has_clip = self.clip is not None

@@ -1,6 +1,6 @@
 """The Detection dock offers the detectors' small-object defaults and passes what the analyst sets to the
 training job: YOLO's default network is the ImageNet MobileNetV2 one and its model field takes the path of
-the analyst's own ultralytics .pt; RetinaNet's schedule (steps) and test-time flips are in the form."""
+the analyst's own ultralytics .pt; RetinaNet's schedule (steps), test-time flips and the checkpoint ensemble are in the form."""
 from __future__ import annotations
 
 import pytest
@@ -52,15 +52,19 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     assert form.values()["steps"] == defaults.steps and form.values()["tta"] == defaults.tta
     form.widget("steps").setValue(120)
     form.widget("tta").setChecked(not defaults.tta)
+    form.widget("snapshots").setValue(defaults.snapshots + 2)  # the checkpoint ensemble
     # the detector head and the merge of overlapping boxes are choices in the form (under Advanced for the merge)
     for name, value in (("detector", "fcos"), ("box_merge", "nms" if defaults.box_merge == "wbf" else "wbf")):
         combo = form.widget(name)
         combo.setCurrentIndex(combo.findText(value))
     form.widget("merge_iou").setValue(0.35)
+    refine = form.widget("box_refine")  # the CFAR snap of the boxes: auto by default, none / cfar to force it
+    assert refine.currentText() == defaults.box_refine == "auto"
+    refine.setCurrentIndex(refine.findText("none"))
     form.widget("anchor_aspects").setText("auto")
     calls = _capture_job(monkeypatch)
     panel.start_training()
     job = calls[-1][1]
-    assert job["steps"] == 120 and job["tta"] is (not defaults.tta)
+    assert job["steps"] == 120 and job["tta"] is (not defaults.tta) and job["snapshots"] == defaults.snapshots + 2
     assert job["detector"] == "fcos" and job["box_merge"] != defaults.box_merge and job["merge_iou"] == pytest.approx(0.35)
-    assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects
+    assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects and job["box_refine"] == "none"

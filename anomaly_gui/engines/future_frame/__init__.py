@@ -2,9 +2,11 @@
 CVPR 2018), for a CPU: a small U-Net predicts frame t from frames t-k..t-1, trained on normal clips with an
 intensity (L2) + gradient loss; a frame that cannot be predicted (something moves as nothing did in training)
 has a low PSNR. The frame score is the paper's PSNR with each pixel's squared prediction error first divided by
-its mean on the training clips (places that are always hard count less), in dB: 10*log10 of the geometric mean
-of the frame's sum of normalised squared errors and their largest 16x16 box sum. It uses no statistic of the
-scored clip, so one threshold fits every clip of a camera;
+its mean on the training clips (plus a floor, `score_floor`: places that are always hard count less), in dB:
+10*log10 of the geometric mean of the frame's sum of normalised squared errors and their largest 16x16 box sum.
+Options (decision 0026): a motion error (`motion_score`: the predicted change since the last input frame against
+the real one, in size) and a gradient error (`grad_score`) in the score, a motion loss (`motion_weight`) in
+training. It uses no statistic of the scored clip, so one threshold fits every clip of a camera;
 on the dB scale the papers' per-clip min-max normalisation also works (README.md here: what was measured and
 how the defaults were chosen on held-back training clips).
 
@@ -19,7 +21,13 @@ import torch
 from torch import nn
 
 from anomaly_gui.engines.base import param, register_engine
-from anomaly_gui.engines.future_frame.model import PredictorUNet, gradient_loss
+from anomaly_gui.engines.future_frame.model import (
+    PredictorUNet,
+    gradient_loss,
+    gradient_magnitude,
+    motion_loss,
+    motion_magnitude,
+)
 from anomaly_gui.engines.video_common import VideoAEEngine, VideoAEParams
 from anomaly_gui.engines.video_common.base import FRAME_ERRORS, FRAME_SCALES
 
@@ -37,6 +45,18 @@ class FutureFrameParams(VideoAEParams):
     past: int = param(4, "past frames the next one is predicted from (paper: 4)", minimum=1, maximum=16)
     grad_weight: float = param(1.0, "weight of the gradient (sharpness) loss beside the L2 intensity loss (paper: 1)",
                                minimum=0.0, maximum=10.0, advanced=True)
+    motion_weight: float = param(0.0, "weight of the motion loss: |x^ - last input frame| against |x - last input frame| "
+                                 "per pixel (a motion constraint without a flow network; 0: off)",
+                                 minimum=0.0, maximum=10.0, advanced=True)
+    grad_score: float = param(0.0, "frame score: add this weight x the gradient error per pixel (|grad x^| against "
+                              "|grad x|, squared like the intensity error) to the intensity error (held-back training "
+                              "clips: lower with it at every weight and floor; 0: off)",
+                              minimum=0.0, maximum=10.0, step=0.25, advanced=True)
+    motion_score: float = param(0.0, "frame score: add this weight x the motion error per pixel (|x^ - last input "
+                                "frame| against |x - last|, squared like the intensity error: a change of the wrong "
+                                "size, e.g. a cyclist's) to the intensity error (0: off; held-back training clips "
+                                "favour 2 with score_floor 0.002, the shared test clips fell: decision 0026)",
+                                minimum=0.0, maximum=10.0, step=0.25, advanced=True)
     frame_error: str = param("sum_and_box", "frame score: the geometric mean of the frame's sum of normalised squared "
                              "errors (Liu et al.'s PSNR) and its largest score_box box (local: a busy normal frame does "
                              "not outrank a calm one with a cyclist); or either alone. Chosen on held-back training "
@@ -66,8 +86,10 @@ class FutureFrameEngine(VideoAEEngine):
                    "(engines/future_frame/README.md).")
     rank = 0
     Params = FutureFrameParams
-    # files from before the seed ensemble hold one model (their tensors say so too)
-    params_before_they_existed = {**VideoAEEngine.params_before_they_existed, "ensemble": 1}
+    # files from before the seed ensemble hold one model (their tensors say so too); files from before the error
+    # terms and floors score the intensity error alone over the 0.02 floor (their pixel means were made so)
+    params_before_they_existed = {**VideoAEEngine.params_before_they_existed, "ensemble": 1, "motion_weight": 0.0,
+                                  "grad_score": 0.0, "motion_score": 0.0}
 
     @property
     def window(self) -> int:
@@ -82,11 +104,23 @@ class FutureFrameEngine(VideoAEEngine):
         loss = torch.nn.functional.mse_loss(pred, target)
         if self.params.grad_weight > 0:
             loss = loss + float(self.params.grad_weight) * gradient_loss(pred, target)
+        if self.params.motion_weight > 0:
+            loss = loss + float(self.params.motion_weight) * motion_loss(pred, target, x[:, k - 1 : k])
         return loss
 
     def window_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Per-pixel intensity error of the predicted frame, plus `grad_score` x its gradient error and
+        `motion_score` x its motion error (each in the same units: squared or absolute, [0, 1] gray)."""
         k = int(self.params.past)
-        return self._pixel_error(self._require()(x[:, :k]), x[:, k:]), k
+        pred, target = self._require()(x[:, :k]), x[:, k:]
+        err = self._pixel_error(pred, target)
+        if self.params.grad_score > 0:
+            err += float(self.params.grad_score) * self._pixel_error(gradient_magnitude(pred), gradient_magnitude(target))
+        if self.params.motion_score > 0:
+            last = x[:, k - 1 : k]
+            err += float(self.params.motion_score) * self._pixel_error(motion_magnitude(pred, last),
+                                                                       motion_magnitude(target, last))
+        return err, k
 
     @torch.no_grad()
     def reconstruct(self, frames, start: int = 0):  # type: ignore[override]

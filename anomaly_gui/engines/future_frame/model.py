@@ -1,5 +1,6 @@
 """A small U-Net that predicts the next frame from the k before it (Liu et al. 2018, narrowed for a CPU),
-and the intensity + gradient loss it is trained with. Pure torch."""
+the intensity + gradient (+ optional motion) loss it is trained with, and the per-pixel gradient and motion
+errors a frame score can add. Pure torch."""
 from __future__ import annotations
 
 import torch
@@ -55,3 +56,22 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     px, py = grads(pred)
     tx, ty = grads(target)
     return (px - tx).abs().mean() + (py - ty).abs().mean()
+
+
+def gradient_magnitude(t: torch.Tensor) -> torch.Tensor:
+    """|d/dx| + |d/dy| per pixel (forward differences, the last column / row repeats its neighbour's), same shape."""
+    gx = (t[..., :, 1:] - t[..., :, :-1]).abs()
+    gy = (t[..., 1:, :] - t[..., :-1, :]).abs()
+    return F.pad(gx, (0, 1, 0, 0), mode="replicate") + F.pad(gy, (0, 0, 0, 1), mode="replicate")
+
+
+def motion_magnitude(frame: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """|frame - last|: how much each pixel changed since the last input frame (optical flow's cheap stand-in)."""
+    return (frame - last).abs()
+
+
+def motion_loss(pred: torch.Tensor, target: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Mean | |pred - last| - |target - last| |: the predicted change since the last input frame should be as
+    large as the real one, pixel by pixel (a motion constraint without a flow network). Only the magnitudes are
+    compared: the signed difference (pred - last) - (target - last) is pred - target, the intensity loss again."""
+    return (motion_magnitude(pred, last) - motion_magnitude(target, last)).abs().mean()

@@ -37,7 +37,7 @@ PIXEL_ERRORS = ("abs", "squared")
 FRAME_SCALES = ("linear", "log")
 SMOOTH_MODES = ("causal", "centred")
 PIXEL_MEAN_KEY = "video_common.pixel_mean"  # stored beside the module's tensors
-PIXEL_MEAN_EPS = 0.02  # in [0, 1] gray units: keeps near-perfect places from exploding
+PIXEL_MEAN_EPS = 0.02  # in [0, 1] gray units: keeps near-perfect places from exploding (`score_floor` and `map_floor` default)
 MEMBER_PREFIX = "ensemble.{}."  # tensors of ensemble member 2, 3, ...; member 1 keeps the plain keys (old files: one)
 
 
@@ -73,6 +73,14 @@ class VideoAEParams:
                              advanced=True)
     pixel_norm: str = param("divide", "divide pixel errors by their mean on the training clips (places that are always "
                             "hard to reconstruct count less)", choices=list(PIXEL_NORMS), advanced=True)
+    score_floor: float = param(PIXEL_MEAN_EPS, "with pixel_norm=divide, for the frame score: the floor added to each "
+                               "pixel's mean training error before dividing by it, in gray units in [0, 1] (squared "
+                               "with the squared error); a lower floor lets places that are always easy count more",
+                               minimum=0.0001, maximum=1.0, step=0.001, advanced=True)
+    map_floor: float = param(PIXEL_MEAN_EPS, "with pixel_norm=divide, for the pixel maps (overlay, regions, pixel "
+                             "threshold): the same floor; kept at 0.02, where a map's peak stays on the anomaly also "
+                             "after a short training (a lower one lifts places the training clips never saw move)",
+                             minimum=0.0001, maximum=1.0, step=0.001, advanced=True)
     normalise: bool = param(False, "per-clip regularity normalisation s(t)=1-(e-min)/(max-min) (paper); it uses the "
                             "scored clip's own min and max, so it is off by default (a live camera has neither)")
     patience: int = param(3, "early stopping: stop when the loss on held-out training windows has not improved for this "
@@ -141,7 +149,8 @@ class VideoAEEngine(Engine):
     task = Task.VIDEO
     needs = frozenset({"normal_images", "frames"})
     Params = VideoAEParams
-    params_before_they_existed = {"frame_scale": "linear"}  # files from before issue 13 scored on a linear scale
+    # files from before issue 13 scored on a linear scale, with the fixed floor of the per-pixel normalisation
+    params_before_they_existed = {"frame_scale": "linear", "score_floor": PIXEL_MEAN_EPS, "map_floor": PIXEL_MEAN_EPS}
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
@@ -318,11 +327,21 @@ class VideoAEEngine(Engine):
         return average_members(out)
 
     def _errors_and_maps(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.params.pixel_norm == "divide" and self.pixel_mean is not None:
-            eps = PIXEL_MEAN_EPS ** 2 if self.params.pixel_error == "squared" else PIXEL_MEAN_EPS
-            err = err / (self.pixel_mean + eps)
-        maps = box_sum(err, int(self.params.box))
-        return frame_errors(err, maps, self.params), maps.astype(np.float32)
+        """(frame errors, pixel maps) from per-pixel errors: each divided by the pixel's mean training error plus
+        a floor (`score_floor` for the frame score, `map_floor` for the maps), then pooled."""
+        p = self.params
+        score_err = map_err = err
+        if p.pixel_norm == "divide" and self.pixel_mean is not None:
+            def divided(floor: float) -> np.ndarray:
+                return err / (self.pixel_mean + (floor ** 2 if p.pixel_error == "squared" else floor))
+
+            score_floor = float(getattr(p, "score_floor", PIXEL_MEAN_EPS))
+            map_floor = float(getattr(p, "map_floor", PIXEL_MEAN_EPS))
+            score_err = divided(score_floor)
+            map_err = score_err if map_floor == score_floor else divided(map_floor)
+        maps = box_sum(map_err, int(p.box))
+        score_maps = maps if map_err is score_err else box_sum(score_err, int(p.box))
+        return frame_errors(score_err, score_maps, p), maps.astype(np.float32)
 
     @torch.no_grad()
     def _clip_raw(self, frames: np.ndarray, ctx: RunContext | None = None) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""Rescore video models fitted earlier with other SCORING settings, without training again (issue 13).
+
+The model files given (e.g. single `future_frame` models saved by `anomaly_gui evaluate ... --param ensemble=1
+--param seed=S --save-model M.agm`) are composed into one seed ensemble (training is deterministic per seed, so
+members of seeds s..s+2 are the engine's `ensemble=3 seed=s`), switched to the engine's default scoring plus the
+`KEY=VALUE` overrides, recalibrated on the dataset's training clips (the mean error per pixel depends on the
+score) and measured on its test clips with the evaluator's own `measure`. Prints one JSON line.
+
+    PYTHONPATH=. python benchmarks/rescore_video_models.py A.agm,B.agm,C.agm [--data DIR] [motion_score=2 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ANOMALY_GUI_DATA", REPO.parent / "shared" / "data")) / "ucsd_ped2"
+SCORING = ("frame_error", "frame_scale", "score_box", "smooth", "smooth_mode", "pixel_error", "motion_score",
+           "grad_score", "score_floor", "map_floor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", help="comma-separated model files: the members of one ensemble")
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"scoring settings ({', '.join(SCORING)})")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from anomaly_gui.engines.base import Engine
+    from anomaly_gui.evaluation.video import measure, read_split
+
+    paths = args.models.split(",")
+    eng = Engine.load(Path(paths[0]), device="cpu")
+    for p in paths[1:]:
+        eng.extra_members.append((Engine.load(Path(p), device="cpu").module, None))
+    d = type(eng).Params()
+    scoring = {k: getattr(d, k) for k in SCORING if hasattr(d, k)}
+    for spec in args.overrides:
+        key, value = spec.split("=", 1)
+        if key not in scoring:
+            raise SystemExit(f"{spec}: only the scoring settings {', '.join(scoring)} can be changed here")
+        scoring[key] = type(scoring[key])(value)
+    eng.params = dataclasses.replace(eng.params, ensemble=len(paths), **scoring)
+    eng.calibrate(read_split(args.data, "train"))
+    out = measure(eng, read_split(args.data, "test"))
+    print(json.dumps({"models": [Path(p).stem for p in paths], "scoring": scoring,
+                      **{k: out[k] for k in ("frame_auc_raw", "frame_auc", "pixel_auroc", "pixel_auc_ucsd")}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
