@@ -149,7 +149,8 @@ def test_unknown_species_flagged_and_model_round_trip(fitted, camtrap_items, tmp
 
     rows = [i for i, it in enumerate(train) if it.label == "jaguar"]
     emb = np.stack([r.embedding for r in back.score([train[i] for i in rows])])
-    ref = OneClassSVM(kernel="rbf", nu=back.params.nu, gamma=back.scorer.gamma).fit(emb)
+    # the scorer chosen for these features fixes nu (raw features: the untrained baseline's 0.5) and each model its gamma
+    ref = OneClassSVM(kernel="rbf", nu=eng.scorer.nu, gamma=back.models["jaguar"].gamma).fit(emb)
     np.testing.assert_allclose(back.models["jaguar"].decision(emb), ref.decision_function(emb), rtol=1e-4, atol=1e-5)
 
 
@@ -165,6 +166,9 @@ def test_evaluate_novelty_auroc_on_real_photos(tmp_path):
     assert set(res["known_species"]) == set(KNOWN) and "owl" in res["novel_species"]
     for key in ("fit_seconds", "items_per_second", "engine", "device"):
         assert key in res
+    # the setting chosen per fit, and every candidate's validation figure, are in the CLI's JSON
+    assert res["selection"]["chosen"] == f"{res['animal_crop']} {res['features']} {res['colour']} | {res['scorer']}"
+    assert len(res["selection"]["candidates"]) == 10
     assert Engine.load(tmp_path / "m.agm", device="cpu").params.use_labels
 
 

@@ -78,7 +78,7 @@ def test_engine_defaults_choose_per_fit_record_every_candidate_and_round_trip(se
     assert (crop, feat, colour_scorer) == (eng.stats["animal_crop"], eng.stats["features"], f"{eng.stats['colour']} | {eng.stats['scorer']}")
     order = list(sel["candidates"])  # simplest first; the recorded fold figures give the same choice again
     folds = [[np.nan if v is None else v for v in sel["candidates"][n]["fold_aurocs"]] for n in order]
-    assert order[:2] == ["whole raw rgb | knn", "whole raw gray | knn"] and choose_from_folds(order, folds)[1]["chosen"] == sel["chosen"]
+    assert order[:3] == ["cam_day unit rgb | knn", "cam_day unit gray | knn", "whole raw rgb | knn"] and choose_from_folds(order, folds)[1]["chosen"] == sel["chosen"]
     res = eng.score(serengeti_items[:5])
     assert all((r.crop_box is not None) == (crop == "cam_day" and bool(r.extra["crops"][0]["cam_box"])) for r in res)
     back = Engine.load(eng.save(tmp_path / "auto.agm"), device="cpu")
@@ -132,3 +132,19 @@ def test_raw_scorers_rank_as_the_untrained_baselines_and_round_trip():
         np.testing.assert_allclose(back.distances(query), sc.distances(query), rtol=1e-6)
     cos = make_scorer("knn").fit(emb, labels)  # the engine's own k-NN differs: cosine, per-species scales
     assert not np.allclose(cos.distances(query), knn.distances(query))
+
+
+def test_baseline_ocsvm_engine_threshold_keeps_training_photos_known(serengeti_items, tmp_path, mobilenet_weights):
+    """The baseline one-class SVM (nu 0.5) leaves half its training photos outside its boundary: the engine's
+    threshold is then their 95th percentile, so known animals are not flagged; the model file round-trips."""
+    items = [it for it in serengeti_items if it.label in SPECIES[:4]]
+    eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, features="raw", scorer="ocsvm", animal_crop="whole", colour="rgb")
+    eng.fit(items)
+    assert eng.stats["selection"]["reason"] == "asked" and (eng.stats["features"], eng.stats["scorer"]) == ("raw", "ocsvm")
+    res = eng.score(items)
+    flagged = [r.extra["is_anomaly"] for r in res]
+    assert sum(flagged) <= 1 and eng.stats["threshold"] > 1.0  # at the SVM's boundary (1.0) many would be
+    assert sum(r.score > 1.0 for r in res) >= 3
+    back = Engine.load(eng.save(tmp_path / "raw.agm"), device="cpu")
+    assert (back.feature_mode, back.scorer_name) == ("raw", "ocsvm")
+    np.testing.assert_allclose([r.score for r in back.score(items)], [r.score for r in res], rtol=1e-5, atol=1e-4)

@@ -211,6 +211,7 @@ def evaluate_embedding(dataset: Path, engine: str, test: Path | None = None, dev
         "cam_boxes": eng.stats.get("cam_boxes"),
         "infrared_whole": eng.stats.get("infrared_whole"),
         "scorer": eng.stats.get("scorer"),
+        "features": eng.stats.get("features"),
         "selection": eng.stats.get("selection"),
     }
 

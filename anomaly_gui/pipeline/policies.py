@@ -280,7 +280,7 @@ class EmbeddingPolicy(TaskPolicy):
         """Which encoder the engine kept (pretrained / fine-tuned), the validation figure that chose it, the
         colour handling, how photos without boxes were cropped (activation-map animal crops or whole), the scorer,
         and the setting chosen per fit with every candidate's validation figure (`selection`)."""
-        keys = ("encoder", "pseudo_novelty_auroc", "colour", "animal_crop", "cam_boxes", "infrared_whole", "scorer", "selection")
+        keys = ("encoder", "pseudo_novelty_auroc", "colour", "animal_crop", "cam_boxes", "infrared_whole", "scorer", "features", "selection")
         return {k: engine.stats[k] for k in keys if engine.stats.get(k) is not None}
 
     def scoring_items(self, project: Project, engine_cls: type[EngineProtocol], train: Sequence[DatasetItem],

@@ -47,6 +47,9 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     scorer = tp.form.widget("scorer")  # the scoring options of issue 14, each with calibrated per-species scales
     assert isinstance(scorer, QComboBox) and [scorer.itemData(i) for i in range(scorer.count())] == ["auto", "knn", "mahalanobis", "ocsvm"]
     assert scorer.currentData() == "auto" and "leave-one-species-out" in scorer.toolTip()
+    feats = tp.form.widget("features")  # raw = the untrained baselines' features, a candidate of auto
+    assert isinstance(feats, QComboBox) and [feats.itemData(i) for i in range(feats.count())] == ["auto", "unit", "raw"]
+    assert feats.currentData() == "auto"
     scorer.setCurrentIndex(scorer.findData("mahalanobis"))
     box.setCurrentIndex(box.findData("whole"))
     tp.form.widget("image_size").setValue(64)

@@ -3,10 +3,10 @@
 Each candidate is a way to score (the photos' embeddings under one crop / colour, and a scorer factory).
 Every candidate is validated on the same leave-one-species-out folds (`validation.pseudo_novelty_folds`),
 so two candidates are compared fold by fold. The rule is a one-standard-error rule: the candidates are
-listed from the simplest (the untrained baseline's configuration) to the most elaborate, and the first one
-whose mean fold AUROC is within the noise of the best one's is chosen (noise: the standard error of the
-paired fold differences, at least `min_gain`). Gains smaller than the fold noise therefore never move the
-choice away from the simpler option. With fewer than two species (no fold), the first candidate is chosen.
+listed in the order ties are settled (the engine lists its validated default first, then the untrained
+baselines, then the rest), and the first one whose mean fold AUROC is within the noise of the best one's is
+chosen (noise: the standard error of the paired fold differences, at least `min_gain`). Gains smaller than the
+fold noise therefore never move the choice away from an earlier candidate. With no fold, the first one is chosen.
 """
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def choose(cands: Sequence[Candidate], labels: Sequence[str], groups: Sequence[s
     return choose_from_folds([c.name for c in cands], folds, min_gain)
 
 
-def choose_from_folds(names: Sequence[str], folds: Sequence[Sequence[float]], min_gain: float = MIN_GAIN) -> tuple[int, dict[str, Any]]:
-    """The rule of the module doc on per-candidate fold AUROCs (same folds in the same order; NaN = no figure)."""
+def choose_from_folds(names: Sequence[str], folds: Sequence[Sequence[float]], min_gain: float = MIN_GAIN,
+                      noise_factor: float = 1.0) -> tuple[int, dict[str, Any]]:
+    """The rule of the module doc on per-candidate fold AUROCs (same folds in the same order; NaN = no figure);
+    the noise is `noise_factor` standard errors (at least `min_gain`)."""
     arr = [np.asarray(f, float) for f in folds]
     table = {n: _summary(f) for n, f in zip(names, arr)}
     means = [float(np.nanmean(f)) if len(f) and not np.isnan(f).all() else -math.inf for f in arr]
@@ -50,7 +52,7 @@ def choose_from_folds(names: Sequence[str], folds: Sequence[Sequence[float]], mi
             continue
         d = arr[best] - arr[i]
         d = d[~np.isnan(d)]
-        noise = max(float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0, min_gain)
+        noise = max(noise_factor * float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0, min_gain)
         if i == best or (len(d) and float(np.mean(d)) <= noise):
             why = ("best validation" if i == best else
                    f"within the fold noise ({noise:.3f}) of the best, {names[best]} ({means[best]:.3f}): the simpler option kept")
