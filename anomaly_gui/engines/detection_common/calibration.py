@@ -11,18 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+from anomaly_gui.core.metrics.detection import box_iou
 
 
 def match_detections(gt: Sequence[np.ndarray], dets: Sequence[np.ndarray], iou: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
@@ -36,7 +25,7 @@ def match_detections(gt: Sequence[np.ndarray], dets: Sequence[np.ndarray], iou: 
         n_gt += len(g)
         order = np.argsort(-d[:, 4])
         d = d[order]
-        ious = _iou(d[:, :4], g)
+        ious = box_iou(d[:, :4], g)
         used = np.zeros(len(g), bool)
         for i in range(len(d)):
             j = int(np.argmax(ious[i])) if len(g) else -1

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anomaly_gui.core.metrics.detection import box_iou
+
 
 @dataclass(frozen=True)
 class CfarSettings:
@@ -45,17 +47,6 @@ def bright_blobs(image: np.ndarray, settings: CfarSettings = CfarSettings()) -> 
     return np.array(boxes, np.float64).reshape(-1, 4)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def snap_to_blobs(found: dict[str, np.ndarray], blobs: np.ndarray, min_iou: float = 0.1,
                   duplicate_iou: float = 0.5) -> dict[str, np.ndarray]:
     """Detections (dict of boxes, scores, labels; highest score first) with each box replaced by the blob it
@@ -64,14 +55,14 @@ def snap_to_blobs(found: dict[str, np.ndarray], blobs: np.ndarray, min_iou: floa
     boxes = np.array(found["boxes"], np.float64, copy=True).reshape(-1, 4)
     scores, labels = np.asarray(found["scores"]), np.asarray(found["labels"])
     if len(boxes) and len(blobs):
-        iou = _iou(boxes, blobs)
+        iou = box_iou(boxes, blobs)
         hit = iou.max(1) >= min_iou
         boxes[hit] = blobs[iou[hit].argmax(1)]
     order = np.argsort(-scores, kind="mergesort")
     keep: list[int] = []
     for i in order:
         same = [j for j in keep if labels[j] == labels[i]]
-        if same and _iou(boxes[i:i + 1], boxes[same]).max() > duplicate_iou:
+        if same and box_iou(boxes[i:i + 1], boxes[same]).max() > duplicate_iou:
             continue
         keep.append(int(i))
     idx = np.array(keep, int)

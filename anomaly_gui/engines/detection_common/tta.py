@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from anomaly_gui.core.metrics.detection import box_iou
+
 #: (flip left-right, flip up-down) for each variant; the first is the image itself
 FLIPS = ((False, False), (True, False), (False, True), (True, True))
 
@@ -20,16 +22,6 @@ def unflip_boxes(boxes: np.ndarray, width: int, height: int, flip_x: bool, flip_
     if flip_y:
         b[:, [1, 3]] = height - b[:, [3, 1]]
     return b
-
-
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return inter / np.maximum(area, 1e-9)
 
 
 def fuse_variants(variants: Sequence[dict[str, np.ndarray]], iou: float = 0.55) -> dict[str, np.ndarray]:
@@ -47,7 +39,7 @@ def fuse_variants(variants: Sequence[dict[str, np.ndarray]], iou: float = 0.55) 
     for i in order:
         same = [c for c, lab in enumerate(fused_labels) if lab == labels[i]]
         if same:
-            ious = _iou_one(boxes[i], np.array([fused_boxes[c] for c in same]))
+            ious = box_iou(boxes[i], np.array([fused_boxes[c] for c in same]))[0]
             j = int(np.argmax(ious))
             if ious[j] >= iou:
                 c = same[j]
