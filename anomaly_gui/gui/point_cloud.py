@@ -109,15 +109,18 @@ class PointCloudItem(pg.GraphicsObject):
     def paint(self, p: QPainter, *args) -> None:
         if len(self._xy) == 0:
             return
-        t = p.deviceTransform()
+        # the painter's own (world) transform, not deviceTransform(): in a window the latter also holds the
+        # widget's offset in the window's backing store, which the painter adds again after resetTransform()
+        # below (the points landed shifted by the dock's position: an empty cluster map in the main window)
+        t = p.worldTransform()
         dev = p.device()
         dpr = float(dev.devicePixelRatioF()) if hasattr(dev, "devicePixelRatioF") else 1.0
         W, H = int(round(dev.width() * dpr)), int(round(dev.height() * dpr))
         if W <= 0 or H <= 0:
             return
         x, y = self._xy[:, 0], self._xy[:, 1]
-        px = np.rint(x * t.m11() + y * t.m21() + t.dx()).astype(np.intp)
-        py = np.rint(x * t.m12() + y * t.m22() + t.dy()).astype(np.intp)
+        px = np.rint((x * t.m11() + y * t.m21() + t.dx()) * dpr).astype(np.intp)
+        py = np.rint((x * t.m12() + y * t.m22() + t.dy()) * dpr).astype(np.intp)
         k = self._radius
         keep = (px >= -k) & (px < W + k) & (py >= -k) & (py < H + k)  # disks that touch the viewport
         buf = np.zeros((H + 2 * k, W + 2 * k), np.uint16)

@@ -42,6 +42,30 @@ def test_points_are_drawn_at_their_position_in_their_colour_with_later_codes_on_
     assert _pixel(plot, img, 10, 10) != red  # hidden point not drawn
 
 
+def test_points_land_in_place_when_the_plot_sits_inside_a_window(qtbot):
+    """In the main window the plot is a dock's child: the painter's device transform then also holds the
+    dock's offset in the window. Points were drawn shifted by it (an empty cluster map in the window)."""
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    top = QWidget()
+    qtbot.addWidget(top)
+    lay = QVBoxLayout(top)
+    lay.setContentsMargins(180, 140, 0, 0)
+    plot = ClusterPlot()
+    lay.addWidget(plot)
+    top.resize(700, 560)
+    top.show()
+    qtbot.waitExposed(top)
+    red = QColor("#ff0000")
+    plot.set_points(np.array([[0.0, 0.0], [10.0, 10.0], [3.0, 8.0]]), np.zeros(3, int), [pg.mkBrush(red)])
+    img = top.grab().toImage()  # the whole window, as a screenshot (and the screen's backing store) paints it
+    for x, y in ((0.0, 0.0), (10.0, 10.0), (3.0, 8.0)):
+        at = plot.viewport().mapTo(top, plot.view_to_widget(x, y).toPoint())
+        assert QColor(img.pixel(at.x(), at.y())) == red, (x, y)
+    shifted = plot.viewport().mapTo(top, plot.view_to_widget(3.0, 8.0).toPoint()) + plot.mapTo(top, plot.rect().topLeft())
+    assert not top.rect().contains(shifted) or QColor(img.pixel(shifted.x(), shifted.y())) != red
+
+
 def test_premultiplied_colours():
     out = premultiplied_argb([QColor(255, 0, 0, 255), QColor(200, 100, 50, 128)])
     assert out[0] == 0xFFFF0000
