@@ -241,4 +241,3 @@ def selection_lines(selection: Any) -> list[str]:
     ranked = sorted(cands.items(), key=lambda kv: -(kv[1].get("auroc") if kv[1].get("auroc") is not None else -1.0))
     lines += [f"  validation {name}: {_fmt(v.get('auroc'))} over {v.get('folds', 0)} fold(s)" for name, v in ranked]
     return lines
-

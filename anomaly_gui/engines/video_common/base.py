@@ -330,15 +330,14 @@ class VideoAEEngine(Engine):
         """(frame errors, pixel maps) from per-pixel errors: each divided by the pixel's mean training error plus
         a floor (`score_floor` for the frame score, `map_floor` for the maps), then pooled."""
         p = self.params
-        score_err = map_err = err
-        if p.pixel_norm == "divide" and self.pixel_mean is not None:
-            def divided(floor: float) -> np.ndarray:
-                return err / (self.pixel_mean + (floor ** 2 if p.pixel_error == "squared" else floor))
 
-            score_floor = float(getattr(p, "score_floor", PIXEL_MEAN_EPS))
-            map_floor = float(getattr(p, "map_floor", PIXEL_MEAN_EPS))
-            score_err = divided(score_floor)
-            map_err = score_err if map_floor == score_floor else divided(map_floor)
+        def divided(floor: float) -> np.ndarray:
+            if p.pixel_norm != "divide" or self.pixel_mean is None:
+                return err
+            return err / (self.pixel_mean + (floor ** 2 if p.pixel_error == "squared" else floor))
+
+        score_err = divided(float(p.score_floor))
+        map_err = score_err if p.map_floor == p.score_floor else divided(float(p.map_floor))
         maps = box_sum(map_err, int(p.box))
         score_maps = maps if map_err is score_err else box_sum(score_err, int(p.box))
         return frame_errors(score_err, score_maps, p), maps.astype(np.float32)
