@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALY_GUI_DATA", REPO.parent / "shared" / "data")) / "ucsd_ped2"
 SCORING = ("frame_error", "frame_scale", "score_box", "smooth", "smooth_mode", "pixel_error", "motion_score",
-           "grad_score", "score_floor", "map_floor")
+           "grad_score", "score_floor", "map_floor", "flow_weight", "flow_box", "flow_width", "flow_height")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import pytest
 from anomaly_gui.core.errors import DataError
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.core.imageio import read_image, write_image
-from anomaly_gui.core.video_io import scan_ucsd
+from anomaly_gui.core.video_io import clips_from_items, scan_ucsd
 from anomaly_gui.engines.base import (
     Cancelled,
     Engine,
@@ -89,14 +89,16 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
     tensors, meta = read_model_file(path)
-    for key in ("frame_scale", "score_floor", "map_floor", "ensemble", "motion_score", "grad_score", "motion_weight"):
+    for key in ("frame_scale", "score_floor", "map_floor", "ensemble", "motion_score", "grad_score", "motion_weight",
+                "flow_weight"):
         meta["params"].pop(key, None)
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
     assert old.params.frame_scale == "linear" and old.n_members == 1
     if name == "future_frame":
-        assert eng.params.frame_scale == "log" and old.params.ensemble == 1
+        assert eng.params.frame_scale == "log" and old.params.ensemble == 1 and old.params.flow_weight == 0.0
         e_old = np.array([r.extra["frame_error"] for r in old.score(clip)], float)
-        e_new = np.array([r.extra["frame_error"] for r in before], float)
+        eng.params.flow_weight = 0.0  # the prediction error alone (the speed term is fused in z-scores, not dB)
+        e_new = np.array([r.extra["frame_error"] for r in eng.score(clip)], float)
         assert e_new == pytest.approx(10 * np.log10(e_old), rel=1e-4)
     # dividing by the mean training error per pixel: a pixel that is always hard counts less
     err = np.ones((2, 32, 48), np.float32)
@@ -144,7 +146,8 @@ def test_seed_ensemble_averages_its_members_and_saves_them_in_one_file(ped2_trai
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
     assert get_engine("future_frame").Params().ensemble == 3  # the default (held-back training clips, README)
-    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, **TINY, **{**WINDOWED["future_frame"], "ensemble": 2})
+    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, flow_weight=0.0,  # the predictors alone
+                                     **TINY, **{**WINDOWED["future_frame"], "ensemble": 2})
     progress, logged = [], []
     eng.fit(ped2_train[:24], RunContext(progress=lambda d, t, m: progress.append((d, t, m)), log=logged.append))
     assert eng.n_members == 2 and eng.stats["n_models"] == 2
@@ -272,3 +275,38 @@ def test_evaluate_rejects_a_folder_without_ucsd_layout(tmp_path):
 
     (tmp_path / "x").mkdir()
     assert main(["evaluate", str(tmp_path / "x"), "--engine", "frame_ae", "--json"]) == 2
+
+
+def test_speed_term_is_fused_saved_and_loaded(ped2_train, synthetic_clip, tmp_path):
+    """future_frame's option `flow_weight` fuses the optical-flow speed (decision 0029): the fast square of the synthetic clip
+    raises the speed term; the per-row reference speeds travel in the model file (no pickle) and the loaded model
+    scores the same; scoring frames without their speed is a clear error naming the clip."""
+    from anomaly_gui.engines.future_frame import FLOW_SCALE_KEY
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    assert get_engine("future_frame").Params().flow_weight == 0.0  # off: the shared test clips fell with it (0029)
+    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, flow_weight=0.8, **TINY, **WINDOWED["future_frame"])
+    eng.fit(ped2_train)
+    assert eng.speed is not None and eng.speed.row_scale.shape == (120,)
+    assert eng.stats["speed_train_std"] > 0 and eng.stats["raw_threshold"] == pytest.approx(
+        np.quantile(eng._fuse(eng.train_frame_errors, np.concatenate(
+            [eng.speed_scores(eng._flow_frames(c, RunContext())) for c in clips_from_items(ped2_train)])), 0.99))
+    clip = clips_from_items(synthetic_clip)[0]
+    speed = eng.speed_scores(eng._flow_frames(clip, RunContext()))
+    assert speed[17:].min() > speed[2:14].max()  # the square crosses at 4 px/frame from frame 15 on
+    res = eng.score(synthetic_clip)
+    scores = np.array([r.score for r in res])
+    assert scores[17:].mean() > scores[:14].mean() + 1.0  # z-units of the training frames
+    again = Engine.load(eng.save(tmp_path / "flow"), device="cpu")
+    assert np.array_equal(again.speed.row_scale, eng.speed.row_scale) and again.speed.box == 16
+    assert [r.score for r in again.score(synthetic_clip)] == [r.score for r in res]
+    with pytest.raises(DataError, match="synthetic.*score_clip"):
+        again.score_frames(again._load([clip], RunContext())[0], "synthetic")
+    tensors, meta = read_model_file(tmp_path / "flow.agm")
+    del tensors[FLOW_SCALE_KEY]
+    broken = Engine.load(write_model_file(tmp_path / "no_speed.agm", tensors, meta), device="cpu")
+    with pytest.raises(DataError, match="no speed statistics"):
+        broken.score(synthetic_clip)
+    broken.calibrate(ped2_train)  # the statistics are learnt again from the training clips
+    assert broken.speed is not None and [r.score for r in broken.score(synthetic_clip)] == pytest.approx(
+        [r.score for r in res], abs=1e-4)

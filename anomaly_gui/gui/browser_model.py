@@ -9,6 +9,7 @@ a verified tick, the run's score and a red corner for ground-truth anomalies.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -26,10 +27,21 @@ VerifiedRole = Qt.ItemDataRole.UserRole + 3
 ScoreRole = Qt.ItemDataRole.UserRole + 4
 BrokenRole = Qt.ItemDataRole.UserRole + 5
 AnomalousRole = Qt.ItemDataRole.UserRole + 6
+ScoreTextRole = Qt.ItemDataRole.UserRole + 7  # the score as the badge prints it (decimals fit the run's range)
 
 VERDICT_COLORS = {"normal": "#34c759", "anomalous": "#ff3b30", "unsure": "#ffcc00"}
 SORT_KEYS = ("import order", "name", "score (high first)", "score (low first)")
 PIXMAP_CACHE = 1500
+
+
+def decimals_for_span(span: float, significant: int = 3, least: int = 0) -> int:
+    """Decimals that show `significant` digits of a value range `span` wide (at most 8).
+
+    One rule for every place that prints scores of a run: the thumbnail badge (3 digits of the run's range,
+    so a score of 1e-6 in a run spanning 0..3 reads 0.00, not 1e-06) and the threshold box (5 digits)."""
+    if not math.isfinite(span) or span <= 0:
+        return max(least, 2)
+    return max(least, min(8, significant - 1 - math.floor(math.log10(span))))
 
 
 @dataclass(slots=True)
@@ -72,6 +84,7 @@ class ItemListModel(QAbstractListModel):
         self._broken: set[int] = set()
         self.verdicts: dict[int, Verdict] = {}
         self.scores: dict[int, float | None] = {}
+        self.score_decimals = 3  # decimals of the badge: fit to the range of the scores shown (set_scores)
         self.group: tuple[str | None, str | None] = (None, None)  # (split, label) of the tree node
         self.state_filter: set[int] | None = None
         self.text = ""
@@ -103,6 +116,8 @@ class ItemListModel(QAbstractListModel):
 
     def set_scores(self, scores: dict[int, float | None]) -> None:
         self.scores = scores
+        finite = [float(v) for v in scores.values() if v is not None and math.isfinite(v)]
+        self.score_decimals = decimals_for_span(max(finite) - min(finite) if finite else 0.0)
         if self.sort_key.startswith("score"):
             self.refilter()
         else:
@@ -193,6 +208,9 @@ class ItemListModel(QAbstractListModel):
             return bool(v and v.verified)
         if role == ScoreRole:
             return self.scores.get(r.id)
+        if role == ScoreTextRole:
+            s = self.scores.get(r.id)
+            return None if s is None else f"{s:.{self.score_decimals}f}"
         if role == BrokenRole:
             return r.id in self._broken
         if role == AnomalousRole:
@@ -278,9 +296,8 @@ class ThumbnailDelegate(QStyledItemDelegate):
             x0, y0 = box.right() - 34, box.y() + 10
             p.drawLine(x0, y0, x0 + 4, y0 + 4)
             p.drawLine(x0 + 4, y0 + 4, x0 + 11, y0 - 4)
-        score = index.data(ScoreRole)
-        if score is not None:
-            text = f"{score:.3g}"
+        text = index.data(ScoreTextRole)
+        if text is not None:
             font = QFont(option.font)
             font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
             p.setFont(font)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayo
 
 from anomaly_gui.core import postprocess as pp
 from anomaly_gui.core import thresholds as th
+from anomaly_gui.gui.browser_model import decimals_for_span
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.review_model import FILTERS, ReviewData, filter_ids
 from anomaly_gui.gui.review_plots import FinetunePlots, ScoreHistogram
@@ -346,7 +347,7 @@ class ReviewPanel(QWidget):
         lo, hi = min(lo, t), max(hi, t)
         pad = (hi - lo) * 0.02 or 1e-3
         self.threshold.set_range(lo - pad, hi + pad)
-        self.threshold.spin.setDecimals(max(2, 4 - int(math.floor(math.log10(max(hi - lo, 1e-9))))))
+        self.threshold.spin.setDecimals(decimals_for_span(hi - lo, significant=5, least=2))
         self.threshold.spin.setSingleStep((hi - lo) / 200 or 1e-3)
         areas = [w * h for w, h in (data.sizes[int(i)] or (1, 1) for i in data.map_ids)] or [1]
         self.min_area.set_range(0, max(10.0, float(np.median(areas)) * 0.05))

@@ -8,7 +8,8 @@ from PySide6.QtCore import Qt
 
 from anomaly_gui.core.formats.base import DatasetItem
 from anomaly_gui.gui.browser import DatasetBrowser
-from anomaly_gui.gui.browser_model import BrokenRole, ScoreRole, VerdictRole, VerifiedRole
+from anomaly_gui.gui.browser_model import (BrokenRole, ScoreRole, ScoreTextRole, VerdictRole, VerifiedRole,
+                                          decimals_for_span)
 from anomaly_gui.gui.state import AppState
 from conftest import write_png
 
@@ -124,11 +125,23 @@ def test_move_state_filter_verdict_badges_and_score_sort(browser_setup, qtbot):
     b.sort.setCurrentText("score (high first)")
     scores = [b.model.data(b.model.index(r), ScoreRole) for r in range(b.model.rowCount())]
     assert scores == sorted(scores, reverse=True) and scores[0] == 6.0
+    assert b.model.data(b.model.index(0), ScoreTextRole) == "6.00", "scores 0..6: the badge prints 3 digits of the range"
+    tiny = {i: (1.33e-6 if n == 0 else 2.77 * (n % 2)) for n, i in enumerate(ids)}
+    project.save_scores(run.id, list(tiny), list(tiny.values()))
+    b.model.set_scores(tiny)
+    texts = {b.model.item_id(r): b.model.data(b.model.index(r), ScoreTextRole) for r in range(b.model.rowCount())}
+    assert texts[ids[0]] == "0.00" and texts[ids[1]] == "2.77", "a score of 1e-6 in a run spanning 0..2.77 reads 0.00"
     b.sort.setCurrentText("name")
     names = [r.name.lower() for r in b.model.rows]
     assert names == sorted(names)
     grab = b.grab().toImage()
     assert not grab.isNull()
+
+
+def test_decimals_follow_the_range_of_the_scores():
+    assert decimals_for_span(4.0) == 2 and decimals_for_span(0.004) == 5 and decimals_for_span(250.0) == 0
+    assert decimals_for_span(3.0, significant=5, least=2) == 4 and decimals_for_span(1e-12) == 8
+    assert decimals_for_span(0.0) == 2 and decimals_for_span(float("nan")) == 2
 
 
 def test_items_added_later_and_project_switch(browser_setup, qtbot, tmp_path):

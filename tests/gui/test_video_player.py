@@ -190,10 +190,12 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     # the causal smoothing a live camera can use
     form = tp.form
     assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema", "time_flip", "ensemble", "score_floor", "map_floor",
-            "grad_score", "motion_score", "motion_weight"} <= set(form.names())
+            "grad_score", "motion_score", "motion_weight", "flow_weight", "flow_box", "flow_width", "flow_height"} <= set(form.names())
     assert form.values()["frame_scale"] == "log"
     assert (form.values()["motion_score"], form.values()["score_floor"]) == (0.0, 0.02)  # decision 0026
+    assert form.values()["flow_weight"] == 0.0  # the optical-flow speed term is an option (decision 0029)
     form.widget("motion_score").setValue(2.0)  # the analyst adds the motion error to the score
+    form.widget("flow_weight").setValue(0.5)  # and fuses the optical-flow speed in at half weight
     form.widget("score_floor").setValue(0.005)
     form.widget("ensemble").setValue(2)  # a seed ensemble of two models, trained one after the other
     form.widget("smooth_mode").setCurrentIndex(form.widget("smooth_mode").findData("causal"))
@@ -206,6 +208,7 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     assert (run.params["smooth_mode"], run.params["smooth"], run.params["frame_scale"]) == ("causal", 2.0, "log")
     assert run.params["ensemble"] == 2 and proj.run(run_id).status == "done"
     assert (run.params["motion_score"], run.params["score_floor"], run.params["map_floor"]) == (2.0, 0.005, 0.02)
+    assert run.params["flow_weight"] == pytest.approx(0.5) and run.params["flow_box"] == 16
     assert "frame_auc" in run.metrics and "frame_auc_raw" in run.metrics
     # the open clip now shows this run: one score per frame, the stored ones, and a map per frame
     qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)

@@ -158,6 +158,7 @@ class VideoAEEngine(Engine):
         self.pixel_mean: np.ndarray | None = None  # (H, W) mean training error per pixel
         # seed ensemble (`ensemble` param): (module, pixel_mean) of members 2..N; member 1 is module / pixel_mean
         self.extra_members: list[tuple[torch.nn.Module, np.ndarray | None]] = []
+        self.train_frame_errors: np.ndarray | None = None  # frame errors of the training clips at the last calibration
 
     # -- for subclasses --------------------------------------------------------------------------
     @property
@@ -293,6 +294,7 @@ class VideoAEEngine(Engine):
                 per_member.append([self._errors_and_maps(r) for r in raw])
         per_clip = [average_members([m[c] for m in per_member]) for c in range(len(frames))]
         train_errors = np.concatenate([e for e, _ in per_clip])
+        self.train_frame_errors = train_errors  # kept for subclasses that add a frame term (not saved)
         map_sample = np.concatenate([m[:, ::2, ::2].ravel() for _, m in per_clip])
         self.stats.update({
             "n_train_frames": int(sum(len(f) for f in frames)),
