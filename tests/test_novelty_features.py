@@ -67,3 +67,11 @@ def test_engine_on_animal_features_round_trips_and_older_files_keep_unit_feature
     old.load_state_tensors(unit.state_tensors())
     assert old.feature_mode == "unit"
     np.testing.assert_allclose([r.score for r in old.score(photos)], [r.score for r in unit.score(photos)], rtol=1e-5)
+
+
+def test_without_the_imagenet_head_the_animal_candidates_fall_back_to_pooled_features(photos):
+    eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64, pretrained=False, colour="rgb")
+    eng.fit(photos)
+    sel = eng.stats["selection"]
+    assert eng.stats["features"] in ("unit", "raw") and not any(" animal " in n for n in sel["candidates"])
+    assert "whole unit rgb | knn" in sel["candidates"] and eng.stats["animal_crop"] == "whole"

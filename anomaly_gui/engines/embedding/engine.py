@@ -40,15 +40,15 @@ COLOURS = ("auto", "rgb", "gray")
 ANIMAL_CROPS = ("auto", "cam_day", "cam", "whole")
 SCORER_CHOICES = ("auto",) + SCORERS
 FEATURES = ("auto", "unit", "animal", "raw")
-#: what the `auto` settings choose from (crop, features, scorer), in the order a tie is settled: first the animal
-#: crop described by its ImageNet animal-class scores (decision 0028: best in the nested check on training photos),
-#: then decision 0024's default (pooled features, calibrated per-species scales), then the issue's untrained
+#: what the `auto` settings choose from (crop, features, scorer), in the order a tie is settled: first decision
+#: 0024's default (chosen on 80 validation folds; calibrated per-species scales), then the issue's untrained
 #: baselines (whole photo, raw pooled features, Euclidean 1-NN / scikit-learn one-class SVM, one scale shared by
 #: all species), then the other engine settings. Another candidate must beat the first by more than the fold
-#: noise on this fit's own training species (decision 0025)
-AUTO_CANDIDATES = (("cam_day", "animal", "knn"), ("cam_day", "unit", "knn"), ("whole", "raw", "knn"),
-                   ("whole", "raw", "ocsvm"), ("whole", "unit", "knn"), ("cam_day", "unit", "mahalanobis"))
-FALLBACK = ("cam_day", "animal", "knn")  # no validation fold (one species), decision 0028
+#: noise on this fit's own training species (decision 0025). `animal` features are an option, not a candidate:
+#: leave-one-species-out folds favour them, pooled unseen species (as in the held-out tests) do not (decision 0028)
+AUTO_CANDIDATES = (("cam_day", "unit", "knn"), ("whole", "raw", "knn"), ("whole", "raw", "ocsvm"),
+                   ("whole", "unit", "knn"), ("cam_day", "unit", "mahalanobis"))
+FALLBACK = ("cam_day", "unit", "knn")  # no validation fold (one species): decision 0024's defaults
 
 
 @dataclass
@@ -72,11 +72,12 @@ class EmbeddingParams:
                              "Boxes in the data are always used", choices=list(ANIMAL_CROPS))
     cam_steps: int = param(1, "Zoom steps of the activation-map animal crop (each looks again inside the previous crop)",
                            minimum=1, maximum=3, advanced=True)
-    features: str = param("auto", "Features for the scorer: animal = the scores of the 398 ImageNet animal classes (which known "
-                          "animals the crop resembles; centred, unit length, averaged with the mirror image's); unit = the "
-                          "pooled features, unit length, averaged with the mirror image's (both with per-species calibrated "
-                          "scorers); raw = the pooled features as the network gives them, scored as the untrained baselines "
-                          "do (Euclidean k-NN, scikit-learn one-class SVM); auto chooses per fit", choices=list(FEATURES))
+    features: str = param("auto", "Features for the scorer: unit = the pooled features, unit length, averaged with the mirror "
+                          "image's; animal = the scores of the 398 ImageNet animal classes (which known animals the crop "
+                          "resembles; centred, unit length, averaged with the mirror image's; an option, never chosen by auto); "
+                          "both with per-species calibrated scorers; raw = the pooled features as the network gives them, "
+                          "scored as the untrained baselines do (Euclidean k-NN, scikit-learn one-class SVM); auto chooses "
+                          "unit or raw per fit", choices=list(FEATURES))
     flip_average: bool = param(True, "Average the embeddings of each crop and its mirror image (unit features)")
     projection_dim: int = param(128, "Size of the projection head output", minimum=8, maximum=1024, advanced=True)
     temperature: float = param(0.5, "NT-Xent temperature", minimum=0.01, maximum=5.0, step=0.05, advanced=True)
@@ -234,7 +235,7 @@ class EmbeddingEngine(Engine):
                                    for n, c in zip(names, cands)], labels, groups=self._groups, seed=p.seed)
             if not any(v["folds"] for v in record["candidates"].values()):  # one species: the fixed defaults
                 pick = _fallback(cands, seen)
-                record.update(chosen=names[pick], reason="no validation fold (one species): the fixed defaults of decision 0028 "
+                record.update(chosen=names[pick], reason="no validation fold (one species): the fixed defaults of decision 0024 "
                               f"({FALLBACK[0]} crop, {FALLBACK[1]} features, {FALLBACK[2]}; grey when over a tenth of the "
                               "photos are infrared)")
         self.crop_mode, self.feature_mode, colour, self.scorer_name = cands[pick]
