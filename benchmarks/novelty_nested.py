@@ -36,7 +36,9 @@ from anomaly_gui.engines.embedding.validation import pseudo_novelty_folds  # noq
 
 CROP = {"whole": "whole", "cam_day": "camday"}  # engine name -> novelty_baselines crop name
 #: the procedure with its rule's settings (min_gain, noise_factor); `auto` is the engine's (selection.py)
-RULES = {"auto": (0.01, 1.0), "auto, half the noise": (0.01, 0.5), "auto, best validation (no noise rule)": (0.0, 0.0)}
+RULES = {"auto": (0.01, 1.0), "auto, half the noise": (0.01, 0.5), "auto, best validation (no noise rule)": (0.0, 0.0),
+         "auto, decision 0025's candidates (no animal features)": (0.01, 1.0)}
+OLD = "auto, decision 0025's candidates (no animal features)"
 
 
 def candidates(feats: Features, train) -> dict[str, tuple[np.ndarray, object]]:
@@ -45,9 +47,22 @@ def candidates(feats: Features, train) -> dict[str, tuple[np.ndarray, object]]:
     for crop, feat, sc in AUTO_CANDIDATES:
         for colour in ("rgb", "gray"):
             specs = feats.specs(train, CROP[crop])
-            emb = _features(feats, specs, colour, flip=feat == "unit", norm=feat == "unit")
+            emb = animal_features(feats, specs, colour) if feat == "animal" else _features(feats, specs, colour, flip=feat == "unit", norm=feat == "unit")
             out[f"{crop} {feat} {colour} | {sc}"] = (emb, lambda sc=sc, raw=feat == "raw": make_scorer(sc, raw=raw))
     return out
+
+
+def animal_features(feats: Features, specs, colour: str) -> np.ndarray:
+    """The engine's `animal` features (`features.animal_scores`, flip-averaged) from the cached pooled features."""
+    import torch
+
+    from anomaly_gui.engines.embedding.features import animal_scores
+
+    net = feats.eng.net
+    raw, mirror = (torch.from_numpy(np.asarray(a, np.float32)) for a in feats.embed(specs, colour))
+    with torch.no_grad():
+        a = animal_scores(raw, net.classifier.weight, net.classifier.bias) + animal_scores(mirror, net.classifier.weight, net.classifier.bias)
+    return torch.nn.functional.normalize(a, dim=1).numpy()
 
 
 def outer_folds(labels: list[str], max_folds: int = 12, seed: int = 0):
@@ -97,16 +112,22 @@ def main() -> None:
                     sc = make().fit(emb[fit], fit_labels)
                     outer[n] = auroc([0] * len(normal) + [1] * len(novel), sc.distances(emb[normal + novel]).min(1))
                     fixed.setdefault((setname, "nested", n), []).append(outer[n])
+                    # one label for every known photo (as `train/Cat/` holds several cat species): the fallback's case
+                    sc = make().fit(emb[fit], ["known"] * len(fit))
+                    fixed.setdefault((setname, "one label", n), []).append(
+                        auroc([0] * len(normal) + [1] * len(novel), sc.distances(emb[normal + novel]).min(1)))
                 inner = [pseudo_novelty_folds(cands[n][0][fit], fit_labels, cands[n][1]) for n in names]
                 for rule, (gain, factor) in RULES.items():
-                    chosen = choose_from_folds(names, inner, gain, factor)[1]["chosen"] if any(len(f) for f in inner) else fallback
+                    keep = [j for j, n in enumerate(names) if rule != OLD or " animal " not in n]
+                    chosen = (choose_from_folds([names[j] for j in keep], [inner[j] for j in keep], gain, factor)[1]["chosen"]
+                              if any(len(f) for f in inner) else fallback if rule != OLD else "cam_day unit rgb | knn")
                     fixed.setdefault((setname, "nested", rule), []).append(outer[chosen])
                     picks.setdefault(f"{setname} {rule}", {}).setdefault(chosen, 0)
                     picks[f"{setname} {rule}"][chosen] += 1
             print(f"# {setname} split {split} done", flush=True)
     sets = ("camera_traps", "serengeti")
-    print("| setting | camera_traps loso | camera_traps nested | serengeti loso | serengeti nested | all nested folds |")
-    print("|---|---|---|---|---|---|")
+    print("| setting | camera_traps loso | camera_traps nested | serengeti loso | serengeti nested | all nested folds | one label, all folds |")
+    print("|---|---|---|---|---|---|---|")
     for n in list(dict.fromkeys(k[2] for k in fixed if k[2] not in RULES)) + list(RULES):
         cells = []
         for s in sets:
@@ -114,7 +135,14 @@ def main() -> None:
             cells += [f"{np.mean(lo):.3f}" if lo else "-", f"{np.nanmean(fixed[(s, 'nested', n)]):.3f}"]
         every = fixed[("camera_traps", "nested", n)] + fixed[("serengeti", "nested", n)]
         name = f"**{n}**: chosen per outer fold" if n in RULES else n
-        print(f"| {name} | " + " | ".join(cells) + f" | {np.nanmean(every):.3f} ({len(every)}) |")
+        one = fixed.get(("camera_traps", "one label", n), []) + fixed.get(("serengeti", "one label", n), [])
+        print(f"| {name} | " + " | ".join(cells) + f" | {np.nanmean(every):.3f} ({len(every)}) | " + (f"{np.nanmean(one):.3f} |" if one else "- |"))
+    for a, b in (("auto", OLD), ("auto", "cam_day unit rgb | knn"), ("auto", "whole raw rgb | ocsvm")):
+        d = np.array(fixed[("camera_traps", "nested", a)] + fixed[("serengeti", "nested", a)], float) - np.array(
+            fixed[("camera_traps", "nested", b)] + fixed[("serengeti", "nested", b)], float)
+        d = d[~np.isnan(d)]
+        print(f"paired outer-fold difference {a} - {b}: {d.mean():+.3f} (standard error {d.std(ddof=1) / np.sqrt(len(d)):.3f}, "
+              f"{int((d > 0).sum())} folds better, {int((d < 0).sum())} worse)")
     for key, counts in picks.items():
         print(f"picks {key}: {dict(sorted(counts.items(), key=lambda kv: -kv[1]))}")
 

@@ -175,12 +175,16 @@ def test_retinanet_pretrained_learns_and_round_trips(hrsid_items, mobilenet_weig
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
     tensors, meta = read_model_file(path)
-    for key in ("box_merge", "merge_iou", "box_refine"):
+    for key in ("box_merge", "merge_iou", "box_refine", "cfar_split"):
         del meta["params"][key]
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
     assert (old.params.box_merge, old.params.merge_iou) == ("nms", 0.5) and eng.params.box_merge == "wbf"
     # ... and kept the learnt boxes (no CFAR refinement), whatever the fit decided today
     assert old.params.box_refine == "none" and not old._refining() and eng.params.box_refine == "auto"
+    # a file from before the split of a box over several blobs snaps (when it does) to one blob, as it did
+    meta["params"]["box_refine"] = "cfar"
+    older = Engine.load(write_model_file(tmp_path / "old2.agm", tensors, meta), device="cpu")
+    assert older._refining() and older.params.cfar_split is False and eng.params.cfar_split is True
     assert eng.stats["box_refine"] in ("cfar", "none") and loaded.stats["box_refine"] == eng.stats["box_refine"]
 
 

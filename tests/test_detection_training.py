@@ -345,3 +345,20 @@ def test_retinanet_box_refine_snaps_boxes_and_auto_decides_on_validation():
     assert eng._choose_refine([img], TrainingSet(boxes=[np.zeros((0, 4))], labels=[[]], classes=["ship"])) == "none"
     eng.params.box_refine = "cfar"  # a choice the analyst makes is kept as it is
     assert eng._choose_refine([img], val) == "cfar"
+
+
+def test_snap_split_gives_ships_moored_side_by_side_one_box_each():
+    """One loose box over two adjacent ships (as the network boxes 14-px ships in a harbour) snaps to one
+    blob and, with `split`, also yields the other blob lying inside it, with the same score; a blob mostly
+    outside the box is not taken, and without `split` the second ship is lost (the behaviour of before)."""
+    from anomaly_gui.engines.detection_common.cfar import snap_to_blobs
+
+    blobs = np.array([[280.0, 567, 296, 580], [292.0, 581, 310, 593], [300.0, 598, 330, 640], [20.0, 20, 40, 40]])
+    found = {"boxes": np.array([[272.0, 565, 308, 603]]), "scores": np.array([0.9]), "labels": np.array([1])}
+    out = snap_to_blobs(found, blobs, split=True)
+    assert np.allclose(out["boxes"], [[280, 567, 296, 580], [292, 581, 310, 593]]) and np.allclose(out["scores"], [0.9, 0.9])
+    assert np.allclose(snap_to_blobs(found, blobs)["boxes"], [[280, 567, 296, 580]])
+    # an extra blob that another, stronger detection already took stays that detection's (no duplicate)
+    two = {"boxes": np.array([[290.0, 579, 312, 595], [272.0, 565, 308, 603]]), "scores": np.array([0.95, 0.6]), "labels": np.array([1, 1])}
+    out = snap_to_blobs(two, blobs, split=True)
+    assert np.allclose(out["boxes"], [[292, 581, 310, 593], [280, 567, 296, 580]]) and np.allclose(out["scores"], [0.95, 0.6])

@@ -168,7 +168,7 @@ def test_evaluate_novelty_auroc_on_real_photos(tmp_path):
         assert key in res
     # the setting chosen per fit, and every candidate's validation figure, are in the CLI's JSON
     assert res["selection"]["chosen"] == f"{res['animal_crop']} {res['features']} {res['colour']} | {res['scorer']}"
-    assert len(res["selection"]["candidates"]) == 10
+    assert len(res["selection"]["candidates"]) == 12  # 6 (crop, features, scorer) candidates x RGB / grey
     assert Engine.load(tmp_path / "m.agm", device="cpu").params.use_labels
 
 

@@ -71,14 +71,15 @@ def test_engine_defaults_choose_per_fit_record_every_candidate_and_round_trip(se
     # the untrained baselines (whole photo, raw features, Euclidean 1-NN / scikit-learn OCSVM) and the
     # engine's own settings, each in RGB and grey
     names = {f"{c} {f} {col} | {sc}" for c, f, sc in AUTO_CANDIDATES for col in ("rgb", "gray")}
-    assert len(names) == 10 and "whole raw rgb | knn" in names and "cam_day unit gray | mahalanobis" in names
+    assert len(names) == 12 and "whole raw rgb | knn" in names and "cam_day unit gray | mahalanobis" in names
     assert set(sel["candidates"]) == names
     assert {v["folds"] for v in sel["candidates"].values()} == {len(SPECIES)}  # the same folds for every candidate
     crop, feat, colour_scorer = sel["chosen"].split(" ", 2)
     assert (crop, feat, colour_scorer) == (eng.stats["animal_crop"], eng.stats["features"], f"{eng.stats['colour']} | {eng.stats['scorer']}")
     order = list(sel["candidates"])  # simplest first; the recorded fold figures give the same choice again
     folds = [[np.nan if v is None else v for v in sel["candidates"][n]["fold_aurocs"]] for n in order]
-    assert order[:3] == ["cam_day unit rgb | knn", "cam_day unit gray | knn", "whole raw rgb | knn"] and choose_from_folds(order, folds)[1]["chosen"] == sel["chosen"]
+    assert order[:4] == ["cam_day animal rgb | knn", "cam_day animal gray | knn", "cam_day unit rgb | knn", "cam_day unit gray | knn"]
+    assert choose_from_folds(order, folds)[1]["chosen"] == sel["chosen"]
     res = eng.score(serengeti_items[:5])
     assert all((r.crop_box is not None) == (crop == "cam_day" and bool(r.extra["crops"][0]["cam_box"])) for r in res)
     back = Engine.load(eng.save(tmp_path / "auto.agm"), device="cpu")
@@ -91,8 +92,8 @@ def test_one_species_falls_back_to_the_fixed_defaults(serengeti_items, mobilenet
     eng = get_engine("simclr_ocsvm")(device="cpu", image_size=64)
     eng.fit(cats)
     sel = eng.stats["selection"]
-    assert "one species" in sel["reason"] and sel["chosen"] == "cam_day unit rgb | knn"
-    assert (eng.stats["animal_crop"], eng.stats["scorer"], eng.stats["colour"]) == ("cam_day", "knn", "rgb")
+    assert "one species" in sel["reason"] and sel["chosen"] == "cam_day animal rgb | knn"
+    assert (eng.stats["animal_crop"], eng.stats["features"], eng.stats["scorer"], eng.stats["colour"]) == ("cam_day", "animal", "knn", "rgb")
 
 
 def test_asked_settings_are_not_validated_and_older_model_files_score_as_before(serengeti_items, tmp_path, mobilenet_weights):

@@ -61,10 +61,13 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     refine = form.widget("box_refine")  # the CFAR snap of the boxes: auto by default, none / cfar to force it
     assert refine.currentText() == defaults.box_refine == "auto"
     refine.setCurrentIndex(refine.findText("none"))
+    split = form.widget("cfar_split")  # one box per blob when a box covers ships side by side: on by default
+    assert split.isChecked() is defaults.cfar_split is True
+    split.setChecked(False)
     form.widget("anchor_aspects").setText("auto")
     calls = _capture_job(monkeypatch)
     panel.start_training()
     job = calls[-1][1]
     assert job["steps"] == 120 and job["tta"] is (not defaults.tta) and job["snapshots"] == defaults.snapshots + 2
     assert job["detector"] == "fcos" and job["box_merge"] != defaults.box_merge and job["merge_iou"] == pytest.approx(0.35)
-    assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects and job["box_refine"] == "none"
+    assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects and job["box_refine"] == "none" and job["cfar_split"] is False

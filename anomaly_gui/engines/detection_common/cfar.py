@@ -48,16 +48,26 @@ def bright_blobs(image: np.ndarray, settings: CfarSettings = CfarSettings()) -> 
 
 
 def snap_to_blobs(found: dict[str, np.ndarray], blobs: np.ndarray, min_iou: float = 0.1,
-                  duplicate_iou: float = 0.5) -> dict[str, np.ndarray]:
+                  duplicate_iou: float = 0.5, split: bool = False, inside: float = 0.5) -> dict[str, np.ndarray]:
     """Detections (dict of boxes, scores, labels; highest score first) with each box replaced by the blob it
     overlaps most when that IoU is at least `min_iou`; then a detection overlapping a higher-scored one of its
-    class by more than `duplicate_iou` (two detections snapped to one blob) is dropped."""
+    class by more than `duplicate_iou` (two detections snapped to one blob) is dropped.
+    `split`: a snapped detection also yields, with its score, every other blob lying at least `inside` (share
+    of the blob's area) within its box: one loose box over ships moored side by side becomes one box per ship."""
     boxes = np.array(found["boxes"], np.float64, copy=True).reshape(-1, 4)
     scores, labels = np.asarray(found["scores"]), np.asarray(found["labels"])
     if len(boxes) and len(blobs):
         iou = box_iou(boxes, blobs)
         hit = iou.max(1) >= min_iou
+        extra = _blobs_inside(boxes[hit], blobs, inside) if split else []
         boxes[hit] = blobs[iou[hit].argmax(1)]
+        if split and any(len(e) for e in extra):
+            src = np.flatnonzero(hit)
+            rows = [(src[h], j) for h, js in enumerate(extra) for j in js if j != iou[src[h]].argmax()]
+            if rows:
+                boxes = np.concatenate([boxes, blobs[[j for _, j in rows]]])
+                scores = np.concatenate([scores, scores[[i for i, _ in rows]]])
+                labels = np.concatenate([labels, labels[[i for i, _ in rows]]])
     order = np.argsort(-scores, kind="mergesort")
     keep: list[int] = []
     for i in order:
@@ -67,3 +77,11 @@ def snap_to_blobs(found: dict[str, np.ndarray], blobs: np.ndarray, min_iou: floa
         keep.append(int(i))
     idx = np.array(keep, int)
     return {"boxes": boxes[idx].reshape(-1, 4), "scores": scores[idx], "labels": labels[idx]}
+
+
+def _blobs_inside(boxes: np.ndarray, blobs: np.ndarray, inside: float) -> list[np.ndarray]:
+    """Per box, the indices of the blobs with at least `inside` of their area within it."""
+    ix = (np.minimum(boxes[:, None, 2], blobs[None, :, 2]) - np.maximum(boxes[:, None, 0], blobs[None, :, 0])).clip(0)
+    iy = (np.minimum(boxes[:, None, 3], blobs[None, :, 3]) - np.maximum(boxes[:, None, 1], blobs[None, :, 1])).clip(0)
+    area = ((blobs[:, 2] - blobs[:, 0]) * (blobs[:, 3] - blobs[:, 1])).clip(1e-9)
+    return [np.flatnonzero(row) for row in (ix * iy / area[None]) >= inside]

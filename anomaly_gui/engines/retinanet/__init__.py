@@ -61,6 +61,7 @@ class RetinaNetParams:
     box_refine: str = param("auto", "snap each box to the bright blob it overlaps (CFAR: pixels k local deviations above the local mean): cfar, none, or auto (cfar when it scores better on the validation images)", choices=REFINES)
     cfar_window: int = param(151, "CFAR window side in image pixels (local mean and deviation)", minimum=3, maximum=4001, step=2, advanced=True)
     cfar_k: float = param(2.5, "CFAR: a pixel is bright above mean + k deviations", minimum=0.5, maximum=10.0, step=0.25, advanced=True)
+    cfar_split: bool = param(True, "CFAR snap: a box covering several blobs (ships moored side by side) gives one box per blob, each with its score")
     cfar_min_area: int = param(40, "CFAR: smaller blobs (pixels) are speckle", minimum=1, maximum=100000, advanced=True)
     min_confidence: float = param(0.01, "detections below this (calibrated) confidence are not kept (the GUI slider filters above it); low, because a weakly trained model calibrates its true boxes low (CV: 0.05 -> 0.01 raised one seed from 0.80 to 0.84)", minimum=0.0, maximum=1.0, advanced=True)
     tile: int = param(800, "scenes larger than 1.5x this are cut into overlapping tiles (0: never)", minimum=0, maximum=8192, advanced=True)
@@ -144,7 +145,7 @@ class RetinaNetEngine(DetectionEngine):
     Params = RetinaNetParams
     # model files from before the fusion were calibrated on non-maximum suppression at IoU 0.5
     # and from before the box refinement kept their learnt boxes
-    params_before_they_existed = {"box_merge": "nms", "merge_iou": 0.5, "box_refine": "none"}
+    params_before_they_existed = {"box_merge": "nms", "merge_iou": 0.5, "box_refine": "none", "cfar_split": False}
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
@@ -427,7 +428,7 @@ class RetinaNetEngine(DetectionEngine):
         if self._refining() and not self._training:  # box extents from the image's bright blobs (`box_refine`)
             p = self.params
             cfar = CfarSettings(window=p.cfar_window, k=p.cfar_k, min_area=p.cfar_min_area)
-            found = [snap_to_blobs(f, bright_blobs(im, cfar)) for f, im in zip(found, images)]
+            found = [snap_to_blobs(f, bright_blobs(im, cfar), split=p.cfar_split) for f, im in zip(found, images)]
         return found
 
     def _raw_detections(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
