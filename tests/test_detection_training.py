@@ -112,7 +112,7 @@ def test_retinanet_keeps_best_epoch_and_calibrates_on_validation(tmp_path, mobil
     train, val = [it for it in items if it.split == "train"], [it for it in items if it.split == "val"]
     # box_refine none: the boxes scored are the network's, as in the per-epoch validation
     eng = get_engine("retinanet")(device="cpu", epochs=4, crops_per_epoch=24, patience=0, min_confidence=0.0,
-                                  backbone_weights=str(mobilenet_weights), box_refine="none")
+                                  backbone_weights=str(mobilenet_weights), box_refine="none", keep_epoch="best")
     logs = []
     eng.fit(train + val, RunContext(log=logs.append))
     epochs = [e for e in logs if "epoch" in e]

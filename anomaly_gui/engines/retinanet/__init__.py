@@ -39,7 +39,7 @@ class RetinaNetParams:
     steps: int = param(300, "training steps (batches of crops): the learning rate warms up, then decays to zero over them", minimum=1, maximum=1_000_000)
     epochs: int = param(200, "most epochs (an epoch ends with a validation; training also ends after `steps`)", minimum=1, maximum=1000)
     anneal_after: int = param(150, "a perfect validation mAP50 reached after this many steps ends training early (learning rate annealed to zero over a shorter end phase)", minimum=0, maximum=1_000_000, advanced=True)
-    keep_epoch: str = param("best", "weights kept at the end: best (the epoch with the best validation mAP) or last (the averaged weights where training ended; validation then only decides when to stop)", choices=KEEPS)
+    keep_epoch: str = param("last", "weights kept at the end: last (the averaged weights where training ended; validation decides when to stop) or best (the epoch with the best validation mAP: on 2-4 validation chips often an early, barely trained one)", choices=KEEPS)
     patience: int = param(6, "after half the steps, stop when this many epochs bring no better validation mAP50 (0: never stop early)", minimum=0, maximum=1000)
     max_minutes: float = param(10.0, "time budget for training in minutes (0: none); the best epoch so far is kept", minimum=0.0, maximum=10000.0)
     crop: int = param(160, "training crop size in pixels at model scale (larger images are cropped around objects and background)", minimum=64, maximum=2048, step=32)
