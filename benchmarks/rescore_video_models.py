@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         if key not in scoring:
             raise SystemExit(f"{spec}: only the scoring settings {', '.join(scoring)} can be changed here")
         scoring[key] = type(scoring[key])(value)
-    eng.params = dataclasses.replace(eng.params, ensemble=len(paths), **scoring)
+    members = {"ensemble": len(paths)} if hasattr(eng.params, "ensemble") else {}  # engines without one: one model
+    if len(paths) > 1 and not members:
+        raise SystemExit(f"{eng.name} has no seed ensemble: give one model file")
+    eng.params = dataclasses.replace(eng.params, **members, **scoring)
     eng.calibrate(read_split(args.data, "train"))
     out = measure(eng, read_split(args.data, "test"))
     print(json.dumps({"models": [Path(p).stem for p in paths], "scoring": scoring,

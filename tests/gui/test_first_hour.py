@@ -144,7 +144,7 @@ def test_engines_are_offered_best_first_with_the_reason(qtbot, window, tmp_path)
     from anomaly_gui.engines.base import list_engines
 
     assert [e.name for e in list_engines("image")][0] == "patchcore"
-    assert [e.name for e in list_engines("video")] == ["future_frame", "stacked_ae", "frame_ae", "convlstm_ae"]
+    assert [e.name for e in list_engines("video")] == ["future_frame", "stacked_ae", "frame_ae", "convlstm_ae", "memae"]
     assert [e.name for e in list_engines("detection")][0] == "retinanet"
     window.open_project(tmp_path / "fabric.agproj")
     window.import_path(SAMPLE / "product")

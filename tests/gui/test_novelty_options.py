@@ -48,8 +48,9 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     assert isinstance(scorer, QComboBox) and [scorer.itemData(i) for i in range(scorer.count())] == ["auto", "knn", "mahalanobis", "ocsvm"]
     assert scorer.currentData() == "auto" and "leave-one-species-out" in scorer.toolTip()
     feats = tp.form.widget("features")  # raw = the untrained baselines' features, a candidate of auto
-    assert isinstance(feats, QComboBox) and [feats.itemData(i) for i in range(feats.count())] == ["auto", "unit", "raw"]
-    assert feats.currentData() == "auto"
+    assert isinstance(feats, QComboBox) and [feats.itemData(i) for i in range(feats.count())] == ["auto", "unit", "animal", "raw"]
+    assert feats.currentData() == "auto" and "animal classes" in feats.toolTip()
+    feats.setCurrentIndex(feats.findData("animal"))  # the ImageNet animal-class scores (decision 0028)
     scorer.setCurrentIndex(scorer.findData("mahalanobis"))
     box.setCurrentIndex(box.findData("whole"))
     tp.form.widget("image_size").setValue(64)
@@ -60,14 +61,15 @@ def test_train_panel_animal_crop_choice_reaches_the_run(qtbot, window):
     run = runs[0]
     assert run.status == "done", tp.status.text()
     assert run.status == "done" and run.params["animal_crop"] == "whole" and run.params["scorer"] == "mahalanobis"
+    assert run.params["features"] == "animal" and run.metrics["features"] == "animal"
     assert run.metrics["animal_crop"] == "whole" and run.metrics["cam_boxes"] == 0
     sel = run.metrics["selection"]  # colour stayed auto: rgb and grey validated, the crop and scorer as asked
-    assert set(sel["candidates"]) == {"whole unit rgb | mahalanobis", "whole unit gray | mahalanobis"}
-    assert sel["chosen"] == f"whole unit {run.metrics['colour']} | mahalanobis" and run.metrics["scorer"] == "mahalanobis"
+    assert set(sel["candidates"]) == {"whole animal rgb | mahalanobis", "whole animal gray | mahalanobis"}
+    assert sel["chosen"] == f"whole animal {run.metrics['colour']} | mahalanobis" and run.metrics["scorer"] == "mahalanobis"
     runs = window.panels["runs"]
     runs.refresh()
     tip = runs.table.item(0, 0).toolTip()
-    assert f"setting chosen: {sel['chosen']}" in tip and "validation whole unit gray | mahalanobis" in tip, tip
+    assert f"setting chosen: {sel['chosen']}" in tip and "validation whole animal gray | mahalanobis" in tip, tip
     qtbot.waitUntil(lambda: cluster.cmap is not None, timeout=30000)
 
 

@@ -222,3 +222,41 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     stop_jobs(qtbot)
     win.close()
     proj.close()
+
+
+@pytest.mark.slow
+def test_memae_chosen_in_train_panel_trains_and_its_scores_appear_in_the_open_clip(qtbot, test_items, tmp_path):
+    """The memory-augmented autoencoder (Gong 2019) is offered for video in the Train panel with its memory
+    settings; the analyst shrinks the memory, trains (tiny schedule) and the open clip shows the run's scores."""
+    import dataclasses
+
+    from anomaly_gui.core.project import open_project
+    from tests.c2_engines import main_window_on, stop_jobs
+
+    train = [dataclasses.replace(it, is_anomalous=False)
+             for it in scan_ucsd(shared_dataset("ucsd_ped2"), "train") if it.frame_index < 16]
+    proj = open_project(tmp_path / "m.agproj")
+    proj.add_items(train + list(test_items))
+    proj.set_setting("train.params.memae", {"epochs": 1, "batch_size": 8})
+    win = main_window_on(qtbot, proj)
+    player, tp = win.panels["video_player"], win.panels["train"]
+    test_ids = [it.id for it in proj.items(split="test")]
+    win.state.set_current_item(test_ids[5])
+    tp.select_engine("memae")
+    assert "memory of normal prototypes" in tp.engine_desc.text()
+    form = tp.form
+    assert {"memory_slots", "shrink", "entropy_weight", "window"} <= set(form.names())
+    assert (form.values()["memory_slots"], form.values()["window"]) == (500, 8)
+    form.widget("memory_slots").setValue(64)
+    with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
+        qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
+    run = proj.run(int(blocker.args[0]))
+    assert run.status == "done" and run.engine == "memae" and run.params["memory_slots"] == 64
+    assert "frame_auc_raw" in run.metrics
+    qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)
+    stored = proj.scores(run.id)
+    assert np.allclose(player.scores, [stored[i].score for i in sorted(test_ids)])
+    assert player.maps.shape == (N, 32, 48)
+    stop_jobs(qtbot)
+    win.close()
+    proj.close()

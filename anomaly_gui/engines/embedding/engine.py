@@ -19,7 +19,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from anomaly_gui.core.crops import GENERIC_LABELS, CropSpec, crop_specs, load_crops
 from anomaly_gui.core.errors import DataError
@@ -28,6 +27,7 @@ from anomaly_gui.core.formats.camtrap import species_key
 from anomaly_gui.core.splits import group_key
 from anomaly_gui.engines.base import Engine, RunContext, ScoreResult, Task, param
 from anomaly_gui.engines.embedding.animal_crop import is_infrared, locate_animals
+from anomaly_gui.engines.embedding.features import embed_kinds
 from anomaly_gui.engines.embedding.network import (EmbeddingNet, augment, find_mobilenet_weights, nt_xent_loss,
                                                    other_index, triplet_loss)
 from anomaly_gui.engines.embedding.scoring import SCORERS, make_scorer, scorer_from_tensors
@@ -39,12 +39,13 @@ ENCODERS = ("auto", "pretrained", "finetuned")
 COLOURS = ("auto", "rgb", "gray")
 ANIMAL_CROPS = ("auto", "cam_day", "cam", "whole")
 SCORER_CHOICES = ("auto",) + SCORERS
-FEATURES = ("auto", "unit", "raw")
+FEATURES = ("auto", "unit", "animal", "raw")
 #: what the `auto` settings choose from (crop, features, scorer), in the order a tie is settled: first decision
 #: 0024's default (chosen on 80 validation folds; calibrated per-species scales), then the issue's untrained
 #: baselines (whole photo, raw pooled features, Euclidean 1-NN / scikit-learn one-class SVM, one scale shared by
 #: all species), then the other engine settings. Another candidate must beat the first by more than the fold
-#: noise on this fit's own training species (decision 0025)
+#: noise on this fit's own training species (decision 0025). `animal` features are an option, not a candidate:
+#: leave-one-species-out folds favour them, pooled unseen species (as in the held-out tests) do not (decision 0028)
 AUTO_CANDIDATES = (("cam_day", "unit", "knn"), ("whole", "raw", "knn"), ("whole", "raw", "ocsvm"),
                    ("whole", "unit", "knn"), ("cam_day", "unit", "mahalanobis"))
 FALLBACK = ("cam_day", "unit", "knn")  # no validation fold (one species): decision 0024's defaults
@@ -71,10 +72,12 @@ class EmbeddingParams:
                              "Boxes in the data are always used", choices=list(ANIMAL_CROPS))
     cam_steps: int = param(1, "Zoom steps of the activation-map animal crop (each looks again inside the previous crop)",
                            minimum=1, maximum=3, advanced=True)
-    features: str = param("auto", "Features for the scorer: unit = unit length, averaged with the mirror image's (per-species "
-                          "calibrated scorers); raw = the pooled features as the network gives them, scored as the "
-                          "untrained baselines do (Euclidean k-NN, scikit-learn one-class SVM); auto chooses per fit",
-                          choices=list(FEATURES))
+    features: str = param("auto", "Features for the scorer: unit = the pooled features, unit length, averaged with the mirror "
+                          "image's; animal = the scores of the 398 ImageNet animal classes (which known animals the crop "
+                          "resembles; centred, unit length, averaged with the mirror image's; an option, never chosen by auto); "
+                          "both with per-species calibrated scorers; raw = the pooled features as the network gives them, "
+                          "scored as the untrained baselines do (Euclidean k-NN, scikit-learn one-class SVM); auto chooses "
+                          "unit or raw per fit", choices=list(FEATURES))
     flip_average: bool = param(True, "Average the embeddings of each crop and its mirror image (unit features)")
     projection_dim: int = param(128, "Size of the projection head output", minimum=8, maximum=1024, advanced=True)
     temperature: float = param(0.5, "NT-Xent temperature", minimum=0.01, maximum=5.0, step=0.05, advanced=True)
@@ -218,7 +221,8 @@ class EmbeddingEngine(Engine):
         (crops as the encoder sees them, their embeddings, the choice for the stats)."""
         p = self.params
         colours = ["rgb", "gray"] if p.colour == "auto" else [p.colour]
-        configs = [c if c[0] in crops_by else ("whole",) + c[1:] for c in configs]  # no ImageNet head: whole photos
+        configs = [c if c[0] in crops_by else ("whole",) + c[1:] for c in configs]  # no ImageNet head: whole photos,
+        configs = [c if c[1] != "animal" or self.net.has_classifier else (c[0], "unit", c[2]) for c in configs]  # pooled features
         configs = list(dict.fromkeys(configs))
         cands = [(crop, feat, col, sc) for crop, feat, sc in configs for col in colours]
         seen = {(crop, col): (_to_gray(crops_by[crop]) if col == "gray" else crops_by[crop]) for crop, _, col, _ in cands}
@@ -231,8 +235,9 @@ class EmbeddingEngine(Engine):
                                    for n, c in zip(names, cands)], labels, groups=self._groups, seed=p.seed)
             if not any(v["folds"] for v in record["candidates"].values()):  # one species: the fixed defaults
                 pick = _fallback(cands, seen)
-                record.update(chosen=names[pick], reason="no validation fold (one species): the defaults of decision 0024 "
-                              "(cam_day crop, unit features, k-NN; grey when over a tenth of the photos are infrared)")
+                record.update(chosen=names[pick], reason="no validation fold (one species): the fixed defaults of decision 0024 "
+                              f"({FALLBACK[0]} crop, {FALLBACK[1]} features, {FALLBACK[2]}; grey when over a tenth of the "
+                              "photos are infrared)")
         self.crop_mode, self.feature_mode, colour, self.scorer_name = cands[pick]
         return seen[(self.crop_mode, colour)], embs[cands[pick][:3]], {
             "colour": colour, "colour_reason": "asked" if p.colour != "auto" else f"chosen with the crop and scorer: {record['reason']}",
@@ -240,12 +245,11 @@ class EmbeddingEngine(Engine):
 
     def _embed_variants(self, seen: dict[tuple[str, str], np.ndarray], wanted: set[tuple[str, str, str]], ctx: RunContext
                         ) -> dict[tuple[str, str, str], np.ndarray]:
-        """Embeddings per (crop, features, colour) wanted; raw and unit features of one crop share its forward pass."""
+        """Embeddings per (crop, features, colour) wanted; the feature kinds of one crop share its forward pass."""
         out: dict[tuple[str, str, str], np.ndarray] = {}
         for (crop, col), x in seen.items():
             feats = {f for c, f, co in wanted if (c, co) == (crop, col)}
-            raw, unit = self._embed_raw_unit(x, ctx, unit="unit" in feats)
-            out.update({(crop, f, col): raw if f == "raw" else unit for f in feats})
+            out.update({(crop, f, col): e for f, e in self._embed_kinds(x, feats, ctx).items()})
         return out
 
     def _choose_encoder(self, crops: np.ndarray, emb0: np.ndarray, labels: list[str], ctx: RunContext,
@@ -330,33 +334,13 @@ class EmbeddingEngine(Engine):
 
     def embed_array(self, crops: np.ndarray, ctx: RunContext | None = None, batch: int = 64) -> np.ndarray:
         """(n, h, w, 3) uint8 crops (colour already handled) -> (n, d) float32 embeddings as the scorer in use reads
-        them: unit length (flip-averaged when asked), or the raw pooled features (`feature_mode` raw)."""
-        raw, unit = self._embed_raw_unit(crops, ctx, unit=self.feature_mode != "raw", batch=batch)
-        return raw if self.feature_mode == "raw" else unit
+        them (`feature_mode`: unit, animal or raw; `features.py`)."""
+        return self._embed_kinds(crops, {self.feature_mode}, ctx, batch)[self.feature_mode]
 
-    @torch.no_grad()
-    def _embed_raw_unit(self, crops: np.ndarray, ctx: RunContext | None = None, unit: bool = True,
-                        batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """(raw features of the crops, their unit-length (flip-averaged) embeddings, or an empty array when not `unit`)."""
-        self.net.eval()
-        raws, units = [], []
-        for i in range(0, len(crops), batch):
-            if ctx is not None:
-                ctx.check()
-            x = torch.from_numpy(crops[i:i + batch]).permute(0, 3, 1, 2).to(self.device).float() / 255.0
-            e = self._embed(x)
-            raws.append(e.cpu().numpy())
-            if unit:
-                if self.params.flip_average:
-                    e = F.normalize(e, dim=1) + F.normalize(self._embed(x.flip(3)), dim=1)
-                units.append(F.normalize(e, dim=1).cpu().numpy())
-        empty = np.zeros((0, 1), np.float32)
-        return (np.concatenate(raws, 0).astype(np.float32) if raws else empty,
-                np.concatenate(units, 0).astype(np.float32) if units else empty)
-
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        h, z = self.net(x)
-        return h if self.params.embed_space == "backbone" else z
+    def _embed_kinds(self, crops: np.ndarray, kinds: set[str], ctx: RunContext | None = None, batch: int = 64) -> dict[str, np.ndarray]:
+        p = self.params
+        return embed_kinds(self.net, crops, kinds, self.device, flip=p.flip_average, project=p.embed_space == "projection",
+                           check=ctx.check if ctx is not None else None, batch=batch)
 
     def embed_specs(self, specs: Sequence[CropSpec], ctx: RunContext | None = None) -> tuple[np.ndarray, list[int], list[DataError]]:
         ctx = ctx or RunContext()
@@ -431,8 +415,9 @@ class EmbeddingEngine(Engine):
         if old:
             self.params.animal_crop = "whole"
         self.crop_mode = _fitted_crop(self.params.animal_crop, self.stats.get("animal_crop"))
+        fitted = self.stats.get("features")
         self.feature_mode = self.params.features if self.params.features != "auto" else (
-            "raw" if self.stats.get("features") == "raw" else "unit")  # files from before: unit-length features
+            fitted if fitted in FEATURES[1:] else "unit")  # files from before: unit-length features
         if not old and self.crop_mode in ("cam", "cam_day"):
             loc = {k[4:]: v for k, v in tensors.items() if k.startswith("loc.")}
             if loc:
