@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="folders with models/fold<k>.agm and epochs/fold<k>/")
     ap.add_argument("--tta", action="store_true", help="also compare test-time flips on the chosen checkpoints")
     ap.add_argument("--refine", action="store_true", help="snap the fused boxes to CFAR bright blobs (box_refine=cfar)")
+    ap.add_argument("--split", action="store_true", help="with --refine: a box over several blobs gives one box per blob (cfar_split)")
     ap.add_argument("--k", type=int, default=4, help="largest number of checkpoints per run in a rule")
     ap.add_argument("--folds", default="0,1,2,3")
     ap.add_argument("--out", default=None)
@@ -110,7 +111,7 @@ def main() -> None:
                             per_image = [acc + variants for acc, variants in zip(per_image, detections(r, ep, tta))]
                     for v, bl in zip(per_image, blobs):
                         d = fuse_variants(v, iou=merge_iou)
-                        d = snap_to_blobs(d, bl) if bl is not None else d
+                        d = snap_to_blobs(d, bl, split=args.split) if bl is not None else d
                         fused.setdefault(key, []).append((d["boxes"], [classes[int(c) - 1] for c in d["labels"]], d["scores"]))
     rows = []
     for key, dets in fused.items():

@@ -112,7 +112,7 @@ def test_retinanet_keeps_best_epoch_and_calibrates_on_validation(tmp_path, mobil
     train, val = [it for it in items if it.split == "train"], [it for it in items if it.split == "val"]
     # box_refine none: the boxes scored are the network's, as in the per-epoch validation
     eng = get_engine("retinanet")(device="cpu", epochs=4, crops_per_epoch=24, patience=0, min_confidence=0.0,
-                                  backbone_weights=str(mobilenet_weights), box_refine="none")
+                                  backbone_weights=str(mobilenet_weights), box_refine="none", keep_epoch="best")
     logs = []
     eng.fit(train + val, RunContext(log=logs.append))
     epochs = [e for e in logs if "epoch" in e]
@@ -362,3 +362,26 @@ def test_snap_split_gives_ships_moored_side_by_side_one_box_each():
     two = {"boxes": np.array([[290.0, 579, 312, 595], [272.0, 565, 308, 603]]), "scores": np.array([0.95, 0.6]), "labels": np.array([1, 1])}
     out = snap_to_blobs(two, blobs, split=True)
     assert np.allclose(out["boxes"], [[292, 581, 310, 593], [280, 567, 296, 580]]) and np.allclose(out["scores"], [0.95, 0.6])
+
+
+def test_retinanet_keep_last_keeps_the_weights_where_training_ended(mobilenet_weights):
+    """`keep_epoch=last`: the model is the averaged weights of the last epoch (what its validation measured),
+    not the best-validated one; the stats say so."""
+    from anomaly_gui.core.formats.base import import_dataset
+    from anomaly_gui.core.metrics.detection import Boxes, mean_average_precision
+    from anomaly_gui.engines.base import RunContext, get_engine
+    from anomaly_gui.engines.detection_common import item_boxes
+
+    torch.set_num_threads(1)
+    items = import_dataset(SAMPLE_SAR).items
+    train, val = [it for it in items if it.split == "train"], [it for it in items if it.split == "val"]
+    eng = get_engine("retinanet")(device="cpu", epochs=3, crops_per_epoch=16, patience=0, min_confidence=0.0,
+                                  backbone_weights=str(mobilenet_weights), box_refine="none", keep_epoch="last", calibrate=False)
+    logs = []
+    eng.fit(train + val, RunContext(log=logs.append))
+    epochs = [e for e in logs if "epoch" in e]
+    assert eng.stats["best_epoch"] == 3 == epochs[-1]["epoch"] and eng.stats["kept"] == "last"
+    assert eng.stats["val_map50"] == epochs[-1]["map50"]
+    res = eng.score(val)
+    m = mean_average_precision([Boxes(*item_boxes(it)) for it in val], [Boxes.from_annotations(r.boxes, with_scores=True) for r in res])
+    assert m.map50_95 == pytest.approx(epochs[-1]["map50_95"], abs=1e-6)  # the last epoch's weights, as validated

@@ -73,6 +73,10 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     split = form.widget("cfar_split")  # one box per blob when a box covers ships side by side: on by default
     assert split.isChecked() is defaults.cfar_split is True
     split.setChecked(False)
+    keep = form.widget("keep_epoch")  # which weights the run keeps: the best-validated epoch or the last
+    assert keep.currentText() == defaults.keep_epoch
+    other_keep = "best" if defaults.keep_epoch == "last" else "last"
+    keep.setCurrentIndex(keep.findText(other_keep))
     form.widget("anchor_aspects").setText("auto")
     calls = _capture_job(monkeypatch)
     panel.start_training()
@@ -80,3 +84,4 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     assert job["steps"] == 120 and job["tta"] is (not defaults.tta) and job["snapshots"] == defaults.snapshots + 2
     assert job["detector"] == "fcos" and job["box_merge"] != defaults.box_merge and job["merge_iou"] == pytest.approx(0.35)
     assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects and job["box_refine"] == "none" and job["cfar_split"] is False
+    assert job["keep_epoch"] == other_keep

@@ -30,6 +30,7 @@ from anomaly_gui.engines.retinanet.model import DETECTORS, build_detector, find_
 MERGES = ["nms", "wbf"]
 REFINES = ["auto", "cfar", "none"]
 BOX_LOSSES = ["l1", "giou"]
+KEEPS = ["best", "last"]
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RetinaNetParams:
     steps: int = param(300, "training steps (batches of crops): the learning rate warms up, then decays to zero over them", minimum=1, maximum=1_000_000)
     epochs: int = param(200, "most epochs (an epoch ends with a validation; training also ends after `steps`)", minimum=1, maximum=1000)
     anneal_after: int = param(150, "a perfect validation mAP50 reached after this many steps ends training early (learning rate annealed to zero over a shorter end phase)", minimum=0, maximum=1_000_000, advanced=True)
+    keep_epoch: str = param("last", "weights kept at the end: last (the averaged weights where training ended; validation decides when to stop) or best (the epoch with the best validation mAP: on 2-4 validation chips often an early, barely trained one)", choices=KEEPS)
     patience: int = param(6, "after half the steps, stop when this many epochs bring no better validation mAP50 (0: never stop early)", minimum=0, maximum=1000)
     max_minutes: float = param(10.0, "time budget for training in minutes (0: none); the best epoch so far is kept", minimum=0.0, maximum=10000.0)
     crop: int = param(160, "training crop size in pixels at model scale (larger images are cropped around objects and background)", minimum=64, maximum=2048, step=32)
@@ -368,8 +370,14 @@ class RetinaNetEngine(DetectionEngine):
                         best["stopped"] = ("validation mAP perfect: annealed" if anneal and done >= end else
                                            "no better validation mAP" if patience and stale >= patience else "time budget")
                     break
+        if p.keep_epoch == "last" and history:  # the averaged weights where training ended
+            best_state = None
+            last = history[-1]
+            best.update({"best_epoch": last["epoch"], "kept": "last"})
+            if "map50" in last:
+                best.update({"val_map50": last["map50"], "val_map50_95": last["map50_95"]})
         load_weights(self.model, best_state if best_state is not None else ema.state_dict())
-        # the checkpoint ensemble: the best epoch (the model) and the next best validated ones (later ones first at equal mAP)
+        # the checkpoint ensemble: the kept epoch (the model) and the next best validated ones (later ones first at equal mAP)
         others = [(e, state) for _, e, state in ranked if e != best["best_epoch"]][:max(0, p.snapshots - 1)]
         self.snapshot_models = [self._snapshot(state) for _, state in others]
         if others:
