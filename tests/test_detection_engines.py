@@ -86,12 +86,16 @@ def test_yolo_default_network_is_the_imagenet_mobilenet_offline(hrsid_items, mob
 
     monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights))
     monkeypatch.setattr("anomaly_gui.engines.yolo.EPOCH_IMAGES", 4)
-    eng = get_engine("yolo")(device="cpu", epochs=1, batch=2, mosaic=0.0)
+    eng = get_engine("yolo")(device="cpu", epochs=1, batch=2, mosaic=0.0, freeze_blocks=2)
     assert eng.params.model == MOBILENET_MODEL and eng.params.imgsz == 0
     eng.params.imgsz, eng.params.crop = 256, 96  # the automatic size is checked below, training stays small
     train = [DatasetItem(path=it.path, annotations=it.annotations, width=it.width, height=it.height) for it in hrsid_items[:4]]
     eng.fit(train)
     assert eng.stats["pretrained_backbone"] == str(mobilenet_weights) and not no_network
+    # a pretrained backbone: one optimizer step per batch with our optimizer and lr0 (ultralytics' own
+    # schedule summed 8 batches per step and its 'auto' optimizer ignored lr0), a short warm-up
+    sched = eng.stats["schedule"]
+    assert (sched["optimizer"], sched["lr0"], sched["accumulate"], sched["warmup_epochs"]) == ("SGD", 0.01, 1, 0.5)
     # trained on 96-px crops around ships and background, detects on whole chips at 256 px
     assert (eng.stats["train_imgsz"], eng.stats["crop"], eng.stats["imgsz"]) == (96, 96, 256)
     net = eng._yolo.model
@@ -101,6 +105,12 @@ def test_yolo_default_network_is_the_imagenet_mobilenet_offline(hrsid_items, mob
         got = net.state_dict()["model.0.m." + name[len("features."):]].float().flatten()
         want = ref[name].float().flatten()
         assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.9, name  # started there, moved a little
+    # freeze_blocks=2: blocks 0-1 (weights and BatchNorm statistics) stay ImageNet's (up to the float16 of
+    # ultralytics' best-epoch checkpoint), later blocks are trained
+    state = net.state_dict()
+    for name in ("features.1.conv.0.0.weight", "features.1.conv.0.1.running_mean", "features.0.0.weight"):
+        assert torch.equal(state["model.0.m." + name[len("features."):]].half(), ref[name].half()), name
+    assert not torch.equal(state["model.0.m.13.conv.2.weight"].half(), ref["features.13.conv.2.weight"].half())
     from anomaly_gui.engines.detection_common import check_training_items
 
     auto = get_engine("yolo")(device="cpu")._imgsz(check_training_items(train))
@@ -142,6 +152,7 @@ def test_yolo_fine_tunes_a_users_pt(hrsid_items, tmp_path, no_network, monkeypat
     logs = []
     eng.fit(train, RunContext(log=logs.append))
     assert eng.stats["source_model"] == str(pt) and any("fine-tuning from" in str(e.get("message", "")) for e in logs)
+    assert eng.stats["schedule"]["lr0"] == 1e-6  # the user's learning rate is the one used
     got = eng._yolo.model.state_dict()[key].float().cpu()
     assert torch.allclose(got, ref, atol=2e-2), float((got - ref).abs().max())
     fresh = YOLO("yolov8n.yaml", task="detect").model.state_dict()[key].float()

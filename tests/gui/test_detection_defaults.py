@@ -30,11 +30,20 @@ def test_detection_dock_yolo_default_and_own_pt(qtbot, window, tmp_path, monkeyp
     model = panel.param_form.widget("model")
     assert model.currentData() == "mobilenetv2-p2" and model.isEditable()
     assert panel.param_form.values()["imgsz"] == 0  # automatic input size
+    # the training schedule for a pretrained backbone is in the form (under Advanced)
+    form = panel.param_form
+    optimizer, accumulate, freeze = form.widget("optimizer"), form.widget("accumulate"), form.widget("freeze_blocks")
+    assert all(form._advanced.isAncestorOf(w) for w in (optimizer, accumulate, freeze, form.widget("warmup_epochs")))
+    assert (optimizer.currentText(), accumulate.value(), freeze.value()) == ("SGD", 1, 0)
+    assert form.values()["warmup_epochs"] == 0.5
+    optimizer.setCurrentIndex(optimizer.findText("AdamW"))
+    freeze.setValue(4)
     calls = _capture_job(monkeypatch)
     pt = tmp_path / "my_ships.pt"
     model.setEditText(str(pt))
     panel.start_training()
     assert calls and calls[-1][0] == "yolo" and calls[-1][1]["model"] == str(pt)
+    assert calls[-1][1]["optimizer"] == "AdamW" and calls[-1][1]["freeze_blocks"] == 4
     # the analyst's choice is kept for the next session, path included
     panel._on_engine()
     assert panel.param_form.values()["model"] == str(pt)

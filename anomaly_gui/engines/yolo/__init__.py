@@ -29,7 +29,7 @@ from anomaly_gui.engines.detection_common import (
 )
 
 from anomaly_gui.engines.detection_common.sampling import auto_scale
-from anomaly_gui.engines.yolo.backbone import MOBILENET_MODEL, imagenet_trainer, is_mobilenet, mobilenet_yaml
+from anomaly_gui.engines.yolo.backbone import KEPT_BLOCKS, MOBILENET_MODEL, imagenet_trainer, is_mobilenet, mobilenet_yaml
 from anomaly_gui.engines.yolo.staging import crops_per_image, write_yolo_dataset
 
 MODEL_CHOICES = [MOBILENET_MODEL, "yolov8n.yaml", "yolov8n-p2.yaml", "yolov8s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
@@ -37,6 +37,7 @@ MODEL_CHOICES = [MOBILENET_MODEL, "yolov8n.yaml", "yolov8n-p2.yaml", "yolov8s.ya
 #: no free rotation (it inflates axis-aligned boxes), mild rescaling so small ships stay several pixels
 SAR_AUGMENT = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.3, "fliplr": 0.5, "flipud": 0.5, "degrees": 0.0,
                "scale": 0.3, "translate": 0.1}
+OPTIMIZERS = ["auto", "AdamW", "SGD"]
 EPOCH_IMAGES = 96  # small datasets are repeated so an epoch has about this many images (validation stays a small part)
 
 
@@ -83,7 +84,13 @@ class YoloParams:
                            "crops (validated on tiles) and detected whole (0: train on whole images)", minimum=0, maximum=2048, step=32)
     batch: int = param(8, "images per batch", minimum=1, maximum=256)
     lr0: float = param(0.01, "initial learning rate", minimum=1e-6, maximum=1.0, advanced=True)
+    optimizer: str = param("SGD", "optimizer (auto: ultralytics picks AdamW or SGD by the number of iterations and ignores lr0)",
+                           choices=OPTIMIZERS, advanced=True)
+    warmup_epochs: float = param(0.5, "epochs of learning-rate warm-up (0: none)", minimum=0.0, maximum=100.0, advanced=True)
+    accumulate: int = param(1, "batches whose gradients are summed before each optimizer step", minimum=1, maximum=64, advanced=True)
     mosaic: float = param(1.0, "mosaic augmentation probability", minimum=0.0, maximum=1.0, advanced=True)
+    freeze_blocks: int = param(0, f"{MOBILENET_MODEL}: the first N MobileNetV2 blocks keep their ImageNet weights (faster steps; 0: all trained)",
+                               minimum=0, maximum=KEPT_BLOCKS, advanced=True)
     augment: bool = param(True, "SAR-safe augmentation: flips, gain and mild rescaling (no colour jitter, no free rotation)")
     pretrained: bool = param(True, f"{MOBILENET_MODEL}: start from the MobileNetV2 ImageNet backbone when its weights are on disk")
     backbone_weights: str = param("", "MobileNetV2 ImageNet weights file (.pth/.safetensors); empty: the usual weights folders ($ANOMALY_GUI_WEIGHTS, torch's cache)", advanced=True)
@@ -109,6 +116,8 @@ class YoloEngine(DetectionEngine):
                    "or a YOLOv8/11 yaml from scratch, or fine-tuned from your .pt.")
     rank = 1
     Params = YoloParams
+    #: how model files written before these options were trained (ultralytics' own schedule)
+    params_before_they_existed = {"optimizer": "auto", "warmup_epochs": 3.0, "accumulate": 8, "freeze_blocks": 0}
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
@@ -174,6 +183,12 @@ class YoloEngine(DetectionEngine):
         total_epochs = p.epochs
         t0 = time.perf_counter()
 
+        def on_start(trainer_: Any) -> None:
+            # what ultralytics actually uses ('auto' picks its own optimizer and lr0)
+            self.stats["schedule"] = {"optimizer": str(trainer_.args.optimizer), "lr0": float(trainer_.args.lr0),
+                                      "accumulate": int(trainer_.accumulate), "warmup_epochs": float(trainer_.args.warmup_epochs),
+                                      "batches_per_epoch": len(trainer_.train_loader)}
+
         def on_batch(trainer_: Any) -> None:
             if ctx.is_cancelled():
                 raise Cancelled()
@@ -213,17 +228,20 @@ class YoloEngine(DetectionEngine):
                 source = str(tmp / f"{MOBILENET_MODEL}.yaml")
                 Path(source).write_text(yaml.safe_dump(mobilenet_yaml(len(data.classes)), sort_keys=False), encoding="utf-8")
             yolo = YOLO(source, task="detect")
+            yolo.add_callback("on_train_start", on_start)
             yolo.add_callback("on_train_batch_end", on_batch)
             yolo.add_callback("on_train_epoch_end", lambda t: setattr(t, "_ag_trained", True))
             yolo.add_callback("on_fit_epoch_end", on_epoch)
             if self.device.type == "cuda":
                 self._skip_amp_download()
+            freeze = [f"0.m.{i}" for i in range(p.freeze_blocks)] if p.model == MOBILENET_MODEL and p.freeze_blocks else None
             augment = SAR_AUGMENT if p.augment else {k: 0.0 for k in SAR_AUGMENT}
-            yolo.train(data=str(data_yaml), epochs=p.epochs, imgsz=train_size, batch=p.batch, lr0=p.lr0, device=_device_arg(self.device),
+            yolo.train(data=str(data_yaml), epochs=p.epochs, imgsz=train_size, batch=p.batch, lr0=p.lr0, optimizer=p.optimizer, warmup_epochs=p.warmup_epochs,
+                       nbs=p.batch * p.accumulate, device=_device_arg(self.device),
                        workers=0, plots=False, project=str(tmp / "runs"), name="train", exist_ok=True, verbose=False,
                        seed=p.seed, deterministic=True, mosaic=p.mosaic if p.augment else 0.0, close_mosaic=0, cache=True,
                        patience=p.patience or 10_000, val=True, amp=self.device.type == "cuda", pretrained=source.endswith(".pt"),
-                       trainer=trainer, **augment)
+                       freeze=freeze, trainer=trainer, **augment)
             self.stats["fit_seconds"] = time.perf_counter() - t0
             best = max(history, key=lambda e: (e["map50_95"] * 0.9 + e["map50"] * 0.1)) if history else {}
             self.stats.update({"best_epoch": best.get("epoch"), "val_map50": best.get("map50"), "val_map50_95": best.get("map50_95")})
