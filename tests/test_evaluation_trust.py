@@ -140,10 +140,10 @@ def test_gui_run_with_three_training_images_never_reads_test_items_for_its_thres
     seen: list[int] = []
     real = run_metrics.critical_values
 
-    def spy(project, run_id, item_ids, min_area):
+    def spy(project, run_id, item_ids, min_area, use_maps=True):
         if spying[0]:
             seen.extend(int(i) for i in item_ids)
-        return real(project, run_id, item_ids, min_area)
+        return real(project, run_id, item_ids, min_area, use_maps)
 
     spying = [False]
 

@@ -24,15 +24,17 @@ def _image_size(score: Score) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if size else None
 
 
-def critical_values(project: Project, run_id: int, item_ids: Sequence[int], min_area: float) -> np.ndarray:
-    """Per item: the largest threshold at which it is anomalous at `min_area` (NaN when not scored)."""
+def critical_values(project: Project, run_id: int, item_ids: Sequence[int], min_area: float,
+                    use_maps: bool = True) -> np.ndarray:
+    """Per item: the largest threshold at which it is anomalous at `min_area` (NaN when not scored).
+    `use_maps=False`: the item's own score (a video frame's score, which the player compares with its threshold)."""
     scores = project.scores(run_id)
     out = np.full(len(item_ids), np.nan)
     for k, item_id in enumerate(item_ids):
         sc = scores.get(int(item_id))
         if sc is None:
             continue
-        m = project.score_map(run_id, int(item_id)) if sc.map_path else None
+        m = project.score_map(run_id, int(item_id)) if sc.map_path and use_maps else None
         if m is not None:
             out[k] = critical_threshold(m, min_area, _image_size(sc))
         elif sc.score is not None:
@@ -63,8 +65,10 @@ def choose_threshold(project: Project, run_id: int, min_area: float = 0.0) -> tu
     return t, how
 
 
-def choose_threshold_with_source(project: Project, run_id: int, min_area: float = 0.0) -> tuple[float, str, str]:
-    """(threshold, method, source) where source is "validation" or "training" (see `choose_threshold`)."""
+def choose_threshold_with_source(project: Project, run_id: int, min_area: float = 0.0,
+                                 use_maps: bool = True) -> tuple[float, str, str]:
+    """(threshold, method, source) where source is "validation" or "training" (see `choose_threshold`).
+    `use_maps=False` chooses on the items' scores instead of their maps: `frame_threshold`."""
     from anomaly_gui.core.run_files import run_split
 
     split = run_split(project, run_id)
@@ -80,10 +84,16 @@ def choose_threshold_with_source(project: Project, run_id: int, min_area: float 
         raise ValueError(f"run {run_id} has no scored validation or training items to choose a threshold from")
     items = {it.id: it for it in project.items(ids=ids)}
     labels = np.asarray([_label(items[i].is_anomalous) for i in ids])
-    t, how = threshold_from_values(critical_values(project, run_id, ids, min_area), labels)
+    t, how = threshold_from_values(critical_values(project, run_id, ids, min_area, use_maps), labels)
     if source == "training":
         how = how.replace("validation", "training") + " (no validation items: scored after fitting on them)"
     return t, how, source
+
+
+def frame_threshold(project: Project, run_id: int) -> tuple[float, str, str]:
+    """The threshold on a video run's frame scores, by the same rule on the same validation (else training) frames.
+    The run's own threshold is chosen on its maps' values, another unit (a frame score is in dB by default)."""
+    return choose_threshold_with_source(project, run_id, 0.0, use_maps=False)
 
 
 def _label(flag: bool | None) -> int:

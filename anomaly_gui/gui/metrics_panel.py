@@ -140,7 +140,18 @@ class MetricsPanel(QWidget):
         flags = np.asarray([preds.get(int(i), False) for i in data.item_ids], bool)
         c = data.confusions(flags)
         t = self.state.threshold
-        self.setting.setText(f"threshold {t:.4g}, min area {self.state.min_area:.0f} px: "
-                             f"{int(flags.sum())} of {len(flags)} anomalous" if t is not None else "")
+        text = (f"threshold {t:.4g}, min area {self.state.min_area:.0f} px: {int(flags.sum())} of {len(flags)} anomalous"
+                if t is not None else "")
+        frame_t = self._frame_threshold(data.run_id)
+        if text and frame_t is not None:  # a video run: the counts are on its maps, the player flags frame scores
+            text += f" (by their maps; the video player flags a frame at score ≥ {frame_t:.4g})"
+        self.setting.setText(text)
         self.truth.set_counts(c.get("truth"))
         self.analyst.set_counts(c.get("analyst"))
+
+    def _frame_threshold(self, run_id: int) -> float | None:
+        try:
+            value = self.state.project.run(run_id).metrics.get("frame_threshold") if self.state.project else None
+        except KeyError:
+            return None
+        return None if value is None else float(value)

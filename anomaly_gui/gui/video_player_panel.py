@@ -295,18 +295,18 @@ class VideoPlayerPanel(ClipFilesMixin, QWidget):
             return
         stored = proj.scores(run_id)
         ids = [it.id for it in clip.items]
+        run = proj.run(run_id)
         if not clip.per_frame_items:
             s = stored.get(int(ids[0]))
             if s is not None and "frame_scores" in s.extra:
-                self.set_results(np.asarray(s.extra["frame_scores"], np.float32), threshold=proj.run(run_id).threshold)
+                self.set_results(np.asarray(s.extra["frame_scores"], np.float32), threshold=_frame_threshold(proj, run))
             return
         if not all(i in stored for i in ids):
             return
         maps = [proj.score_map(run_id, int(i)) for i in ids]
         stack = np.stack(maps) if all(m is not None for m in maps) else None
-        run = proj.run(run_id)
         self.set_results(np.array([stored[i].score for i in ids], np.float32), stack,
-                         threshold=run.threshold,
+                         threshold=_frame_threshold(proj, run),
                          pixel_threshold=run.params.get("pixel_threshold", run.metrics.get("pixel_threshold")))
 
     # -- playback ---------------------------------------------------------------------------------
@@ -500,3 +500,17 @@ class VideoPlayerPanel(ClipFilesMixin, QWidget):
     def closeEvent(self, ev: Any) -> None:
         self.close_clip()
         super().closeEvent(ev)
+
+
+def _frame_threshold(project: Any, run: Any) -> float | None:
+    """The run's threshold on frame scores (stored with its metrics; computed for runs from before): the run's own
+    threshold is chosen on its maps' values, another unit than the frame scores the curve shows."""
+    value = run.metrics.get("frame_threshold")
+    if value is not None:
+        return float(value)
+    from anomaly_gui.core.run_metrics import frame_threshold
+
+    try:
+        return frame_threshold(project, run.id)[0]
+    except ValueError:  # no scored validation or training frames: the player picks a quantile of the clip
+        return None

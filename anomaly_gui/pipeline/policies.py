@@ -192,8 +192,14 @@ class VideoPolicy(TaskPolicy):
     def evaluate(self, project: Project, run_id: int, threshold: float, min_area: float) -> dict[str, Any]:
         """As for images, plus the frame AUCs of `anomaly-gui evaluate`: `frame_auc` on the frame errors
         normalised per clip (Hasan et al.), `frame_auc_raw` on the raw errors, test frames pooled."""
+        from anomaly_gui.core.run_metrics import frame_threshold
+
         out = super().evaluate(project, run_id, threshold, min_area)
         out.update(frame_aucs(project, run_id))
+        try:  # the threshold of the frame scores, which the video player flags frames with
+            out["frame_threshold"], out["frame_threshold_method"], _ = frame_threshold(project, run_id)
+        except ValueError:
+            pass
         if out.get("frame_auc") is None and out.get("image_auroc") is not None:
             out["frame_auc"] = out["image_auroc"]  # an engine without frame errors: its frame scores
         return out

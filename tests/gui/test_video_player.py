@@ -214,7 +214,15 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)
     stored = proj.scores(run_id)
     assert np.allclose(player.scores, [stored[i].score for i in sorted(test_ids)])
-    assert player.maps.shape == (N, 32, 48) and player.threshold == pytest.approx(run.threshold)
+    # frames are flagged on the frame scores' own threshold (dB), not the run's threshold on map values
+    assert player.maps.shape == (N, 32, 48) and player.threshold == pytest.approx(run.metrics["frame_threshold"])
+    # no validation frames here: just above every normal training frame's score (the maps' threshold is ~100x that)
+    train_scores = [stored[i].score for i in stored if i not in set(test_ids)]
+    assert max(train_scores) < player.threshold <= np.nextafter(np.float32(max(train_scores) + 1e-3), np.float32(np.inf))
+    assert player.threshold != pytest.approx(run.threshold, rel=0.5)
+    metrics = win.panels["metrics"]
+    qtbot.waitUntil(lambda: "video player flags a frame" in metrics.setting.text(), timeout=5000)
+    assert f"score ≥ {player.threshold:.4g}" in metrics.setting.text()
     # regions are outlined above the pixel threshold learnt on the training frames, not a quantile of this clip
     assert run.metrics["pixel_threshold"] > 0
     assert player.pixel_thr.value() == pytest.approx(run.metrics["pixel_threshold"], rel=1e-3)
