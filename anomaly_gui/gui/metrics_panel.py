@@ -96,6 +96,7 @@ class MetricsPanel(QWidget):
             grid.addWidget(val, k // 2, (k % 2) * 2 + 1)
         self.setting = QLabel("")
         self.setting.setWordWrap(True)
+        self.frame_threshold: tuple[int, float] | None = None  # (run id, threshold on a video run's frame scores)
         self.truth = _Confusion("At this setting vs ground truth (all scored items)")
         self.analyst = _Confusion("At this setting vs the analyst's verdicts")
         lay = QVBoxLayout(self)
@@ -106,7 +107,7 @@ class MetricsPanel(QWidget):
         lay.addWidget(self.analyst)
         lay.addStretch(1)
         state.currentRunChanged.connect(self.refresh)
-        state.runsChanged.connect(self.refresh_summary)
+        state.runsChanged.connect(self.refresh)
         state.predictionsChanged.connect(self.refresh_confusion)
         state.projectChanged.connect(self.refresh)
         self.refresh()
@@ -127,6 +128,8 @@ class MetricsPanel(QWidget):
                             f", {run.metrics.get('n_test', 0)} test item(s)")
         for key, lab in self.values.items():
             lab.setText(_fmt(None if run is None else run.metrics.get(key)))
+        value = None if run is None else run.metrics.get("frame_threshold")
+        self.frame_threshold = None if value is None else (run.id, float(value))
 
     def refresh_confusion(self, *_: Any) -> None:
         """Counts from `state.predictions` (kept in step with the sliders by the review panel)."""
@@ -142,16 +145,9 @@ class MetricsPanel(QWidget):
         t = self.state.threshold
         text = (f"threshold {t:.4g}, min area {self.state.min_area:.0f} px: {int(flags.sum())} of {len(flags)} anomalous"
                 if t is not None else "")
-        frame_t = self._frame_threshold(data.run_id)
-        if text and frame_t is not None:  # a video run: the counts are on its maps, the player flags frame scores
-            text += f" (by their maps; the video player flags a frame at score ≥ {frame_t:.4g})"
+        if text and self.frame_threshold and self.frame_threshold[0] == data.run_id:
+            # a video run: the counts are on its maps, the player flags frame scores
+            text += f" (by their maps; the video player flags a frame at score ≥ {self.frame_threshold[1]:.4g})"
         self.setting.setText(text)
         self.truth.set_counts(c.get("truth"))
         self.analyst.set_counts(c.get("analyst"))
-
-    def _frame_threshold(self, run_id: int) -> float | None:
-        try:
-            value = self.state.project.run(run_id).metrics.get("frame_threshold") if self.state.project else None
-        except KeyError:
-            return None
-        return None if value is None else float(value)
