@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALY_GUI_DATA", REPO.parent / "shared" / "data")) / "ucsd_ped2"
 SCORING = ("frame_error", "frame_scale", "score_box", "smooth", "smooth_mode", "pixel_error", "motion_score",
-           "grad_score", "score_floor", "map_floor", "flow_weight", "flow_box", "flow_width", "flow_height")
+           "grad_score", "score_floor", "map_floor", "flow_weight", "flow_box", "flow_width", "flow_height", "score_topk",
+           "flip_average")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         key, value = spec.split("=", 1)
         if key not in scoring:
             raise SystemExit(f"{spec}: only the scoring settings {', '.join(scoring)} can be changed here")
-        scoring[key] = type(scoring[key])(value)
+        kind = type(scoring[key])
+        scoring[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     members = {"ensemble": len(paths)} if hasattr(eng.params, "ensemble") else {}  # engines without one: one model
     if len(paths) > 1 and not members:
         raise SystemExit(f"{eng.name} has no seed ensemble: give one model file")

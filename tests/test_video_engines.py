@@ -91,14 +91,18 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
 
     tensors, meta = read_model_file(path)
     for key in ("frame_scale", "score_floor", "map_floor", "ensemble", "motion_score", "grad_score", "motion_weight",
-                "flow_weight"):
+                "flow_weight", "score_topk", "flip_average"):
         meta["params"].pop(key, None)
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
     assert old.params.frame_scale == "linear" and old.n_members == 1
     if name == "future_frame":
         assert eng.params.frame_scale == "log" and old.params.ensemble == 1 and old.params.flow_weight == 0.0
+        assert (old.params.score_topk, old.params.flip_average) == (1, False)  # the largest box, as before 0033
+        # a stored smoothing is kept (files from before 0033 stored 0); dB vs linear compared unsmoothed
+        assert old.params.smooth == eng.params.smooth == 2.0
+        old.params.smooth = eng.params.smooth = 0.0
         e_old = np.array([r.extra["frame_error"] for r in old.score(clip)], float)
-        eng.params.flow_weight = 0.0  # the prediction error alone (the speed term is fused in z-scores, not dB)
+        eng.params.flow_weight, eng.params.score_topk = 0.0, 1  # the prediction error alone, its largest box
         e_new = np.array([r.extra["frame_error"] for r in eng.score(clip)], float)
         assert e_new == pytest.approx(10 * np.log10(e_old), rel=1e-4)
     # dividing by the mean training error per pixel: a pixel that is always hard counts less
@@ -197,6 +201,63 @@ def test_predictor_files_from_before_the_motion_term_load_and_score_as_before(pe
     old.params.motion_score, old.params.score_floor = 2.0, 0.002  # what held-back training clips favoured
     old.calibrate(ped2_train[:24])
     assert np.abs(np.array([r.extra["frame_error"] for r in old.score(clip)]) - expected).max() > 0.1
+
+
+def test_predictor_files_from_before_smoothing_and_top_boxes_load_and_score_as_before(ped2_train, tmp_path):
+    """Decision 0033 made the centred smoothing (sigma 2) and the mean of the 64 largest boxes future_frame's default
+    score. A file written before (it stored smooth 0; `score_topk` and `flip_average` did not exist) loads with the
+    largest box, no flip and no smoothing, and gives the same frame scores; today's defaults on the same network
+    score differently."""
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    today = get_engine("future_frame").Params()
+    assert (today.smooth, today.smooth_mode, today.score_topk, today.flip_average) == (2.0, "centred", 64, False)
+    before = {"smooth": 0.0, "score_topk": 1, "flip_average": False}
+    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, **TINY, **WINDOWED["future_frame"], **before)
+    eng.fit(ped2_train[:24])
+    clip = ped2_train[24:40]
+    expected = [r.extra["frame_error"] for r in eng.score(clip)]
+    tensors, meta = read_model_file(eng.save(tmp_path / "before"))
+    del meta["params"]["score_topk"], meta["params"]["flip_average"]
+    old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
+    assert {k: getattr(old.params, k) for k in before} == before
+    assert [r.extra["frame_error"] for r in old.score(clip)] == pytest.approx(expected, abs=1e-5)
+    old.params.smooth, old.params.score_topk = today.smooth, today.score_topk
+    old.calibrate(ped2_train[:24])
+    assert np.abs(np.array([r.extra["frame_error"] for r in old.score(clip)]) - expected).max() > 0.05
+
+
+def test_top_boxes_are_averaged_and_flip_averages_the_mirrored_prediction():
+    """future_frame's `score_topk` (the frame score's box term is the mean of the k largest score_box box sums; 1: the
+    largest) and `flip_average` (each prediction averaged with that of the mirrored past frames, mirrored back)."""
+    import torch
+
+    from anomaly_gui.engines.video_common.base import frame_errors
+    from anomaly_gui.engines.video_common.postprocess import box_sum
+
+    params = get_engine("future_frame").Params()
+    err = np.zeros((1, 32, 48), np.float32)
+    err[0, 2, 2], err[0, 20, 30] = 4.0, 1.0  # two hot pixels far apart: 16 4x4 boxes hold each
+    params.frame_error, params.frame_scale, params.score_box, params.smooth = "max_box", "linear", 4, 0.0
+    maps = box_sum(err, 4)
+    params.score_topk = 1
+    assert frame_errors(err, maps, params)[0] == pytest.approx(4.0)
+    params.score_topk = 32
+    boxes = np.sort(maps.ravel())[::-1]
+    assert (boxes[:16] == 4.0).all() and (boxes[16:32] == 1.0).all()
+    assert frame_errors(err, maps, params)[0] == pytest.approx(2.5)  # (16 x 4 + 16 x 1) / 32
+
+    eng = get_engine("future_frame")(device="cpu", width=48, height=32, past=3, epochs=1)
+    torch.manual_seed(0)
+    eng.module = eng.build_module().eval()
+    x = torch.rand(2, 4, 32, 48) * 2 - 1
+    with torch.no_grad():
+        plain, _ = eng.window_errors(x)
+        eng.params.flip_average = True
+        flipped, _ = eng.window_errors(x)
+        pred = 0.5 * (eng.module(x[:, :3]) + eng.module(x[:, :3].flip(-1)).flip(-1))
+    assert torch.allclose(flipped, ((pred - x[:, 3:]) * 0.5) ** 2, atol=1e-6)
+    assert float((flipped - plain).abs().max()) > 1e-4  # an untrained U-Net is not mirror-symmetric
 
 
 def test_clip_shorter_than_the_stack_is_a_clear_error(ped2_train):

@@ -1,6 +1,7 @@
 """The Metrics panel: the current run's image AUROC, pixel AUROC, AUPRO and F1-max (computed once when the
 run was scored), and confusion counts at the current threshold / min area that follow the sliders live
-(from `state.predictions`, against ground truth and against the analyst's verdicts)."""
+(from `state.predictions`, against ground truth and against the analyst's verdicts). A video run also shows
+its frames' counts at the player's threshold on frame scores (`frame_threshold`), the verdict the player draws."""
 from __future__ import annotations
 
 from typing import Any
@@ -99,12 +100,15 @@ class MetricsPanel(QWidget):
         self.frame_threshold: tuple[int, float] | None = None  # (run id, threshold on a video run's frame scores)
         self.truth = _Confusion("At this setting vs ground truth (all scored items)")
         self.analyst = _Confusion("At this setting vs the analyst's verdicts")
+        self.frames = _Confusion("Frames the video player flags vs ground truth (all scored frames)")
+        self.frames.setVisible(False)
         lay = QVBoxLayout(self)
         lay.addWidget(self.header)
         lay.addWidget(box)
         lay.addWidget(self.setting)
         lay.addWidget(self.truth)
         lay.addWidget(self.analyst)
+        lay.addWidget(self.frames)
         lay.addStretch(1)
         state.currentRunChanged.connect(self.refresh)
         state.runsChanged.connect(self.refresh)
@@ -139,7 +143,9 @@ class MetricsPanel(QWidget):
             self.setting.setText("")
             self.truth.set_counts(None)
             self.analyst.set_counts(None)
+            self.frames.setVisible(False)
             return
+        self._refresh_frames(data)
         flags = np.asarray([preds.get(int(i), False) for i in data.item_ids], bool)
         c = data.confusions(flags)
         t = self.state.threshold
@@ -151,3 +157,14 @@ class MetricsPanel(QWidget):
         self.setting.setText(text)
         self.truth.set_counts(c.get("truth"))
         self.analyst.set_counts(c.get("analyst"))
+
+    def _refresh_frames(self, data: Any) -> None:
+        """A video run's frame verdicts at the player's threshold (they do not follow the map sliders)."""
+        if not self.frame_threshold or self.frame_threshold[0] != data.run_id:
+            self.frames.setVisible(False)
+            return
+        thr = self.frame_threshold[1]
+        flags = np.nan_to_num(data.scores, nan=-np.inf) >= thr
+        self.frames.setTitle(f"Frames the video player flags (score ≥ {thr:.4g}) vs ground truth (all scored frames)")
+        self.frames.set_counts(data.confusions(flags).get("truth"))
+        self.frames.setVisible(True)

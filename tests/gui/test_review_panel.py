@@ -84,6 +84,42 @@ def test_reopened_run_is_reviewed_from_the_cache(qtbot, window, trained):
     assert c["tp"] + c["fn"] == 5 and c["fp"] + c["tn"] == 7
 
 
+def test_video_run_shows_the_frames_the_player_flags_which_do_not_follow_the_map_sliders(qtbot, trained):
+    """A run with a frame threshold (a video run's, on frame scores) gets a third box in the Metrics panel: its
+    frames' verdicts at that threshold against ground truth, counted from the stored scores; moving the map
+    threshold slider changes the map-based counts and leaves these alone. An image run has no such box."""
+    path, run_id = trained
+    with open_project(path) as proj:
+        run = proj.run(run_id)
+        scores = proj.scores(run_id)
+        labels = {it.id: it.is_anomalous for it in proj.items()}
+        normal = sorted(scores[i].score for i in scores if not labels[i])
+        thr = float(normal[-2])  # between the two highest normal scores: one normal item is flagged
+        proj.update_run(run_id, metrics={**run.metrics, "frame_threshold": thr})
+    expected = {"tp": sum(1 for i in scores if labels[i] and scores[i].score >= thr),
+                "fn": sum(1 for i in scores if labels[i] and scores[i].score < thr),
+                "fp": sum(1 for i in scores if not labels[i] and scores[i].score >= thr),
+                "tn": sum(1 for i in scores if not labels[i] and scores[i].score < thr)}
+    assert expected["fp"] == 2  # the threshold item and the one above it
+    win = _open(qtbot, path)
+    try:
+        metrics, rp = win.panels["metrics"], win.panels["review"]
+        qtbot.waitUntil(lambda: metrics.frames.counts is not None, timeout=5000)
+        assert not metrics.frames.isHidden() and metrics.frames.counts == expected
+        assert f"score ≥ {thr:.4g}" in metrics.frames.title() and f"score ≥ {thr:.4g}" in metrics.setting.text()
+        before = dict(metrics.truth.counts)
+        rp.threshold.slider.setValue(rp.threshold.slider.maximum())  # nothing anomalous by the maps
+        assert metrics.truth.counts["tp"] == 0 != before["tp"]
+        assert metrics.frames.counts == expected  # the player's frame verdicts did not move
+        # the user picks a run without a frame threshold (an image run): the box goes away
+        win.state.project.update_run(run_id, metrics={k: v for k, v in run.metrics.items()})
+        win.state.runsChanged.emit()
+        qtbot.waitUntil(lambda: metrics.frames.isHidden(), timeout=5000)
+    finally:
+        stop_jobs(qtbot)
+        win.state.project.close()
+
+
 def test_threshold_slider_changes_overlay_verdicts_and_line(qtbot, window):
     state, rp, viewer = window.state, window.panels["review"], window.viewer
     bad = _bad_items(window)[-1]  # the largest defect

@@ -190,8 +190,14 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     # the causal smoothing a live camera can use
     form = tp.form
     assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema", "time_flip", "ensemble", "score_floor", "map_floor",
-            "grad_score", "motion_score", "motion_weight", "flow_weight", "flow_box", "flow_width", "flow_height"} <= set(form.names())
+            "grad_score", "motion_score", "motion_weight", "flow_weight", "flow_box", "flow_width", "flow_height",
+            "score_topk", "flip_average"} <= set(form.names())
     assert form.values()["frame_scale"] == "log"
+    # decision 0033: centred smoothing (sigma 2) over the mean of the 64 largest boxes; the test-time flip an option
+    assert (form.values()["smooth"], form.values()["smooth_mode"], form.values()["score_topk"]) == (2.0, "centred", 64)
+    assert form.values()["flip_average"] is False
+    form.widget("score_topk").setValue(16)
+    form.widget("flip_average").setChecked(True)
     assert (form.values()["motion_score"], form.values()["score_floor"]) == (0.0, 0.02)  # decision 0026
     assert form.values()["flow_weight"] == 0.0  # the optical-flow speed term is an option (decision 0029)
     form.widget("motion_score").setValue(2.0)  # the analyst adds the motion error to the score
@@ -209,6 +215,7 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     assert run.params["ensemble"] == 2 and proj.run(run_id).status == "done"
     assert (run.params["motion_score"], run.params["score_floor"], run.params["map_floor"]) == (2.0, 0.005, 0.02)
     assert run.params["flow_weight"] == pytest.approx(0.5) and run.params["flow_box"] == 16
+    assert run.params["score_topk"] == 16 and run.params["flip_average"] is True
     assert "frame_auc" in run.metrics and "frame_auc_raw" in run.metrics
     # the open clip now shows this run: one score per frame, the stored ones, and a map per frame
     qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)

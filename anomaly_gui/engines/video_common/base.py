@@ -120,7 +120,12 @@ def frame_errors(err: np.ndarray, maps: np.ndarray, params: VideoAEParams) -> np
     else:
         k = int(params.score_box) or int(params.box)
         src = maps if k == int(params.box) else box_sum(err, k)
-        e = src.reshape(n, -1).max(axis=1).astype(np.float64)
+        flat = src.reshape(n, -1)
+        top = int(getattr(params, "score_topk", 1))  # future_frame's option: the mean of the `top` largest boxes
+        if top > 1:
+            e = -np.partition(-flat, min(top, flat.shape[1]) - 1, axis=1)[:, :top].mean(axis=1).astype(np.float64)
+        else:
+            e = flat.max(axis=1).astype(np.float64)
         if params.frame_error == "sum_and_box":  # geometric mean: in dB, the mean of the frame's and the box's
             e = np.sqrt(np.maximum(e, 0.0) * np.maximum(total, 0.0))
     if getattr(params, "frame_scale", "linear") == "log":
