@@ -72,14 +72,17 @@ def serengeti_split(split: int) -> Split:
 
 EASY_KNOWN = ("cheetah", "leopard", "lion-female", "lion-male", "serval", "caracal", "wildcat")  # "Cat"
 EASY_NOVEL = ("guinea-fowl", "kori-bustard", "ostrich", "secretary-bird", "other-bird", "vulture")  # "Bird"
+#: the cats-vs-dogs proxy (decision 0032): dog-like carnivores of the Serengeti set (canids and hyaenids)
+DOG_NOVEL = ("jackal", "bat-eared-fox", "hyena-spotted", "hyena-striped", "aardwolf")  # "Dog"
 
 
-def easy_layout(dest: Path) -> tuple[Path, Path]:
+def easy_layout(dest: Path, novel: str = "Bird") -> tuple[Path, Path]:
     """The cats-vs-dogs-like easy check from Serengeti photos, laid out as a user would (symlinks):
     `train/Cat/` (photos 1-2 of the 7 cat species), `test/Cat/` (their photo 3), `test/Bird/` (all 18 photos
-    of the 6 bird species). File names keep their species word (`leopard_1.jpg`), as sorted photos do."""
+    of the 6 bird species; `novel="Dog"`: `test/Dog/`, all 15 photos of 5 dog-like carnivores, the harder
+    cats-vs-dogs proxy). File names keep their species word (`leopard_1.jpg`), as sorted photos do."""
     src = DATA / "serengeti_guide"
-    for group, names in (("Cat", EASY_KNOWN), ("Bird", EASY_NOVEL)):
+    for group, names in (("Cat", EASY_KNOWN), (novel, DOG_NOVEL if novel == "Dog" else EASY_NOVEL)):
         for name in names:
             for photo in sorted((src / name).glob("*.jpg")):
                 side = "train" if group == "Cat" and photo.stem != "3" else "test"
@@ -88,13 +91,13 @@ def easy_layout(dest: Path) -> tuple[Path, Path]:
     return dest / "train", dest / "test"
 
 
-def easy_split() -> Split:
+def easy_split(novel: str = "Bird") -> Split:
     from anomaly_gui.evaluation.embedding import load_species_dataset
 
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        train, test = easy_layout(Path(tmp))
+        train, test = easy_layout(Path(tmp), novel)
         tr, reader = load_species_dataset(train)
         te = load_species_dataset(test, fmt=reader)[0]
         resolve = {str(p): str(p.resolve()) for p in Path(tmp).rglob("*.jpg")}

@@ -6,7 +6,7 @@ members of seeds s..s+2 are the engine's `ensemble=3 seed=s`), switched to the e
 `KEY=VALUE` overrides, recalibrated on the dataset's training clips (the mean error per pixel depends on the
 score) and measured on its test clips with the evaluator's own `measure`. Prints one JSON line.
 
-    PYTHONPATH=. python benchmarks/rescore_video_models.py A.agm,B.agm,C.agm [--data DIR] [motion_score=2 ...]
+    PYTHONPATH=. python benchmarks/rescore_video_models.py A.agm,B.agm,C.agm [--data DIR] [--by-clip] [motion_score=2 ...]
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"scoring settings ({', '.join(SCORING)})")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--by-clip", action="store_true", help="also each test clip's own AUC and mean scores")
     args = ap.parse_args(argv)
 
     import torch
@@ -55,10 +56,31 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{eng.name} has no seed ensemble: give one model file")
     eng.params = dataclasses.replace(eng.params, **members, **scoring)
     eng.calibrate(read_split(args.data, "train"))
-    out = measure(eng, read_split(args.data, "test"))
+    test = read_split(args.data, "test")
+    out = measure(eng, test)
     print(json.dumps({"models": [Path(p).stem for p in paths], "scoring": scoring,
-                      **{k: out[k] for k in ("frame_auc_raw", "frame_auc", "pixel_auroc", "pixel_auc_ucsd")}}))
+                      **{k: out[k] for k in ("frame_auc_raw", "frame_auc", "pixel_auroc", "pixel_auc_ucsd")},
+                      **({"by_clip": by_clip(eng, test)} if args.by_clip else {})}))
     return 0
+
+
+def by_clip(eng, test) -> dict:
+    """Per test clip: the AUC of its own frames (the ranking within the clip) and its mean anomalous / normal score."""
+    import numpy as np
+
+    from anomaly_gui.core.metrics import auroc
+    from anomaly_gui.core.video_io import clips_from_items
+
+    out = {}
+    for clip in clips_from_items(test):
+        e = eng.score_clip(clip).errors
+        y = np.array([bool(it.is_anomalous) for it in clip.items], int)
+        both = 0 < y.sum() < len(y)
+        out[clip.name] = {"frames": len(y), "anomalous": int(y.sum()),
+                          "auc_within": round(float(auroc(y, e)), 4) if both else None,
+                          "mean_anomalous": round(float(e[y == 1].mean()), 3) if y.any() else None,
+                          "mean_normal": round(float(e[y == 0].mean()), 3) if (y == 0).any() else None}
+    return out
 
 
 if __name__ == "__main__":
