@@ -78,6 +78,19 @@ def _decide_refine(eng, train: list) -> None:
     print("    box_refine", eng.stats["box_refine"], eng.stats.get("box_refine_validation"), file=sys.stderr, flush=True)
 
 
+def _decide_after_fit(eng, train: list) -> None:
+    """YOLO's post-fit decisions (`box_refine` auto, calibration) for a model file saved before them: made on the
+    same inner validation chips its fit held out (never on the fold's own chips), as its fit now would."""
+    from anomaly_gui.core.splits import train_val_split
+    from anomaly_gui.engines.base import RunContext
+    from anomaly_gui.engines.detection_common import check_training_items
+
+    train_items, val_items = train_val_split(train)
+    data = check_training_items(train_items, eng.classes)
+    val = check_training_items(val_items, eng.classes) if val_items else data
+    eng._decide_after_fit(data, val, RunContext(log=lambda e: print("   ", e, file=sys.stderr, flush=True)))
+
+
 def run_seed(args: argparse.Namespace, engine: str, params: dict, seed: int | None) -> dict:
     """One cross-validation (every fold fitted, or re-scored from saved models) with `seed` (None: the params' own)."""
     import copy
@@ -105,7 +118,9 @@ def run_seed(args: argparse.Namespace, engine: str, params: dict, seed: int | No
             for k, v in params.items():
                 if k != "seed":
                     setattr(eng.params, k, v)
-            if getattr(eng.params, "box_refine", "none") == "auto" and "box_refine" not in eng.stats:
+            if hasattr(eng, "_decide_after_fit") and "score_shift" not in eng.stats:
+                _decide_after_fit(eng, train)  # yolo: refine and calibration, as its fit would have
+            elif getattr(eng.params, "box_refine", "none") == "auto" and "box_refine" not in eng.stats:
                 _decide_refine(eng, train)  # a model saved before the option: decide as its fit would have
         else:
             eng = get_engine(engine)(params=dict(params), device="cpu")
@@ -124,7 +139,7 @@ def run_seed(args: argparse.Namespace, engine: str, params: dict, seed: int | No
         row = {"fold": f, "map50": round(m.map50, 4), "map50_95": round(m.map50_95, 4), "fit_s": round(fit_s, 1),
                "n_test": len(test), "best_epoch": eng.stats.get("best_epoch"), "epochs": len(eng.stats.get("history", [])),
                "steps": eng.stats.get("steps"), "val_map50": eng.stats.get("val_map50"), "stopped": eng.stats.get("stopped"),
-               "box_refine": eng.stats.get("box_refine")}
+               "box_refine": eng.stats.get("box_refine"), "score_shift": eng.stats.get("score_shift")}
         print(json.dumps(row), flush=True)
         folds.append(row)
         all_test += test
@@ -137,7 +152,7 @@ def run_seed(args: argparse.Namespace, engine: str, params: dict, seed: int | No
     return {"engine": engine, "params": params, "pooled_map50": round(m.map50, 4), "pooled_map50_95": round(m.map50_95, 4),
             "worst_fold_map50": min(r["map50"] for r in folds),
             "recall50": round(recall_at(gt, dets, 0.5), 3), "recall30": round(recall_at(gt, dets, 0.3), 3),
-            "recall50_at_conf05": round(recall_at(gt, at05, 0.5), 3),
+            "recall50_at_conf05": round(recall_at(gt, at05, 0.5), 3), "boxes_at_conf05": int(sum(len(d) for d in at05)),
             "false_pos_at_conf05": int(sum(len(d) for d in at05) - round(recall_at(gt, at05, 0.5) * sum(len(g) for g in gt))),
             "n_objects": int(sum(len(g) for g in gt)), "fit_s_total": round(sum(r["fit_s"] for r in folds), 1),
             "folds": folds, "load": os.getloadavg()[0]}

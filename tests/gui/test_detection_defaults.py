@@ -85,3 +85,30 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     assert job["detector"] == "fcos" and job["box_merge"] != defaults.box_merge and job["merge_iou"] == pytest.approx(0.35)
     assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects and job["box_refine"] == "none" and job["cfar_split"] is False
     assert job["keep_epoch"] == other_keep
+
+
+def test_detection_dock_yolo_calibration_refine_and_saturation_stop_reach_the_job(qtbot, window, tmp_path, monkeypatch):
+    """YOLO's confidence calibration, CFAR box snap and stop on a saturated validation are in the form
+    (the CFAR details and the stop under Advanced) and what the analyst sets reaches the training job."""
+    from anomaly_gui.core.project import open_project
+    from anomaly_gui.engines.base import get_engine
+
+    window.state.set_project(open_project(tmp_path / "p.agproj"))
+    panel = window.panels["detection"]
+    panel.engine_combo.setCurrentIndex(panel.engine_combo.findData("yolo"))
+    form = panel.param_form
+    defaults = get_engine("yolo").Params()
+    calib, refine, stop = form.widget("calibrate"), form.widget("box_refine"), form.widget("stop_saturated")
+    assert calib.isChecked() is defaults.calibrate is True and refine.currentText() == defaults.box_refine == "auto"
+    assert stop.value() == defaults.stop_saturated == 3
+    assert all(form._advanced.isAncestorOf(w) for w in (stop, form.widget("cfar_k"), form.widget("cfar_split")))
+    assert not form._advanced.isAncestorOf(refine) and not form._advanced.isAncestorOf(calib)
+    calib.setChecked(False)
+    refine.setCurrentIndex(refine.findText("cfar"))
+    stop.setValue(0)
+    form.widget("cfar_k").setValue(3.0)
+    calls = _capture_job(monkeypatch)
+    panel.start_training()
+    job = calls[-1][1]
+    assert calls[-1][0] == "yolo" and job["calibrate"] is False and job["box_refine"] == "cfar"
+    assert job["stop_saturated"] == 0 and job["cfar_k"] == pytest.approx(3.0)

@@ -28,6 +28,9 @@ from anomaly_gui.engines.detection_common import (
     INPUT_CHOICES, DetectionEngine, TrainingSet, check_training_items, find_backbone_weights, make_box,
 )
 
+from anomaly_gui.engines.detection_common.calibration import calibrate
+from anomaly_gui.engines.detection_common.cfar import CfarSettings
+from anomaly_gui.engines.detection_common.postfit import REFINES, choose_refine, score_shift, snap_all, validation_map
 from anomaly_gui.engines.detection_common.sampling import auto_scale
 from anomaly_gui.engines.yolo.backbone import KEPT_BLOCKS, MOBILENET_MODEL, imagenet_trainer, is_mobilenet, mobilenet_yaml
 from anomaly_gui.engines.yolo.staging import crops_per_image, write_yolo_dataset
@@ -38,6 +41,7 @@ MODEL_CHOICES = [MOBILENET_MODEL, "yolov8n.yaml", "yolov8n-p2.yaml", "yolov8s.ya
 SAR_AUGMENT = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.3, "fliplr": 0.5, "flipud": 0.5, "degrees": 0.0,
                "scale": 0.3, "translate": 0.1}
 OPTIMIZERS = ["auto", "AdamW", "SGD"]
+SATURATED_MAP50 = 0.99  # validation mAP50 counted as saturated (`stop_saturated`)
 EPOCH_IMAGES = 96  # small datasets are repeated so an epoch has about this many images (validation stays a small part)
 
 
@@ -91,11 +95,20 @@ class YoloParams:
     mosaic: float = param(1.0, "mosaic augmentation probability", minimum=0.0, maximum=1.0, advanced=True)
     freeze_blocks: int = param(0, f"{MOBILENET_MODEL}: the first N MobileNetV2 blocks keep their ImageNet weights (faster steps; 0: all trained)",
                                minimum=0, maximum=KEPT_BLOCKS, advanced=True)
+    stop_saturated: int = param(3, f"stop once the validation mAP50 has been at least {SATURATED_MAP50} for this many epochs in a row "
+                                "(0: never; the best epoch is kept)", minimum=0, maximum=1000, advanced=True)
     augment: bool = param(True, "SAR-safe augmentation: flips, gain and mild rescaling (no colour jitter, no free rotation)")
     pretrained: bool = param(True, f"{MOBILENET_MODEL}: start from the MobileNetV2 ImageNet backbone when its weights are on disk")
     backbone_weights: str = param("", "MobileNetV2 ImageNet weights file (.pth/.safetensors); empty: the usual weights folders ($ANOMALY_GUI_WEIGHTS, torch's cache)", advanced=True)
     iou: float = param(0.6, "NMS IoU", minimum=0.1, maximum=0.95, advanced=True)
-    min_confidence: float = param(0.05, "detections below this are not kept (the GUI slider filters above it)", minimum=0.0, maximum=1.0, advanced=True)
+    min_confidence: float = param(0.05, "detections below this (calibrated) confidence are not kept (the GUI slider filters above it)", minimum=0.0, maximum=1.0, advanced=True)
+    calibrate: bool = param(True, "calibrate confidences on the validation images so that 0.5 is the best F1 cut-off")
+    box_refine: str = param("auto", "snap each box to the bright blob it overlaps (CFAR: pixels k local deviations above the local mean): "
+                                    "cfar, none, or auto (cfar unless it lowers the validation mAP50)", choices=REFINES)
+    cfar_window: int = param(151, "CFAR window side in image pixels (local mean and deviation)", minimum=3, maximum=4001, step=2, advanced=True)
+    cfar_k: float = param(2.5, "CFAR: a pixel is bright above mean + k deviations", minimum=0.5, maximum=10.0, step=0.25, advanced=True)
+    cfar_min_area: int = param(40, "CFAR: smaller blobs (pixels) are speckle", minimum=1, maximum=100000, advanced=True)
+    cfar_split: bool = param(True, "CFAR snap: a box covering several blobs (ships moored side by side) gives one box per blob, each with its score", advanced=True)
     tile: int = param(800, "scenes larger than 1.5x this are cut into overlapping tiles (0: never)", minimum=0, maximum=8192, advanced=True)
     input_stretch: str = param("auto", "8-bit input stays; 16-bit/float SAR is stretched (percentile or dB)", choices=INPUT_CHOICES)
     speckle: str = param("none", "speckle filter before detection", choices=["none", "lee", "median"])
@@ -117,7 +130,9 @@ class YoloEngine(DetectionEngine):
     rank = 1
     Params = YoloParams
     #: how model files written before these options were trained (ultralytics' own schedule)
-    params_before_they_existed = {"optimizer": "auto", "warmup_epochs": 3.0, "accumulate": 8, "freeze_blocks": 0}
+    #: and scored (learnt boxes, raw confidences)
+    params_before_they_existed = {"optimizer": "auto", "warmup_epochs": 3.0, "accumulate": 8, "freeze_blocks": 0,
+                                  "stop_saturated": 0, "calibrate": False, "box_refine": "none", "cfar_split": False}
 
     def __init__(self, params: Any | None = None, device: str = "auto", **overrides: Any):
         super().__init__(params, device, **overrides)
@@ -213,6 +228,14 @@ class YoloEngine(DetectionEngine):
                      "seconds": round(time.perf_counter() - t0, 1)}
             history.append(entry)
             ctx.log(entry)
+            run = 0
+            for e in reversed(history):
+                if not e["map50"] >= SATURATED_MAP50:
+                    break
+                run += 1
+            if p.stop_saturated and run >= p.stop_saturated:
+                trainer_.stop = True  # ultralytics then keeps its best epoch
+                self.stats["stopped"] = f"validation mAP50 >= {SATURATED_MAP50} for {run} epochs"
             if p.max_minutes and time.perf_counter() - t0 >= p.max_minutes * 60:
                 trainer_.stop = True  # ultralytics then keeps its best epoch
                 self.stats["stopped"] = "time budget"
@@ -257,6 +280,33 @@ class YoloEngine(DetectionEngine):
         self.stats["yaml"] = cfg
         self._set_network(net.float())
         self.fitted = True
+        self._decide_after_fit(data, val, ctx)
+
+    def _decide_after_fit(self, data: TrainingSet, val: TrainingSet, ctx: RunContext) -> None:
+        """`box_refine` auto and the confidence calibration, on the validation images (the training images when
+        there is no validation object)."""
+        from anomaly_gui.core.imageio import read_image
+
+        p = self.params
+        on_val = any(len(b) for b in val.boxes)
+        ref = val if on_val else data
+        images = [self._prepare(read_image(it.path)) for it in ref.items]
+        self.stats.update({"score_shift": 0.0, "box_refine": p.box_refine if p.box_refine != "auto" else "none"})
+        if p.box_refine == "auto":
+            def evaluate(option: str) -> tuple[float, float]:
+                self.stats["box_refine"] = option
+                return validation_map(self.predict_arrays, images, ref)
+
+            self.stats["box_refine"], scores = choose_refine(evaluate, ref)
+            self.stats["box_refine_validation"] = scores
+            ctx.log({"message": f"box_refine auto: {self.stats['box_refine']} (validation mAP50 / mAP50-95 "
+                                + ", ".join(f"{k} {v[0]:.3f} / {v[1]:.3f}" for k, v in scores.items()) + ")"})
+        if p.calibrate:
+            found = self._raw(images, floor=0.001)
+            dets = [np.concatenate([f["boxes"], f["scores"][:, None]], 1) for f in found]
+            self.stats.update({**score_shift(ref.boxes, dets), "calibrated_on": "validation" if on_val else "training"})
+            ctx.log({"message": f"confidence calibrated on the {self.stats['calibrated_on']} images: raw "
+                                f"{self.stats['raw_threshold']:.3f} -> 0.5 (F1 {self.stats['calibration_f1']:.3f})"})
 
     @staticmethod
     def _skip_amp_download() -> None:
@@ -275,20 +325,39 @@ class YoloEngine(DetectionEngine):
         self._yolo = yolo
 
     # -- inference -----------------------------------------------------------------------
-    def predict_arrays(self, images: Sequence[np.ndarray]) -> list[list[Annotation]]:
+    def _refining(self) -> bool:
+        choice = self.params.box_refine
+        return choice == "cfar" or (choice == "auto" and self.stats.get("box_refine") == "cfar")
+
+    def _raw(self, images: Sequence[np.ndarray], floor: float | None = None) -> list[dict[str, np.ndarray]]:
+        """Per image: boxes, raw scores, class indices (highest score first), snapped to CFAR blobs when
+        `box_refine` says so. Raw scores down to `floor`, else down to what calibrates to `min_confidence`."""
         if self._yolo is None:
             raise RuntimeError("yolo: no model (fit or load first)")
         p = self.params
+        shift = float(self.stats.get("score_shift", 0.0))
+        if floor is not None:
+            conf = floor
+        else:  # the raw score that calibrates to min_confidence
+            conf = float(calibrate(np.array([p.min_confidence]), -shift)[0]) if shift else p.min_confidence
         bgr = [np.ascontiguousarray(im[:, :, ::-1]) for im in images]
-        results = self._yolo.predict(bgr, imgsz=int(self.stats.get("imgsz") or p.imgsz or 640), conf=p.min_confidence, iou=p.iou, device=_device_arg(self.device),
+        results = self._yolo.predict(bgr, imgsz=int(self.stats.get("imgsz") or p.imgsz or 640), conf=conf, iou=p.iou, device=_device_arg(self.device),
                                      verbose=False, max_det=300)
+        found = [{"boxes": r.boxes.xyxy.cpu().numpy().astype(np.float64), "scores": r.boxes.conf.cpu().numpy().astype(np.float64),
+                  "labels": r.boxes.cls.cpu().numpy().astype(int)} for r in results]
+        if self._refining():
+            found = snap_all(found, images, CfarSettings(window=p.cfar_window, k=p.cfar_k, min_area=p.cfar_min_area), p.cfar_split)
+        return found
+
+    def predict_arrays(self, images: Sequence[np.ndarray]) -> list[list[Annotation]]:
+        shift = float(self.stats.get("score_shift", 0.0))
         classes = self.classes
         out = []
-        for r in results:
-            b = r.boxes.xyxy.cpu().numpy()
-            s = r.boxes.conf.cpu().numpy()
-            c = r.boxes.cls.cpu().numpy().astype(int)
-            out.append([make_box(*b[k], classes[c[k]] if c[k] < len(classes) else str(c[k]), s[k]) for k in range(len(s))])
+        for f in self._raw(images):
+            b, c = f["boxes"], f["labels"]
+            s = calibrate(f["scores"], shift) if shift else f["scores"]
+            out.append([make_box(*b[k], classes[c[k]] if c[k] < len(classes) else str(c[k]), s[k])
+                        for k in range(len(s)) if s[k] >= self.params.min_confidence])
         return out
 
     # -- persistence -----------------------------------------------------------------------
