@@ -52,17 +52,21 @@ def test_augmented_views_are_the_symmetries_of_the_square():
 def test_border_false_alarms_on_a_normal_texture_drop_with_reflect_padding_and_the_border_profile():
     """Leather (a texture, like a solar cell): with the CNN's zero padding the edge band of a normal image is
     off the middle's level (hotter when the pooling skips the padding, as here before: 1.13; cooler when it
-    counts it, as the original PatchCore: 0.93, i.e. edge defects score lower); reflect padding plus the
-    learnt profile bring it to the middle's level."""
+    counts it, as the original PatchCore and our default since decision 0034: 0.93, i.e. no edge false alarm,
+    and an edge defect scores a little lower); reflect padding plus the learnt profile bring it to the
+    middle's level."""
     files = sorted((shared_dataset("mvtec_leather") / "train" / "good").iterdir())
     train, normal = files[:3], files[3:4]
     ratios = {}
-    for name, params in {"zero": {"border": "zero", "normalize": False}, "new": {}}.items():
+    for name, params in {"zero": {"border": "zero", "normalize": False}, "reflect": {"border": "reflect"},
+                         "default": {}}.items():
         eng = PatchCoreEngine(device="cpu", image_size=128, **params)
         eng.fit(train)
         ratios[name] = _band_over_interior(eng.score(normal)[0].map)
     assert abs(ratios["zero"] - 1) > 0.05, ratios
-    assert abs(ratios["new"] - 1) < 0.03 and abs(ratios["new"] - 1) < abs(ratios["zero"] - 1) - 0.03, ratios
+    assert abs(ratios["reflect"] - 1) < 0.03 and abs(ratios["reflect"] - 1) < abs(ratios["zero"] - 1) - 0.03, ratios
+    # the default (zero padding, counted by the pooling, and the learnt profile): the edge is not hotter
+    assert PatchCoreEngine.Params().border == "zero" and ratios["default"] < 1.0, ratios
 
 
 def test_a_rotated_normal_screw_is_normal_for_a_rotation_augmented_bank(tmp_path):
@@ -143,9 +147,13 @@ def test_model_files_from_before_keep_their_zero_border(tmp_path):
     from anomaly_gui.engines.base import Engine
 
     files = sorted((shared_dataset("mvtec_leather") / "train" / "good").iterdir())
-    eng = PatchCoreEngine(device="cpu", image_size=64, normalize=False)
+    eng = PatchCoreEngine(device="cpu", image_size=64, normalize=False, border="reflect")
     eng.fit(files[:2])
     assert eng.params.border == "reflect"
+    eng.save(tmp_path / "reflect.agmodel")  # a file of the earlier default keeps its border (and its scores)
+    again = Engine.load(tmp_path / "reflect.agmodel", device="cpu")
+    assert again.params.border == "reflect" and again.model.embedder.pad == 16
+    assert np.allclose(again.score(files[2:3])[0].map, eng.score(files[2:3])[0].map)
     eng.stats.pop("border")  # what an older file's stats lack
     eng.save(tmp_path / "old.agmodel")
     old = Engine.load(tmp_path / "old.agmodel", device="cpu")
@@ -182,6 +190,6 @@ def test_zero_border_pools_as_the_original_patchcore_and_older_files_keep_their_
     eng.save(tmp_path / "old.agmodel")
     old = Engine.load(tmp_path / "old.agmodel", device="cpu")
     assert old.params.border == "zero" and old.model.embedder.pool_include_pad is False
-    reflect = PatchCoreEngine(device="cpu", image_size=64, normalize=False)
+    reflect = PatchCoreEngine(device="cpu", image_size=64, normalize=False, border="reflect")
     reflect.fit(files[:2])
     assert reflect.model.embedder.pool_include_pad is False  # reflect padding: the edge cells are real content

@@ -41,13 +41,13 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     assert form._advanced.isAncestorOf(form.widget("border_pad"))  # folded under Advanced
     crop = form.widget("center_crop")
     assert form._advanced.isAncestorOf(crop) and crop.value() == 1.0 and "centre" in crop.toolTip()
-    assert border.currentText() == "reflect" and normalize.isChecked()
+    assert border.currentText() == "zero" and normalize.isChecked()  # decision 0034
     assert [augment.itemText(i) for i in range(augment.count())] == ["none", "flips", "rot90", "d4"]
     assert "orientation" in augment.toolTip()
     assert form.widget("image_size").value() == 512  # the default input size (decision 0021)
     form.widget("image_size").setValue(64)
     augment.setCurrentText("rot90")
-    border.setCurrentText("zero")
+    border.setCurrentText("reflect")  # the analyst mirrors the edges instead
     crop.setValue(0.75)  # anomalib's framing: the middle 48 of 64 px
     rotations = form.widget("test_rotations")
     assert isinstance(rotations, QComboBox) and form._basic.isAncestorOf(rotations)
@@ -58,7 +58,7 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     qtbot.waitUntil(lambda: not tp.is_running(), timeout=10000)
     run = proj.run(int(blocker.args[0]))
     assert run.status == "done", run.log[-3:]
-    assert run.params["bank_augment"] == "rot90" and run.params["border"] == "zero" and run.params["normalize"]
+    assert run.params["bank_augment"] == "rot90" and run.params["border"] == "reflect" and run.params["normalize"]
     assert run.params["center_crop"] == 0.75
     model = load_run_engine(proj, run.id, device="cpu")
     # four orientations of every training image's 48 px centre (6 x 6 cells) went into the bank; the
