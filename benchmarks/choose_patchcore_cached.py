@@ -42,7 +42,7 @@ from anomaly_gui.core.metrics import auroc  # noqa: E402
 from anomaly_gui.core.synthetic_defects import KINDS  # noqa: E402
 
 SCRIPT_KEYS = {"image_score": "engine", "tta": "none", "resize": "area", "crop": 1.0}
-FEATURE_KEYS = ("backbone", "layers", "image_size", "border", "border_pad", "neighbourhood")
+FEATURE_KEYS = ("backbone", "layers", "image_size", "border", "border_pad", "neighbourhood", "intensity")
 
 
 def load_resized(path: str, size: int, method: str, crop: float) -> torch.Tensor:

@@ -150,7 +150,7 @@ def test_engines_are_offered_best_first_with_the_reason(qtbot, window, tmp_path)
     window.import_path(SAMPLE / "product")
     qtbot.waitUntil(lambda: window.state.project.count_items() == 34 and not window.importer.busy(), timeout=30000)
     tp = window.panels["train"]
-    assert tp.engine_name() == "patchcore" and "screw 0.89" in tp.engine_desc.text()
+    assert tp.engine_name() == "patchcore" and "screw 0.90" in tp.engine_desc.text()
 
 
 def test_an_engine_whose_package_is_missing_is_greyed_with_the_command(qtbot, window, monkeypatch):

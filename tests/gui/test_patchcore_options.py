@@ -1,5 +1,5 @@
-"""PatchCore's border, centre-crop, bank-augmentation, test-rotation and normalisation options in the Train
-panel, used as a user would."""
+"""PatchCore's border, intensity, centre-crop, bank-augmentation, test-rotation and normalisation options in the
+Train panel, used as a user would."""
 from __future__ import annotations
 
 import pytest
@@ -11,6 +11,8 @@ from anomaly_gui.core.project import open_project
 from c2_engines import make_images, stop_jobs
 
 pytestmark = pytest.mark.gui
+
+INTENSITY_DEFAULT = "stretch"  # decision 0035
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +55,11 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     assert isinstance(rotations, QComboBox) and form._basic.isAncestorOf(rotations)
     assert rotations.currentText() == "none" and "orientation" in rotations.toolTip()
     rotations.setCurrentText("rot90")
+    intensity = form.widget("intensity")  # decision 0035: grey levels stretched per image
+    assert isinstance(intensity, QComboBox) and form._basic.isAncestorOf(intensity)
+    assert [intensity.itemText(i) for i in range(intensity.count())] == ["none", "stretch"]
+    assert intensity.currentText() == INTENSITY_DEFAULT and "exposure" in intensity.toolTip()
+    intensity.setCurrentText("none" if INTENSITY_DEFAULT == "stretch" else "stretch")
     with qtbot.waitSignal(tp.runFinished, timeout=120000) as blocker:
         qtbot.mouseClick(tp.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not tp.is_running(), timeout=10000)
@@ -66,6 +73,8 @@ def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp
     assert model.stats["n_patches"] == 4 * 5 * 6 * 6 and model.stats["score_scale"] > 0
     assert model.stats["center_crop"] == 0.75
     assert run.params["test_rotations"] == "rot90" and model.model.test_rotations == "rot90"  # scored turned too
+    chosen = intensity.currentText()
+    assert run.params["intensity"] == chosen and model.model.embedder.intensity == chosen != INTENSITY_DEFAULT
     stop_jobs(qtbot)
 
 

@@ -177,6 +177,26 @@ def knn(q: torch.Tensor, bank: torch.Tensor, k: int, bank_sq: torch.Tensor | Non
 
 
 BORDERS = ("reflect", "zero")
+INTENSITIES = ("none", "stretch")
+
+
+def stretch_intensity(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
+    """(N, C, H, W) images in [0, 1], each stretched so that the `low` / `high` quantiles of its grey level
+    (the channel mean) become 0 / 1, clipped: brighter or dimmer exposures of the same thing look alike
+    (electroluminescence cells, decision 0035). Quantiles interpolated as `torch.quantile` does, at positions
+    fixed by the image size (constants when traced, so the export keeps it)."""
+    v = x.mean(1).flatten(1).sort(dim=1).values  # no batch size in the graph: exported models take any batch
+    m = int(v.shape[1])
+
+    def quantile(q: float) -> torch.Tensor:
+        pos = q * (m - 1)
+        i = math.floor(pos)
+        f = pos - i
+        return v[:, i] * (1.0 - f) + v[:, min(i + 1, m - 1)] * f
+
+    lo, hi = quantile(low), quantile(high)
+    lo, span = lo[:, None, None, None], (hi - lo).clamp_min(1e-3)[:, None, None, None]
+    return ((x - lo) / span).clamp(0.0, 1.0)
 BANK_AUGMENTS = ("none", "flips", "rot90", "d4")
 TEST_ROTATIONS = ("none", "rot90")
 
@@ -226,13 +246,17 @@ class Embedder(nn.Module):
     cropped back to the image's own cells, so the CNN's zero padding falls outside the image and border
     patches look like their neighbours (without it, every edge of a normal image is "hot"). "zero": the
     backbone's own padding at the image edge (the original PatchCore, whose pooling counts that padding:
-    `pool_include_pad`, off only for model files fitted before it was matched)."""
+    `pool_include_pad`, off only for model files fitted before it was matched). intensity "stretch": each
+    image's grey levels are stretched first (`stretch_intensity`)."""
 
     def __init__(self, extractor: FeatureExtractor, border: str = "reflect", pad: int = 16,
-                 neighbourhood: int = 3, pool_include_pad: bool = False) -> None:
+                 neighbourhood: int = 3, pool_include_pad: bool = False, intensity: str = "none") -> None:
         super().__init__()
         if border not in BORDERS:
             raise ValueError(f"unknown border handling {border!r}; known: {', '.join(BORDERS)}")
+        if intensity not in INTENSITIES:
+            raise ValueError(f"unknown intensity handling {intensity!r}; known: {', '.join(INTENSITIES)}")
+        self.intensity = intensity
         self.extractor = extractor
         self.layers = extractor.layers
         self.pad = int(pad) if border == "reflect" else 0
@@ -245,6 +269,8 @@ class Embedder(nn.Module):
         return embed(self.extractor(x), self.layers, self.neighbourhood, self.pool_include_pad).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.intensity == "stretch":
+            x = stretch_intensity(x)
         return reflect_border(self._embed, x, self.pad)
 
 
@@ -258,7 +284,8 @@ class PatchCoreModel(nn.Module):
                  weights: str | None = None, num_neighbors: int = 9, score_mode: str = "reweighted",
                  sigma: float = 4.0, use_bf16: bool = False, runtime: str = "auto", knn_index: str = "exact",
                  border: str = "reflect", border_pad: int = 16, neighbourhood: int = 3,
-                 pool_include_pad: bool = False, center_crop: float = 1.0, test_rotations: str = "none") -> None:
+                 pool_include_pad: bool = False, center_crop: float = 1.0, test_rotations: str = "none",
+                 intensity: str = "none") -> None:
         super().__init__()
         if test_rotations not in TEST_ROTATIONS:
             raise ValueError(f"unknown test_rotations {test_rotations!r}; known: {', '.join(TEST_ROTATIONS)}")
@@ -272,10 +299,10 @@ class PatchCoreModel(nn.Module):
             raise ValueError(f"unknown nearest-neighbour index {knn_index!r}; known: {', '.join(INDEX_KINDS)}")
         self.extractor = FeatureExtractor(backbone, layers, weights)
         self.border, self.border_pad, self.neighbourhood = border, border_pad, neighbourhood
-        self.pool_include_pad = pool_include_pad
+        self.pool_include_pad, self.intensity = pool_include_pad, intensity
         # shares the extractor; no second copy
         object.__setattr__(self, "embedder", Embedder(self.extractor, border, border_pad, neighbourhood,
-                                                      pool_include_pad))
+                                                      pool_include_pad, intensity))
         self._channels_last = False
         self.layers = self.extractor.layers
         self.num_neighbors = num_neighbors
@@ -420,7 +447,7 @@ class PatchCoreExport(nn.Module):
     def __init__(self, model: PatchCoreModel, image_size: tuple[int, int]) -> None:
         super().__init__()
         self.embedder = Embedder(model.extractor, model.border, model.border_pad, model.neighbourhood,
-                                 model.pool_include_pad)
+                                 model.pool_include_pad, model.intensity)
         self.register_buffer("bank", model.memory_bank.detach().clone().float())
         self.register_buffer("bank_sq", (self.bank**2).sum(1))
         self.register_buffer("border_weight", model.border_weight.detach().clone().float())
