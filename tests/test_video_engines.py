@@ -21,7 +21,7 @@ from anomaly_gui.engines.base import (
 from tests.conftest import shared_dataset
 
 TINY = {"width": 48, "height": 32, "batch_size": 8, "lr": 3e-3}
-WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}, "future_frame": {"past": 3, "ensemble": 1},
+WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}, "future_frame": {"past": 3, "ensemble": 1, "appearance_weight": 0.0},
             "memae": {"window": 8, "memory_slots": 64}}
 
 
@@ -386,14 +386,22 @@ def test_appearance_term_is_fused_saved_and_loaded(ped2_train, synthetic_clip, t
     from anomaly_gui.engines.future_frame import APPEARANCE_BANK_KEY
     from anomaly_gui.engines.modelfile import read_model_file, write_model_file
 
-    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, appearance_weight=0.5, **APPEARANCE_TINY,
-                                     **TINY, **WINDOWED["future_frame"])
+    d = get_engine("future_frame").Params()  # the default since decision 0036 (held-back training clips' pick)
+    assert (d.appearance_weight, d.appearance_layers, d.appearance_bank, d.appearance_stat, d.appearance_scale) == (
+        0.7, "features.6,features.13", 2048, "max", "linear")
+    assert (d.appearance_width, d.appearance_height, d.appearance_frames) == (360, 240, 200)
+    tiny = {**WINDOWED["future_frame"], "appearance_weight": 0.5}
+    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, **APPEARANCE_TINY, **TINY, **tiny)
     eng.fit(ped2_train)
     assert eng.appearance is not None and tuple(eng.appearance.bank.shape) == (256, 32 + 96)
     assert eng.stats["appearance_train_std"] > 0 and eng.stats["appearance_seconds"] > 0
-    train_look = np.concatenate([eng.appearance_scores(eng._appearance_frames(c, RunContext()))
-                                 for c in clips_from_items(ped2_train)])
-    assert eng.stats["raw_threshold"] == pytest.approx(np.quantile(eng._fuse(eng.train_frame_errors, None, train_look),
+    # the training statistics come from each training half scored against a memory chosen from the other half (one
+    # clip here): higher than the same frames against the memory chosen from them, as unseen normal clips are
+    held_out = eng._train_appearance
+    in_memory = eng.appearance_scores(eng._appearance_frames(clips_from_items(ped2_train)[0], RunContext()))
+    assert held_out.shape == in_memory.shape and held_out.mean() > in_memory.mean()
+    assert eng.stats["appearance_train_mean"] == pytest.approx(float(held_out.mean()), rel=1e-5)
+    assert eng.stats["raw_threshold"] == pytest.approx(np.quantile(eng._fuse(eng.train_frame_errors, None, held_out),
                                                                    0.99), rel=1e-5)
     clip = clips_from_items(synthetic_clip)[0]
     look = eng.appearance_scores(eng._appearance_frames(clip, RunContext()))

@@ -37,6 +37,17 @@ def evenly_spaced(n_total: int, n_pick: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_total - 1, n_pick).round().astype(np.int64))
 
 
+def folds(lengths: Sequence[int], most: int = 4) -> list[np.ndarray]:
+    """The fold of every frame of clips of `lengths`: whole clips dealt round-robin into min(most, clips) folds; a
+    single clip is cut into its first and second half (frames of one fold never choose the memory they are scored
+    against)."""
+    if len(lengths) == 1:
+        n = int(lengths[0])
+        return [(np.arange(n) >= n // 2).astype(np.int64)] if n > 1 else [np.zeros(n, np.int64)]
+    k = min(int(most), len(lengths))
+    return [np.full(int(n), c % k, np.int64) for c, n in enumerate(lengths)]
+
+
 def frame_statistic(patches: np.ndarray, stat: str, scale: str) -> np.ndarray:
     """(T,) frame scores from (T, h, w) patch distances: the largest or the mean of the 4 largest, linear or dB."""
     flat = patches.reshape(len(patches), -1).astype(np.float64)
@@ -101,21 +112,47 @@ class AppearanceModel:
 
     # -- fit --------------------------------------------------------------------------------------------
     def fit(self, clips: Sequence[np.ndarray], max_frames: int = 200,
-            check: Callable[[], None] | None = None) -> dict[str, float]:
-        """The memory bank from up to `max_frames` frames spread evenly over the normal training clips (each
-        (T, H, W) uint8 at the model's size): a greedy k-center coreset of `bank_size` of their patches."""
-        from anomaly_gui.engines.patch_common.memory import chunked_coreset, random_projection
-
+            check: Callable[[], None] | None = None) -> list[np.ndarray]:
+        """The memory from up to `max_frames` frames spread evenly over the normal training clips (each (T, H, W)
+        uint8 at the model's size): a greedy k-center coreset of `bank_size` of their patches. Returns every
+        training frame's patch distances (T, h, w) per clip, each measured against a memory chosen WITHOUT its own
+        clip's frames (leave-clips-out, `folds`): a memory lies close to the frames it was chosen from, so distances
+        of its own frames would understate what unseen normal clips give (decision 0036: the held-back normal clip
+        sat 4-9 training sd above them); the training mean, spread and threshold come from these distances."""
         if not clips:
             raise ValueError("no training clip for the appearance model")
         where = [(c, i) for c, clip in enumerate(clips) for i in range(len(clip))]
         picked = evenly_spaced(len(where), int(max_frames))
         frames = np.stack([clips[where[j][0]][where[j][1]] for j in picked])
-        feats = torch.cat([e.permute(0, 2, 3, 1).reshape(-1, e.shape[1]) for e in self.embeddings(frames, check)])
-        proj = random_projection(int(feats.shape[1]), 128, feats.device, self.seed)
-        idx = chunked_coreset(feats, min(self.bank_size, int(feats.shape[0])), proj, seed=self.seed, chunk_size=16384)
-        self.set_bank(feats.index_select(0, idx))
-        return {"appearance_frames": float(len(picked)), "appearance_patches": float(feats.shape[0])}
+        per_frame = [e.permute(0, 2, 3, 1).reshape(len(e), -1, e.shape[1]) for e in self.embeddings(frames, check)]
+        feats = torch.cat(per_frame)  # (n_picked, h*w, D)
+        fold_of = folds([len(c) for c in clips])
+        picked_fold = np.array([fold_of[where[j][0]][where[j][1]] for j in picked])
+        out: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in clips]
+        for f in sorted(set(np.concatenate(fold_of).tolist())):
+            rest = torch.from_numpy(np.flatnonzero(picked_fold != f))
+            if len(rest) == 0:  # one frame, or no memory frame outside this fold: its own memory it is
+                rest = torch.arange(len(feats))
+            self.set_bank(self._coreset(feats.index_select(0, rest).reshape(-1, feats.shape[-1])))
+            for c, clip in enumerate(clips):
+                mine = np.flatnonzero(fold_of[c] == f)
+                if len(mine):
+                    out[c].append((mine, self.patch_distances(clip[mine], check)))
+        self.set_bank(self._coreset(feats.reshape(-1, feats.shape[-1])))
+        result = []
+        for c, clip in enumerate(clips):
+            d = np.zeros((len(clip), *out[c][0][1].shape[1:]), np.float32)
+            for idx, dist in out[c]:
+                d[idx] = dist
+            result.append(d)
+        return result
+
+    def _coreset(self, rows: torch.Tensor) -> torch.Tensor:
+        from anomaly_gui.engines.patch_common.memory import chunked_coreset, random_projection
+
+        proj = random_projection(int(rows.shape[1]), 128, rows.device, self.seed)
+        idx = chunked_coreset(rows, min(self.bank_size, int(rows.shape[0])), proj, seed=self.seed, chunk_size=16384)
+        return rows.index_select(0, idx)
 
     def set_bank(self, bank: torch.Tensor) -> None:
         self._bank = bank.detach().float().cpu().contiguous()
