@@ -246,6 +246,16 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     assert run.metrics["pixel_threshold"] > 0
     assert player.pixel_thr.value() == pytest.approx(run.metrics["pixel_threshold"], rel=1e-3)
     assert player.export_csv_btn.isEnabled()
+    # the frames box of the Metrics panel counts the frames at the player's threshold
+    qtbot.waitUntil(lambda: not metrics.frames.isHidden(), timeout=5000)
+    stored_thr, counts = run.metrics["frame_threshold"], dict(metrics.frames.counts)
+    # a run from before the frame threshold was stored with its metrics: the panel computes the same threshold
+    proj.update_run(run_id, metrics={k: v for k, v in run.metrics.items() if not k.startswith("frame_threshold")})
+    assert "frame_threshold" not in proj.run(run_id).metrics
+    state.runsChanged.emit()
+    qtbot.waitUntil(lambda: metrics.frame_threshold is not None and metrics.frames.counts is not None, timeout=5000)
+    assert metrics.frame_threshold == (run_id, pytest.approx(stored_thr))
+    assert not metrics.frames.isHidden() and metrics.frames.counts == counts
     stop_jobs(qtbot)
     win.close()
     proj.close()
