@@ -153,7 +153,7 @@ def ours_scores(train_items, x_test, ratio: float, seed: int, weights: Path, ano
     import torch.nn.functional as F
 
     from anomaly_gui.engines import get_engine
-    from anomaly_gui.engines.patchcore import model as pc_model
+    from anomaly_gui.engines.patch_common import memory as pc_model  # Embedder pools with its `embed`
 
     original = pc_model.embed
     if anomalib_pooling:

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALY_GUI_DATA", REPO.parent / "shared" / "data")) / "ucsd_ped2"
 SCORING = ("frame_error", "frame_scale", "score_box", "smooth", "smooth_mode", "pixel_error", "motion_score",
            "grad_score", "score_floor", "map_floor", "flow_weight", "flow_box", "flow_width", "flow_height", "score_topk",
-           "flip_average")
+           "flip_average", "appearance_weight", "appearance_layers", "appearance_width", "appearance_height",
+           "appearance_bank", "appearance_frames", "appearance_stat", "appearance_scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,11 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     if len(paths) > 1 and not members:
         raise SystemExit(f"{eng.name} has no seed ensemble: give one model file")
     eng.params = dataclasses.replace(eng.params, **members, **scoring)
+    import time
+
+    t0 = time.perf_counter()
     eng.calibrate(read_split(args.data, "train"))
+    t1 = time.perf_counter()
     test = read_split(args.data, "test")
     out = measure(eng, test)
+    seconds = {"calibrate_s": round(t1 - t0, 1), "score_s": round(time.perf_counter() - t1, 1),
+               **{k: round(float(eng.stats[k]), 1) for k in ("appearance_seconds", "speed_seconds") if k in eng.stats}}
     print(json.dumps({"models": [Path(p).stem for p in paths], "scoring": scoring,
-                      **{k: out[k] for k in ("frame_auc_raw", "frame_auc", "pixel_auroc", "pixel_auc_ucsd")},
+                      **{k: out[k] for k in ("frame_auc_raw", "frame_auc", "pixel_auroc", "pixel_auc_ucsd")}, **seconds,
                       **({"by_clip": by_clip(eng, test)} if args.by_clip else {})}))
     return 0
 

@@ -60,3 +60,24 @@ def test_evaluate_bad_dataset_exits_2_with_one_line(tmp_path, mobilenet_weights)
     assert "nope" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = _cli(["evaluate", str(tmp_path), "--engine", "patchcore", "--param", "bogus=1", "--json"], mobilenet_weights)
     assert proc.returncode == 2 and "bogus" in proc.stderr
+
+
+def test_json_stdout_keeps_only_the_json_whatever_a_library_prints(tmp_path):
+    """ultralytics prints progress bars on stdout during a fit (a logging handler bound to the stream when it was
+    imported, and native writes): with `--json` they go to stderr, and stdout holds the one JSON object."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, logging, os, sys\n"
+        "from anomaly_gui.cli.evaluate import stdout_to_stderr\n"
+        "log = logging.getLogger('lib'); log.addHandler(logging.StreamHandler(sys.stdout)); log.setLevel('INFO')\n"
+        "with stdout_to_stderr():\n"
+        "    print('progress 1'); sys.stdout.write('progress 2\\n'); log.info('progress 3')\n"
+        "    os.write(1, b'progress 4\\n')\n"
+        "print(json.dumps({'map50': 0.5}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"map50": 0.5}
+    assert all(f"progress {k}" in proc.stderr for k in (1, 2, 3, 4))

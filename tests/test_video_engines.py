@@ -21,7 +21,7 @@ from anomaly_gui.engines.base import (
 from tests.conftest import shared_dataset
 
 TINY = {"width": 48, "height": 32, "batch_size": 8, "lr": 3e-3}
-WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}, "future_frame": {"past": 3, "ensemble": 1},
+WINDOWED = {"frame_ae": {}, "stacked_ae": {"window": 4}, "convlstm_ae": {"window": 4}, "future_frame": {"past": 3, "ensemble": 1, "appearance_weight": 0.0},
             "memae": {"window": 8, "memory_slots": 64}}
 
 
@@ -91,13 +91,14 @@ def test_training_lowers_error_and_model_file_round_trips(name, ped2_train, tmp_
 
     tensors, meta = read_model_file(path)
     for key in ("frame_scale", "score_floor", "map_floor", "ensemble", "motion_score", "grad_score", "motion_weight",
-                "flow_weight", "score_topk", "flip_average"):
+                "flow_weight", "score_topk", "flip_average", "appearance_weight"):
         meta["params"].pop(key, None)
     old = Engine.load(write_model_file(tmp_path / "old.agm", tensors, meta), device="cpu")
     assert old.params.frame_scale == "linear" and old.n_members == 1
     if name == "future_frame":
         assert eng.params.frame_scale == "log" and old.params.ensemble == 1 and old.params.flow_weight == 0.0
         assert (old.params.score_topk, old.params.flip_average) == (1, False)  # the largest box, as before 0033
+        assert old.params.appearance_weight == 0.0 and old.appearance is None  # no appearance term before 0036
         # a stored smoothing is kept (files from before 0033 stored 0); dB vs linear compared unsmoothed
         assert old.params.smooth == eng.params.smooth == 2.0
         old.params.smooth = eng.params.smooth = 0.0
@@ -372,3 +373,59 @@ def test_speed_term_is_fused_saved_and_loaded(ped2_train, synthetic_clip, tmp_pa
     broken.calibrate(ped2_train)  # the statistics are learnt again from the training clips
     assert broken.speed is not None and [r.score for r in broken.score(synthetic_clip)] == pytest.approx(
         [r.score for r in res], abs=1e-4)
+
+
+APPEARANCE_TINY = {"appearance_width": 120, "appearance_height": 80, "appearance_bank": 256, "appearance_frames": 20}
+
+
+def test_appearance_term_is_fused_saved_and_loaded(ped2_train, synthetic_clip, tmp_path, mobilenet_weights):
+    """future_frame's `appearance_weight` (decision 0036) fuses a PatchCore memory of MobileNetV2 patch features of the
+    training frames: the bright square of the synthetic clip (never seen in training) raises the appearance term; the
+    memory travels in the model file (no pickle), the loaded model scores the same; scoring frames without their
+    appearance is a clear error naming the clip; a file without the memory says so and a calibration relearns it."""
+    from anomaly_gui.engines.future_frame import APPEARANCE_BANK_KEY
+    from anomaly_gui.engines.modelfile import read_model_file, write_model_file
+
+    d = get_engine("future_frame").Params()  # the default since decision 0036 (held-back training clips' pick)
+    assert (d.appearance_weight, d.appearance_layers, d.appearance_bank, d.appearance_stat, d.appearance_scale) == (
+        0.7, "features.6,features.13", 2048, "max", "linear")
+    assert (d.appearance_width, d.appearance_height, d.appearance_frames) == (360, 240, 200)
+    tiny = {**WINDOWED["future_frame"], "appearance_weight": 0.5}
+    eng = get_engine("future_frame")(device="cpu", epochs=1, patience=0, **APPEARANCE_TINY, **TINY, **tiny)
+    eng.fit(ped2_train)
+    assert eng.appearance is not None and tuple(eng.appearance.bank.shape) == (256, 32 + 96)
+    assert eng.stats["appearance_train_std"] > 0 and eng.stats["appearance_seconds"] > 0
+    # the training statistics come from each training half scored against a memory chosen from the other half (one
+    # clip here): higher than the same frames against the memory chosen from them, as unseen normal clips are
+    held_out = eng._train_appearance
+    in_memory = eng.appearance_scores(eng._appearance_frames(clips_from_items(ped2_train)[0], RunContext()))
+    assert held_out.shape == in_memory.shape and held_out.mean() > in_memory.mean()
+    assert eng.stats["appearance_train_mean"] == pytest.approx(float(held_out.mean()), rel=1e-5)
+    assert eng.stats["raw_threshold"] == pytest.approx(np.quantile(eng._fuse(eng.train_frame_errors, None, held_out),
+                                                                   0.99), rel=1e-5)
+    clip = clips_from_items(synthetic_clip)[0]
+    look = eng.appearance_scores(eng._appearance_frames(clip, RunContext()))
+    assert look[19:].min() > look[:11].max()  # the square is there from frame 15 on (smoothing reads 8 frames ahead)
+    res = eng.score(synthetic_clip)
+    scores = np.array([r.score for r in res])
+    assert scores[19:].mean() > scores[:11].mean() + 1.0  # z-units of the training frames
+    again = Engine.load(eng.save(tmp_path / "look"), device="cpu")
+    assert torch_equal(again.appearance.bank, eng.appearance.bank)
+    assert [r.score for r in again.score(synthetic_clip)] == pytest.approx([r.score for r in res], abs=1e-5)
+    with pytest.raises(DataError, match="synthetic.*appearance.*score_clip"):
+        again.score_frames(again._load([clip], RunContext())[0], "synthetic")
+    with pytest.raises(DataError, match="must not exceed 1"):
+        get_engine("future_frame")(device="cpu", flow_weight=0.6, appearance_weight=0.6)._calibrate_terms([], RunContext())
+    tensors, meta = read_model_file(tmp_path / "look.agm")
+    del tensors[APPEARANCE_BANK_KEY]
+    broken = Engine.load(write_model_file(tmp_path / "no_look.agm", tensors, meta), device="cpu")
+    with pytest.raises(DataError, match="no appearance memory"):
+        broken.score(synthetic_clip)
+    broken.calibrate(ped2_train)  # the memory is chosen again from the training frames (same frames, same seed)
+    assert [r.score for r in broken.score(synthetic_clip)] == pytest.approx([r.score for r in res], abs=1e-4)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

@@ -5,9 +5,12 @@ Dispatches on the engine's task to an evaluator registered in `anomaly_gui.evalu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,13 +61,35 @@ def run(args: argparse.Namespace) -> int:
     engine_cls = get_engine(args.engine)
     params = parse_params(args.param, engine_cls.Params)
     evaluator = get_evaluator(engine_cls.task)
-    result = evaluator(
-        dataset=args.dataset, engine=args.engine, test=args.test, device=args.device, params=params,
-        save_model=args.save_model, allow_overlap=args.allow_overlap,
-    )
+    with stdout_to_stderr() if args.json else contextlib.nullcontext():
+        result = evaluator(
+            dataset=args.dataset, engine=args.engine, test=args.test, device=args.device, params=params,
+            save_model=args.save_model, allow_overlap=args.allow_overlap,
+        )
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
             print(f"{k:20s} {v}", file=sys.stdout)
     return 0
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """While it runs, what anything prints on stdout goes to stderr, at the file-descriptor level too (ultralytics'
+    progress bars, native code), so `--json` leaves exactly one JSON object on stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout descriptor: Python's stream alone
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

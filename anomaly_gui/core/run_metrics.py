@@ -96,6 +96,23 @@ def frame_threshold(project: Project, run_id: int) -> tuple[float, str, str]:
     return choose_threshold_with_source(project, run_id, 0.0, use_maps=False)
 
 
+def run_frame_threshold(project: Project, run: Any) -> float | None:
+    """The threshold the video player flags a run's frames with: stored with the run's metrics, else (a video run
+    from before it was stored) computed by `frame_threshold`; None for other runs and when no validation or
+    training frames were scored."""
+    from anomaly_gui.core.protocol import Task
+
+    value = run.metrics.get("frame_threshold")
+    if value is not None:
+        return float(value)
+    if run.task != Task.VIDEO.value:
+        return None
+    try:
+        return frame_threshold(project, run.id)[0]
+    except ValueError:
+        return None
+
+
 def _label(flag: bool | None) -> int:
     return -1 if flag is None else int(bool(flag))
 

@@ -10,6 +10,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
+from anomaly_gui.core.run_metrics import run_frame_threshold
 from anomaly_gui.gui.panels import register_panel
 from anomaly_gui.gui.state import AppState
 
@@ -132,8 +133,8 @@ class MetricsPanel(QWidget):
                             f", {run.metrics.get('n_test', 0)} test item(s)")
         for key, lab in self.values.items():
             lab.setText(_fmt(None if run is None else run.metrics.get(key)))
-        value = None if run is None else run.metrics.get("frame_threshold")
-        self.frame_threshold = None if value is None else (run.id, float(value))
+        value = None if run is None else run_frame_threshold(project, run)  # computed for older video runs
+        self.frame_threshold = None if value is None else (run.id, value)
 
     def refresh_confusion(self, *_: Any) -> None:
         """Counts from `state.predictions` (kept in step with the sliders by the review panel)."""

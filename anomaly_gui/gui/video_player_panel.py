@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from anomaly_gui.core.errors import AnomalyGuiError
 from anomaly_gui.core.formats.base import Annotation
 from anomaly_gui.core.protocol import ClipScores
+from anomaly_gui.core.run_metrics import run_frame_threshold
 from anomaly_gui.core.video_export import flagged_mask
 from anomaly_gui.core.video_io import Clip, clips_from_items
 from anomaly_gui.gui.panels import register_panel
@@ -299,14 +300,14 @@ class VideoPlayerPanel(ClipFilesMixin, QWidget):
         if not clip.per_frame_items:
             s = stored.get(int(ids[0]))
             if s is not None and "frame_scores" in s.extra:
-                self.set_results(np.asarray(s.extra["frame_scores"], np.float32), threshold=_frame_threshold(proj, run))
+                self.set_results(np.asarray(s.extra["frame_scores"], np.float32), threshold=run_frame_threshold(proj, run))
             return
         if not all(i in stored for i in ids):
             return
         maps = [proj.score_map(run_id, int(i)) for i in ids]
         stack = np.stack(maps) if all(m is not None for m in maps) else None
         self.set_results(np.array([stored[i].score for i in ids], np.float32), stack,
-                         threshold=_frame_threshold(proj, run),
+                         threshold=run_frame_threshold(proj, run),
                          pixel_threshold=run.params.get("pixel_threshold", run.metrics.get("pixel_threshold")))
 
     # -- playback ---------------------------------------------------------------------------------
@@ -500,17 +501,3 @@ class VideoPlayerPanel(ClipFilesMixin, QWidget):
     def closeEvent(self, ev: Any) -> None:
         self.close_clip()
         super().closeEvent(ev)
-
-
-def _frame_threshold(project: Any, run: Any) -> float | None:
-    """The run's threshold on frame scores (stored with its metrics; computed for runs from before): the run's own
-    threshold is chosen on its maps' values, another unit than the frame scores the curve shows."""
-    value = run.metrics.get("frame_threshold")
-    if value is not None:
-        return float(value)
-    from anomaly_gui.core.run_metrics import frame_threshold
-
-    try:
-        return frame_threshold(project, run.id)[0]
-    except ValueError:  # no scored validation or training frames: the player picks a quantile of the clip
-        return None

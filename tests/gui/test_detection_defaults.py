@@ -60,7 +60,8 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     defaults = get_engine("retinanet").Params()
     assert form.values()["steps"] == defaults.steps and form.values()["tta"] == defaults.tta
     form.widget("steps").setValue(120)
-    form.widget("tta").setChecked(not defaults.tta)
+    other_tta = "d4" if defaults.tta != "d4" else "none"
+    form.widget("tta").setCurrentIndex(form.widget("tta").findText(other_tta))
     form.widget("snapshots").setValue(defaults.snapshots + 2)  # the checkpoint ensemble
     # the detector head and the merge of overlapping boxes are choices in the form (under Advanced for the merge)
     for name, value in (("detector", "fcos"), ("box_merge", "nms" if defaults.box_merge == "wbf" else "wbf")):
@@ -81,7 +82,7 @@ def test_detection_dock_retinanet_schedule_and_flips_reach_the_job(qtbot, window
     calls = _capture_job(monkeypatch)
     panel.start_training()
     job = calls[-1][1]
-    assert job["steps"] == 120 and job["tta"] is (not defaults.tta) and job["snapshots"] == defaults.snapshots + 2
+    assert job["steps"] == 120 and job["tta"] == other_tta and job["snapshots"] == defaults.snapshots + 2
     assert job["detector"] == "fcos" and job["box_merge"] != defaults.box_merge and job["merge_iou"] == pytest.approx(0.35)
     assert job["anchor_aspects"] == "auto" != defaults.anchor_aspects and job["box_refine"] == "none" and job["cfar_split"] is False
     assert job["keep_epoch"] == other_keep
@@ -112,3 +113,32 @@ def test_detection_dock_yolo_calibration_refine_and_saturation_stop_reach_the_jo
     job = calls[-1][1]
     assert calls[-1][0] == "yolo" and job["calibrate"] is False and job["box_refine"] == "cfar"
     assert job["stop_saturated"] == 0 and job["cfar_k"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("engine", ["yolo", "retinanet"])
+def test_detection_dock_test_time_views_reach_the_job(qtbot, window, tmp_path, monkeypatch, engine):
+    """Both detectors offer the test-time views (`tta`: none, flips, rotations, d4 ...) and their fusion under
+    Advanced, with the engine's defaults; what the analyst picks reaches the training job."""
+    from anomaly_gui.core.project import open_project
+    from anomaly_gui.engines.base import get_engine
+    from anomaly_gui.engines.detection_common.tta import TTA_CHOICES, TTA_MERGES
+
+    if engine == "yolo":
+        pytest.importorskip("ultralytics")
+    window.state.set_project(open_project(tmp_path / "p.agproj"))
+    panel = window.panels["detection"]
+    panel.engine_combo.setCurrentIndex(panel.engine_combo.findData(engine))
+    form = panel.param_form
+    defaults = get_engine(engine).Params()
+    tta, merge = form.widget("tta"), form.widget("tta_merge")
+    assert form._advanced.isAncestorOf(tta) and form._advanced.isAncestorOf(merge)
+    assert [tta.itemText(i) for i in range(tta.count())] == TTA_CHOICES
+    assert [merge.itemText(i) for i in range(merge.count())] == TTA_MERGES
+    assert (tta.currentText(), merge.currentText()) == (defaults.tta, defaults.tta_merge)
+    other_tta = "rotations" if defaults.tta != "rotations" else "none"
+    other_merge = "nms_max" if defaults.tta_merge != "nms_max" else "wbf_mean"
+    tta.setCurrentIndex(tta.findText(other_tta))
+    merge.setCurrentIndex(merge.findText(other_merge))
+    calls = _capture_job(monkeypatch)
+    panel.start_training()
+    assert calls[-1][0] == engine and calls[-1][1]["tta"] == other_tta and calls[-1][1]["tta_merge"] == other_merge

@@ -165,7 +165,8 @@ def test_main_window_docks_the_player(window):
 
 
 @pytest.mark.slow
-def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_clip(qtbot, test_items, tmp_path):
+def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_clip(qtbot, test_items, tmp_path,
+                                                                                  mobilenet_weights):
     """The analyst opens a test clip in the player, chooses the future-frame predictor in the Train panel and
     trains it (tiny schedule): when the run ends, the open clip shows that run's frame scores and maps."""
     from anomaly_gui.core.project import open_project
@@ -191,13 +192,22 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     form = tp.form
     assert {"frame_scale", "smooth", "smooth_mode", "lr_schedule", "ema", "time_flip", "ensemble", "score_floor", "map_floor",
             "grad_score", "motion_score", "motion_weight", "flow_weight", "flow_box", "flow_width", "flow_height",
-            "score_topk", "flip_average"} <= set(form.names())
+            "score_topk", "flip_average", "appearance_weight", "appearance_layers", "appearance_width",
+            "appearance_height", "appearance_bank", "appearance_frames", "appearance_stat",
+            "appearance_scale"} <= set(form.names())
     assert form.values()["frame_scale"] == "log"
     # decision 0033: centred smoothing (sigma 2) over the mean of the 64 largest boxes; the test-time flip an option
     assert (form.values()["smooth"], form.values()["smooth_mode"], form.values()["score_topk"]) == (2.0, "centred", 64)
     assert form.values()["flip_average"] is False
     form.widget("score_topk").setValue(16)
     form.widget("flip_average").setChecked(True)
+    # decision 0036: the appearance term (MobileNetV2 patch memory); the analyst fuses it in at a quarter, at a
+    # smaller frame size and memory (a short run)
+    assert form.values()["appearance_width"] == 360 and form.values()["appearance_stat"] == "max"
+    form.widget("appearance_weight").setValue(0.25)
+    form.widget("appearance_width").setValue(120)
+    form.widget("appearance_height").setValue(80)
+    form.widget("appearance_bank").setValue(128)
     assert (form.values()["motion_score"], form.values()["score_floor"]) == (0.0, 0.02)  # decision 0026
     assert form.values()["flow_weight"] == 0.0  # the optical-flow speed term is an option (decision 0029)
     form.widget("motion_score").setValue(2.0)  # the analyst adds the motion error to the score
@@ -216,6 +226,8 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     assert (run.params["motion_score"], run.params["score_floor"], run.params["map_floor"]) == (2.0, 0.005, 0.02)
     assert run.params["flow_weight"] == pytest.approx(0.5) and run.params["flow_box"] == 16
     assert run.params["score_topk"] == 16 and run.params["flip_average"] is True
+    assert run.params["appearance_weight"] == pytest.approx(0.25) and run.params["appearance_bank"] == 128
+    assert (run.params["appearance_width"], run.params["appearance_height"]) == (120, 80)
     assert "frame_auc" in run.metrics and "frame_auc_raw" in run.metrics
     # the open clip now shows this run: one score per frame, the stored ones, and a map per frame
     qtbot.waitUntil(lambda: player.scores is not None, timeout=5000)
@@ -234,6 +246,16 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     assert run.metrics["pixel_threshold"] > 0
     assert player.pixel_thr.value() == pytest.approx(run.metrics["pixel_threshold"], rel=1e-3)
     assert player.export_csv_btn.isEnabled()
+    # the frames box of the Metrics panel counts the frames at the player's threshold
+    qtbot.waitUntil(lambda: not metrics.frames.isHidden(), timeout=5000)
+    stored_thr, counts = run.metrics["frame_threshold"], dict(metrics.frames.counts)
+    # a run from before the frame threshold was stored with its metrics: the panel computes the same threshold
+    proj.update_run(run_id, metrics={k: v for k, v in run.metrics.items() if not k.startswith("frame_threshold")})
+    assert "frame_threshold" not in proj.run(run_id).metrics
+    state.runsChanged.emit()
+    qtbot.waitUntil(lambda: metrics.frame_threshold is not None and metrics.frames.counts is not None, timeout=5000)
+    assert metrics.frame_threshold == (run_id, pytest.approx(stored_thr))
+    assert not metrics.frames.isHidden() and metrics.frames.counts == counts
     stop_jobs(qtbot)
     win.close()
     proj.close()

@@ -103,6 +103,70 @@ class DetectionEngine(Engine):
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[list[Annotation]]:
         """Boxes (pixel coordinates of each input) for RGB uint8 images, confidence >= params.min_confidence."""
 
+    def _tta_key(self) -> str:
+        """The test-time views and fusion in use, as keyed in `stats["score_shifts"]` ("none": the image alone)."""
+        from anomaly_gui.engines.detection_common.tta import VIEW_SETS, view_set
+
+        tta = getattr(self.params, "tta", "none")
+        if view_set(tta) == VIEW_SETS["none"] or isinstance(tta, bool):
+            return "none" if view_set(tta) == VIEW_SETS["none"] else "flips (before 2026-12-01)"
+        return f"{tta}/{getattr(self.params, 'tta_merge', 'wbf_mean')}"
+
+    # -- test-time views (`tta`) ------------------------------------------------------------
+    def _views(self) -> tuple[str, ...]:
+        """The test-time views in use (`tta`; the image alone while fitting: validation only ranks epochs)."""
+        from anomaly_gui.engines.detection_common.tta import VIEW_SETS, view_set
+
+        return VIEW_SETS["none"] if getattr(self, "_training", False) else view_set(getattr(self.params, "tta", "none"))
+
+    def _views_found(self, images: Sequence[np.ndarray], views: Sequence[str], floor: float) -> list[dict[str, dict[str, np.ndarray]]]:
+        """Per image, view name -> the network's raw detections on that view (boxes in the image's pixels, raw scores
+        from about `floor` up, labels), after the engine's own merging of one view's boxes."""
+        raise NotImplementedError
+
+    def _views_iou(self) -> float:
+        """Boxes of the views overlapping more than this are one object."""
+        return 0.55
+
+    def _label_name(self, label: int) -> str:
+        classes = self.classes
+        return classes[label] if 0 <= label < len(classes) else str(label)
+
+    def _raw_floor(self) -> float:
+        """The raw score that calibrates to `min_confidence`."""
+        from anomaly_gui.engines.detection_common.calibration import calibrate
+
+        shift, floor = self._score_shift(), float(self.params.min_confidence)
+        return float(calibrate(np.array([floor]), -shift)[0]) if shift else floor
+
+    def _raw(self, images: Sequence[np.ndarray], floor: float | None = None) -> list[dict[str, np.ndarray]]:
+        """Per image: boxes, raw scores, labels (highest score first) from the test-time views, fused, each view's raw
+        scores from `floor` up (default: what calibrates to `min_confidence`); snapped to CFAR blobs when
+        `box_refine` says so."""
+        from anomaly_gui.engines.detection_common.cfar import CfarSettings
+        from anomaly_gui.engines.detection_common.postfit import fused_views, snap_all
+
+        p = self.params
+        floor = self._raw_floor() if floor is None else floor
+        views = self._views()
+        found = fused_views(self._views_found(images, views, floor), views, self._views_iou(), getattr(p, "tta_merge", "wbf_mean"), floor)
+        if self._refining():
+            found = snap_all(found, images, CfarSettings(window=p.cfar_window, k=p.cfar_k, min_area=p.cfar_min_area), p.cfar_split)
+        return found
+
+    def _refining(self) -> bool:
+        choice = getattr(self.params, "box_refine", "none")
+        return choice == "cfar" or (choice == "auto" and self.stats.get("box_refine") == "cfar")
+
+    def _score_shift(self) -> float:
+        """The calibration (logit shift) measured after the fit for the test-time views in use: `score_shift` for the
+        fit's own views (`calibrated_views`), else the one of `score_shifts`; model files without them have the single
+        `score_shift` of their fit."""
+        key, own = self._tta_key(), float(self.stats.get("score_shift", 0.0))
+        if key == self.stats.get("calibrated_views", key):
+            return own
+        return float((self.stats.get("score_shifts") or {}).get(key, own))
+
     def _prepare(self, img: np.ndarray) -> np.ndarray:
         return prepare_image(img, getattr(self.params, "input_stretch", "auto"), getattr(self.params, "speckle", "none"))
 

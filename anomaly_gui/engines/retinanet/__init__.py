@@ -20,10 +20,13 @@ from anomaly_gui.core.splits import train_val_split
 from anomaly_gui.engines.detection_common import (
     INPUT_CHOICES, DetectionEngine, TrainingSet, check_training_items, make_box,
 )
-from anomaly_gui.engines.detection_common.calibration import best_f1_threshold, calibrate, logit
+from anomaly_gui.engines.detection_common.calibration import calibrate
 from anomaly_gui.engines.detection_common.cfar import CfarSettings, bright_blobs, snap_to_blobs
+from anomaly_gui.engines.detection_common.postfit import CALIBRATION_FLOOR, decide_views
 from anomaly_gui.engines.detection_common.sampling import auto_scale, training_sample
-from anomaly_gui.engines.detection_common.tta import FLIPS, fuse_variants, unflip_boxes
+from anomaly_gui.engines.detection_common.tta import (
+    TTA_CHOICES, TTA_HELP, TTA_MERGE_HELP, TTA_MERGES, VIEWS, fuse_variants, unview_boxes,
+)
 from anomaly_gui.engines.retinanet.model import DETECTORS, build_detector, find_backbone_weights
 
 
@@ -57,7 +60,8 @@ class RetinaNetParams:
     fpn_channels: int = param(48, "feature pyramid width", minimum=16, maximum=256, advanced=True)
     head_convs: int = param(2, "convolutions in each head tower", minimum=1, maximum=4, advanced=True)
     snapshots: int = param(1, "checkpoint ensemble: fuse the boxes of this many of the run's best validated epochs (weighted box fusion, as test-time flips); no extra training, Nx slower detection", minimum=1, maximum=8)
-    tta: bool = param(False, "test-time flips: also detect on the image flipped left-right, up-down and both, and fuse the boxes (4x slower detection)")
+    tta: str = param("none", TTA_HELP, choices=TTA_CHOICES, advanced=True)
+    tta_merge: str = param("wbf_mean", TTA_MERGE_HELP + " (boxes overlapping more than `merge_iou` are one object)", choices=TTA_MERGES, advanced=True)
     box_merge: str = param("wbf", "overlapping detections of one object: nms keeps the strongest; wbf averages their boxes weighted by score (weighted box fusion)", choices=MERGES, advanced=True)
     merge_iou: float = param(0.2, "detections overlapping more than this IoU are one object (for nms and wbf)", minimum=0.05, maximum=0.95, step=0.05, advanced=True)
     box_refine: str = param("auto", "snap each box to the bright blob it overlaps (CFAR: pixels k local deviations above the local mean): cfar, none, or auto (cfar when it scores better on the validation images)", choices=REFINES)
@@ -205,16 +209,22 @@ class RetinaNetEngine(DetectionEngine):
         finally:
             self._training = False
         self.fitted = True
-        self.stats["box_refine"] = self._choose_refine(val_images, val)
+        on_val = any(len(b) for b in val.boxes)
+        ref, ref_images = (val, val_images) if on_val else (data, images)
+        # no validation object: the learnt boxes (as before)
+        p_refine = "none" if not on_val and p.box_refine == "auto" else p.box_refine
+        self.stats["box_refine"] = p_refine
+        # one network pass per D4 view: the refine choice with the model's own views, a calibration for every view set
+        if p_refine == "auto" or p.calibrate:
+            self.stats.update(decide_views(self._views_found(ref_images, tuple(VIEWS), CALIBRATION_FLOOR), ref_images, ref, self._label_name,
+                                           tta=str(p.tta), merge=p.tta_merge, iou=self._merge_iou(), refine=p_refine,
+                                           cfar=CfarSettings(window=p.cfar_window, k=p.cfar_k, min_area=p.cfar_min_area), split=p.cfar_split,
+                                           min_confidence=p.min_confidence, calibrate=p.calibrate, floor=CALIBRATION_FLOOR))
         if "box_refine_validation" in self.stats:  # the run log (the GUI's too) says what auto chose and why
             ctx.log({"message": f"box_refine auto: {self.stats['box_refine']} (validation mAP50 / mAP50-95 "
                                 + ", ".join(f"{k} {v[0]:.3f} / {v[1]:.3f}" for k, v in self.stats["box_refine_validation"].items()) + ")"})
         if p.calibrate:
-            on_val = any(len(b) for b in val.boxes)
-            gt, imgs = (val.boxes, val_images) if on_val else (data.boxes, images)
-            thr, f1 = best_f1_threshold(gt, self._raw_detections(imgs))
-            self.stats.update({"score_shift": float(logit(thr)), "raw_threshold": thr, "calibration_f1": f1,
-                               "calibrated_on": "validation" if on_val else "training"})
+            self.stats["calibrated_on"] = "validation" if on_val else "training"
         self.stats.update({"history": history, **best})
 
     def _validation_map(self, images: list[np.ndarray], val: TrainingSet) -> tuple[float, float]:
@@ -244,8 +254,7 @@ class RetinaNetEngine(DetectionEngine):
         return "cfar" if scores["cfar"][0] >= scores["none"][0] else "none"
 
     def _refining(self) -> bool:
-        choice = self.params.box_refine
-        return choice == "cfar" or (choice == "auto" and self.stats.get("box_refine") == "cfar")
+        return super()._refining() and not self._training  # per-epoch validation ranks the network's own boxes
 
     def _batch_maker(self, images: list[np.ndarray], data: TrainingSet, crop: int, seed: int) -> Any:
         """A function returning one training batch (crop tensors, targets) drawn from the cached images:
@@ -399,13 +408,17 @@ class RetinaNetEngine(DetectionEngine):
             raise RuntimeError("retinanet: no model (fit or load first)")
         return [self.model, *self.snapshot_models]
 
+    def _merge_iou(self) -> float:
+        """Boxes overlapping more than this are one object (members' and views' boxes)."""
+        return float(self.params.merge_iou) if self.params.box_merge == "wbf" else 0.55
+
     @torch.no_grad()
-    def _variants(self, images: Sequence[np.ndarray], members: Sequence[torch.nn.Module]) -> list[list[dict[str, np.ndarray]]]:
-        """Per image, the detections of every member network on every test-time flip (boxes in the image's own
-        pixels), after each network's own NMS (at `WBF_PRE_NMS` before a fusion)."""
+    def _variants(self, images: Sequence[np.ndarray], members: Sequence[torch.nn.Module],
+                  views: Sequence[str] | None = None) -> list[list[dict[str, np.ndarray]]]:
+        """Per image, the detections of every member network on every test-time view (member-major; boxes in the
+        image's own pixels), after each network's own NMS (at `WBF_PRE_NMS` before a fusion)."""
         wbf = self.params.box_merge == "wbf"
-        # test-time flips (not during the per-epoch validation: it would cost 4x and only rank epochs)
-        flips = FLIPS if self.params.tta and not self._training else FLIPS[:1]
+        views = self._views() if views is None else tuple(views)
         outs: list[list[dict[str, np.ndarray]]] = []
         bs = max(1, self.params.batch)
         for i in range(0, len(images), bs):
@@ -415,25 +428,40 @@ class RetinaNetEngine(DetectionEngine):
                 net.eval()
                 # read at each detection; before a fusion only near-duplicates are suppressed (the fusion averages the rest)
                 net.nms_thresh = WBF_PRE_NMS if wbf else float(self.params.merge_iou)  # type: ignore[assignment]
-                for fx, fy in flips:
+                for view in views:
+                    transpose, fx, fy = VIEWS[view]
                     dims = [d for d, on in ((2, fx), (1, fy)) if on]
-                    found = net([t.flip(dims) if dims else t for t in chunk])
-                    per_variant.append([{"boxes": unflip_boxes(o["boxes"].cpu().numpy(), t.shape[2], t.shape[1], fx, fy),
+                    seen = [t.transpose(1, 2) if transpose else t for t in chunk]
+                    found = net([t.flip(dims) if dims else t for t in seen])
+                    per_variant.append([{"boxes": unview_boxes(o["boxes"].cpu().numpy(), t.shape[2], t.shape[1], view),
                                          "scores": o["scores"].cpu().numpy(), "labels": o["labels"].cpu().numpy()}
                                         for o, t in zip(found, chunk)])
             outs += [[v[j] for v in per_variant] for j in range(len(chunk))]
         return outs
 
-    def _fuse(self, variants: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """One image's detections from its variants: weighted box fusion (wbf, or several variants), else as found."""
-        wbf = self.params.box_merge == "wbf"
-        if not wbf and len(variants) == 1:
+    def _fuse_members(self, variants: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Detections of one view: weighted box fusion of its members' boxes (wbf, or several members), else as found."""
+        if self.params.box_merge != "wbf" and len(variants) == 1:
             return variants[0]
-        return fuse_variants(variants, iou=float(self.params.merge_iou) if wbf else 0.55)
+        return fuse_variants(variants, iou=self._merge_iou())
 
-    def _raw(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        found = [self._fuse(v) for v in self._variants(images, self._members())]
-        if self._refining() and not self._training:  # box extents from the image's bright blobs (`box_refine`)
+    def _views_found(self, images: Sequence[np.ndarray], views: Sequence[str], floor: float) -> list[dict[str, dict[str, np.ndarray]]]:
+        views = tuple(views)
+        return [{view: self._fuse_members(variants[v::len(views)]) for v, view in enumerate(views)}
+                for variants in self._variants(images, self._members(), views)]
+
+    def _views_iou(self) -> float:
+        return self._merge_iou()
+
+    def _label_name(self, label: int) -> str:
+        return super()._label_name(label - 1) if label > 0 else str(label)  # torchvision's labels: 0 is the background
+
+    def _raw(self, images: Sequence[np.ndarray], floor: float | None = None) -> list[dict[str, np.ndarray]]:
+        if not isinstance(self.params.tta, bool):
+            return super()._raw(images, floor)
+        # a model file from before the views (`tta` true / false): every variant fused at once, as it was scored
+        found = [self._fuse_members(v) for v in self._variants(images, self._members())]
+        if self._refining():  # box extents from the image's bright blobs (`box_refine`)
             p = self.params
             cfar = CfarSettings(window=p.cfar_window, k=p.cfar_k, min_area=p.cfar_min_area)
             found = [snap_to_blobs(f, bright_blobs(im, cfar), split=p.cfar_split) for f, im in zip(found, images)]
@@ -444,7 +472,7 @@ class RetinaNetEngine(DetectionEngine):
 
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[list[Annotation]]:
         classes = self.classes
-        shift = float(self.stats.get("score_shift", 0.0))
+        shift = self._score_shift()
         result = []
         for o in self._raw(images):
             b, lab = o["boxes"], o["labels"]

@@ -130,14 +130,19 @@ def frame_errors(err: np.ndarray, maps: np.ndarray, params: VideoAEParams) -> np
             e = np.sqrt(np.maximum(e, 0.0) * np.maximum(total, 0.0))
     if getattr(params, "frame_scale", "linear") == "log":
         e = 10.0 * np.log10(np.maximum(e, LOG_FLOOR))
-    if params.smooth > 0 and n > 1:
+    return smooth_scores(e, params)
+
+
+def smooth_scores(e: np.ndarray, params: VideoAEParams) -> np.ndarray:
+    """Frame scores smoothed in time as `params` say (`smooth` sigma, `smooth_mode` causal or centred; 0: as they are)."""
+    if params.smooth > 0 and len(e) > 1:
         if getattr(params, "smooth_mode", "centred") == "causal":
-            e = causal_smooth(e, float(params.smooth))
+            e = causal_smooth(np.asarray(e, np.float64), float(params.smooth))
         else:
             from scipy.ndimage import gaussian_filter1d
 
-            e = gaussian_filter1d(e, float(params.smooth), mode="nearest")
-    return e.astype(np.float32)
+            e = gaussian_filter1d(np.asarray(e, np.float64), float(params.smooth), mode="nearest")
+    return np.asarray(e).astype(np.float32)
 
 
 def average_members(results: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
