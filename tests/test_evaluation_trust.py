@@ -448,3 +448,32 @@ def test_frame_csv_leaves_the_ground_truth_of_unlabelled_frames_empty(tmp_path):
                       known=np.array([True, True, False]))
     rows = list(csv.DictReader(Path(export_csv(tmp_path / "f.csv", v, fps=10.0, clip="c")).open()))
     assert [r["ground_truth"] for r in rows] == ["normal", "anomalous", ""]
+
+
+def test_frame_threshold_without_validation_uses_the_training_clips_scored_as_unseen(tmp_path):
+    """A video run without validation frames chooses its frame threshold on the training frames; when the engine
+    measured them as unseen clips (the appearance memory has the training frames' own patches, so their stored
+    scores are lower: `frame_threshold_training`, decision 0036), that threshold is used, and the method says so;
+    a run with validation frames keeps the validation rule."""
+    from anomaly_gui.core.project import open_project
+    from anomaly_gui.core.run_files import write_split
+    from anomaly_gui.core.run_metrics import frame_threshold, run_frame_threshold
+
+    proj = open_project(tmp_path / "p.agproj")
+    img = tmp_path / "f.png"
+    write_image(img, np.zeros((8, 8), np.uint8))
+    ids = proj.add_items([DatasetItem(str(img), split="train", is_anomalous=False, group="clip", frame_index=k)
+                          for k in range(6)])
+    run = proj.create_run("future_frame", "video", {})
+    proj.save_scores(run.id, ids, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [None] * 6, [{}] * 6)
+    write_split(proj, run.id, ids, [])
+    t, how, source = frame_threshold(proj, run.id)
+    assert source == "training" and 0.6 < t < 0.601 and "training" in how
+    proj.update_run(run.id, metrics={"frame_threshold_training": 1.7})
+    t, how, source = frame_threshold(proj, run.id)
+    assert (t, source) == (1.7, "training") and "unseen" in how
+    assert run_frame_threshold(proj, proj.run(run.id)) == 1.7  # what the player and the Metrics panel show
+    write_split(proj, run.id, ids[:4], ids[4:])  # two validation frames: their rule, not the training figure
+    t, how, source = frame_threshold(proj, run.id)
+    assert source == "validation" and 0.6 < t < 0.601
+    proj.close()

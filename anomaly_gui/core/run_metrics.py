@@ -92,8 +92,16 @@ def choose_threshold_with_source(project: Project, run_id: int, min_area: float 
 
 def frame_threshold(project: Project, run_id: int) -> tuple[float, str, str]:
     """The threshold on a video run's frame scores, by the same rule on the same validation (else training) frames.
-    The run's own threshold is chosen on its maps' values, another unit (a frame score is in dB by default)."""
-    return choose_threshold_with_source(project, run_id, 0.0, use_maps=False)
+    The run's own threshold is chosen on its maps' values, another unit (a frame score is in dB by default).
+    Without validation items, an engine that measured its training clips as unseen ones (each against a memory
+    without it: `frame_threshold_training` in the run's metrics) gives the threshold: the stored training scores
+    are lower, the model has their patches."""
+    t, how, source = choose_threshold_with_source(project, run_id, 0.0, use_maps=False)
+    unseen = project.run(run_id).metrics.get("frame_threshold_training") if source == "training" else None
+    if unseen is not None:
+        return (float(unseen), "above every normal training frame, each training clip scored as an unseen one "
+                               "(no validation items)", source)
+    return t, how, source
 
 
 def run_frame_threshold(project: Project, run: Any) -> float | None:

@@ -177,9 +177,17 @@ class VideoPolicy(TaskPolicy):
 
     def fit_metrics(self, engine: EngineProtocol) -> dict[str, Any]:
         """The default pixel threshold learnt on the training frames (the player outlines regions above it),
-        so a clip shown later is never outlined by a statistic of its own maps."""
+        so a clip shown later is never outlined by a statistic of its own maps; and, for an engine whose training
+        frames score lower than unseen normal ones (`unseen_train_scores`), the frame threshold the same rule gives
+        on those scores, which the run uses when it has no validation items."""
+        from anomaly_gui.core.thresholds import pick_threshold_from_scores
+
         value = engine.stats.get("pixel_threshold")
-        return {"pixel_threshold": float(value)} if value is not None else {}
+        out = {"pixel_threshold": float(value)} if value is not None else {}
+        unseen = getattr(engine, "unseen_train_scores", None)
+        if unseen is not None and len(unseen):  # the frame threshold without validation items (`frame_threshold`)
+            out["frame_threshold_training"] = pick_threshold_from_scores(np.asarray(unseen, np.float64)).threshold
+        return out
 
     def batches(self, items: Sequence[DatasetItem], batch_size: int) -> Iterator[list[DatasetItem]]:
         """One clip at a time, whole: frame scores are normalised over their clip and windows span frames."""

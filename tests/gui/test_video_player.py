@@ -235,9 +235,14 @@ def test_future_frame_chosen_in_train_panel_and_its_scores_appear_in_the_open_cl
     assert np.allclose(player.scores, [stored[i].score for i in sorted(test_ids)])
     # frames are flagged on the frame scores' own threshold (dB), not the run's threshold on map values
     assert player.maps.shape == (N, 32, 48) and player.threshold == pytest.approx(run.metrics["frame_threshold"])
-    # no validation frames here: just above every normal training frame's score (the maps' threshold is ~100x that)
-    train_scores = [stored[i].score for i in stored if i not in set(test_ids)]
-    assert max(train_scores) < player.threshold <= np.nextafter(np.float32(max(train_scores) + 1e-3), np.float32(np.inf))
+    # a validation clip here: just above every normal validation frame's score (the maps' threshold is ~100x that)
+    from anomaly_gui.core.run_files import run_split
+
+    val_ids = set(run_split(proj, run_id)["val"])
+    val_scores = [stored[i].score for i in stored if i in val_ids]
+    assert val_scores and max(val_scores) < player.threshold <= np.nextafter(np.float32(max(val_scores) + 1e-3), np.float32(np.inf))
+    # the engine also measured its training clips as unseen ones (appearance term on): used without validation frames
+    assert "frame_threshold_training" in run.metrics
     assert player.threshold != pytest.approx(run.threshold, rel=0.5)
     metrics = win.panels["metrics"]
     qtbot.waitUntil(lambda: "video player flags a frame" in metrics.setting.text(), timeout=5000)

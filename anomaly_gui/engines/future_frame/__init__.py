@@ -173,6 +173,9 @@ class FutureFrameEngine(VideoAEEngine):
         self.appearance: AppearanceModel | None = None  # with appearance_weight > 0: the memory of training patches
         self._train_speed: np.ndarray | None = None  # the training frames' terms at the last calibration (not saved)
         self._train_appearance: np.ndarray | None = None
+        #: with the appearance term: the training frames' fused scores, each clip against a memory without it (what
+        #: an unseen normal clip gives; the stored training scores are lower, their patches are in the memory)
+        self.unseen_train_scores: np.ndarray | None = None
 
     @property
     def window(self) -> int:
@@ -255,6 +258,7 @@ class FutureFrameEngine(VideoAEEngine):
         mean and spread of every fused term, and the default threshold of the fused score; otherwise forget them."""
         for key in TERM_STATS:
             self.stats.pop(key, None)
+        self.unseen_train_scores = None
         if float(self.params.flow_weight) + float(self.params.appearance_weight) > 1.0 + 1e-9:
             raise DataError("<parameters>", f"flow_weight ({self.params.flow_weight}) + appearance_weight "
                                             f"({self.params.appearance_weight}) must not exceed 1")
@@ -275,6 +279,7 @@ class FutureFrameEngine(VideoAEEngine):
                                                   f"term, {n} for the predictor")
             self.stats.update({f"{key}_train_mean": float(e.mean()), f"{key}_train_std": float(e.std())})
         fused = self._fuse(pred, terms.get("speed"), terms.get("appearance"))
+        self.unseen_train_scores = fused if self.uses_appearance else None
         self.stats.update({"train_error_mean": float(fused.mean()), "train_error_std": float(fused.std()),
                            "train_error_max": float(fused.max()), "raw_threshold": float(np.quantile(fused, 0.99))})
 
