@@ -105,12 +105,10 @@ class DetectionEngine(Engine):
 
     def _tta_key(self) -> str:
         """The test-time views and fusion in use, as keyed in `stats["score_shifts"]` ("none": the image alone)."""
-        from anomaly_gui.engines.detection_common.tta import VIEW_SETS, view_set
-
         tta = getattr(self.params, "tta", "none")
-        if view_set(tta) == VIEW_SETS["none"] or isinstance(tta, bool):
-            return "none" if view_set(tta) == VIEW_SETS["none"] else "flips (before 2026-12-01)"
-        return f"{tta}/{getattr(self.params, 'tta_merge', 'wbf_mean')}"
+        if isinstance(tta, bool) or tta is None:  # a RetinaNet file from before the views: true = the four flips
+            return "flips (before 2026-12-01)" if tta else "none"
+        return "none" if tta == "none" else f"{tta}/{getattr(self.params, 'tta_merge', 'wbf_mean')}"
 
     # -- test-time views (`tta`) ------------------------------------------------------------
     def _views(self) -> tuple[str, ...]:
