@@ -46,6 +46,15 @@ def mobilenet_weights() -> Path:
 
 
 @pytest.fixture
+def offline_mobilenet(monkeypatch, mobilenet_weights):
+    """The app finds the shared MobileNetV2 weights and never tries a download (skips without the weights);
+    a module uses it for every test with `pytestmark = pytest.mark.usefixtures("offline_mobilenet")`."""
+    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
+    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+    return mobilenet_weights
+
+
+@pytest.fixture
 def tmp_project(tmp_path):
     from anomaly_gui.core.project import open_project
 

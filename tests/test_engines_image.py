@@ -20,10 +20,7 @@ from tests.conftest import shared_dataset
 torch.set_num_threads(2)
 
 
-@pytest.fixture(autouse=True)
-def _weights_env(monkeypatch, mobilenet_weights):
-    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
-    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_mobilenet")
 
 
 # -- building blocks ---------------------------------------------------------------------------------------

@@ -17,10 +17,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 
-@pytest.fixture(autouse=True)
-def _weights_env(monkeypatch, mobilenet_weights):
-    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
-    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_mobilenet")
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,7 @@ from tests.conftest import shared_dataset
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def _weights_env(monkeypatch, mobilenet_weights):
-    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
-    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_mobilenet")
 
 
 def test_center_crop_keeps_the_middle_and_maps_go_back_in_place():

@@ -15,10 +15,7 @@ from tests.conftest import shared_dataset
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def _weights_env(monkeypatch, mobilenet_weights):
-    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
-    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_mobilenet")
 
 
 @pytest.mark.parametrize("h,w,H,W,sigma", [(32, 32, 256, 256, 4.0), (28, 40, 224, 320, 2.0), (4, 4, 16, 16, 4.0),

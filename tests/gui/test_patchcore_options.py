@@ -10,15 +10,9 @@ from anomaly_gui.core.project import open_project
 
 from c2_engines import make_images, stop_jobs
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("offline_mobilenet")]
 
 INTENSITY_DEFAULT = "stretch"  # decision 0035
-
-
-@pytest.fixture(autouse=True)
-def _weights_env(monkeypatch, mobilenet_weights):
-    monkeypatch.setenv("ANOMALY_GUI_WEIGHTS", str(mobilenet_weights.parent))
-    monkeypatch.setenv("ANOMALY_GUI_OFFLINE", "1")
 
 
 def test_patchcore_options_are_in_the_train_panel_and_reach_the_model(qtbot, tmp_path):
